@@ -1,0 +1,1 @@
+//! Shape and dtype inference for every op.

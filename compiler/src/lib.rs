@@ -1,0 +1,7 @@
+//! The Flint compiler: front end (`syntax`), typed IR (`ir`), reference interpreter
+//! (`interp`), and the `flint` command-line driver built on them.
+
+pub mod diag;
+pub mod interp;
+pub mod ir;
+pub mod syntax;

@@ -1,0 +1,1 @@
+//! Front end: lexer, parser, and lowering of the AST to the IR.
