@@ -1,1 +1,68 @@
-fn main() {}
+//! `flint`: the command-line driver.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use flint_compiler::diag;
+use flint_compiler::ir::{self, Graph, Op};
+use flint_compiler::syntax;
+
+/// Flint: a compiler for tensor graphs.
+#[derive(Parser)]
+#[command(name = "flint", version, about, long_about = None, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, type-check and verify a .tg file; print its signature.
+    Check {
+        /// The source file.
+        file: PathBuf,
+    },
+    /// Print the typed IR of a .tg file.
+    Print {
+        /// The source file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Print { file } => load(&file).map(|g| print!("{}", ir::print::print(&g))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprint!("{message}");
+            if !message.ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads, parses, lowers and verifies a source file; errors come back rendered.
+fn load(path: &Path) -> Result<Graph, String> {
+    let source = std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?;
+    let name = path.display().to_string();
+    let graph = syntax::compile_str(&source)
+        .map_err(|diags| diag::render_with(&name, &source, &diags, std::io::stderr().is_terminal()))?;
+    ir::verify::verify(&graph).map_err(|e| format!("internal error: the lowered graph does not verify: {e}"))?;
+    Ok(graph)
+}
+
+fn check(path: &Path) -> Result<(), String> {
+    let graph = load(path)?;
+    let params = graph.node_ids().filter(|&n| matches!(graph.op(n), Op::Param { .. })).count();
+    println!("{}", ir::print::signature(&graph));
+    println!("  {} node(s), {} param(s)", graph.len(), params);
+    Ok(())
+}

@@ -9,27 +9,95 @@ use super::{ArgReduceOp, BinaryOp, ConstData, DType, Dim, Op, Shape, Symbol, Ten
 /// writes it with the graph's symbol names.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypeError {
-    Arity { op: &'static str, expected: &'static str, found: usize },
-    DTypeMismatch { op: &'static str, left: DType, right: DType },
-    DTypeNotAllowed { op: &'static str, dtype: DType, allowed: &'static str },
-    Broadcast { left: Shape, right: Shape, axis: usize },
-    RankTooLow { op: &'static str, operand: usize, rank: usize, min: usize },
-    Rank { op: &'static str, operand: usize, rank: usize, expected: usize },
-    Axis { op: &'static str, axis: usize, rank: usize },
-    DuplicateAxis { op: &'static str, axis: usize },
-    NotPermutation { perm: Vec<usize>, rank: usize },
-    DimMismatch { op: &'static str, what: &'static str, left: Dim, right: Dim },
-    ReshapeElements { from: Shape, to: Shape },
-    BroadcastTo { from: Shape, to: Shape },
-    SymbolicAxis { op: &'static str, axis: usize, dim: Dim },
-    EmptySlice { start: u64, end: u64, step: u64 },
-    Window { op: &'static str, what: &'static str },
-    ConstLength { expected: u64, found: usize },
-    ConstKind { dtype: DType },
+    Arity {
+        op: &'static str,
+        expected: &'static str,
+        found: usize,
+    },
+    DTypeMismatch {
+        op: &'static str,
+        left: DType,
+        right: DType,
+    },
+    DTypeNotAllowed {
+        op: &'static str,
+        dtype: DType,
+        allowed: &'static str,
+    },
+    Broadcast {
+        left: Shape,
+        right: Shape,
+        axis: usize,
+    },
+    RankTooLow {
+        op: &'static str,
+        operand: usize,
+        rank: usize,
+        min: usize,
+    },
+    Rank {
+        op: &'static str,
+        operand: usize,
+        rank: usize,
+        expected: usize,
+    },
+    Axis {
+        op: &'static str,
+        axis: usize,
+        rank: usize,
+    },
+    DuplicateAxis {
+        op: &'static str,
+        axis: usize,
+    },
+    NotPermutation {
+        perm: Vec<usize>,
+        rank: usize,
+    },
+    DimMismatch {
+        op: &'static str,
+        what: &'static str,
+        left: Dim,
+        right: Dim,
+    },
+    ReshapeElements {
+        from: Shape,
+        to: Shape,
+    },
+    BroadcastTo {
+        from: Shape,
+        to: Shape,
+    },
+    SymbolicAxis {
+        op: &'static str,
+        axis: usize,
+        dim: Dim,
+    },
+    EmptySlice {
+        start: u64,
+        end: u64,
+        step: u64,
+    },
+    Window {
+        op: &'static str,
+        what: &'static str,
+    },
+    ConstLength {
+        expected: u64,
+        found: usize,
+    },
+    ConstKind {
+        dtype: DType,
+    },
     /// The op's result type must be given (reshape, broadcast, cast, iota, input, param, const).
-    NeedsResultType { op: &'static str },
+    NeedsResultType {
+        op: &'static str,
+    },
     /// The type a node carries differs from the one its operands imply.
-    ResultMismatch { expected: TensorType, found: TensorType },
+    ResultMismatch {
+        expected: TensorType,
+        found: TensorType,
+    },
 }
 
 impl TypeError {
@@ -273,8 +341,9 @@ fn infer(op: &Op, t: &[&TensorType], given: Option<&TensorType>) -> Result<Tenso
             check_axis(name, *axis, t[0].rank())?;
             for (i, p) in t.iter().enumerate().skip(1) {
                 same_dtype(name, t[0], p)?;
-                same_shape(name, "normalised axes and scale/shift shape", &t[0].shape[*axis..], &p.shape)
-                    .map_err(|e| if p.rank() != t[0].rank() - axis { rank_err(name, i, p, t[0].rank() - axis) } else { e })?;
+                same_shape(name, "normalised axes and scale/shift shape", &t[0].shape[*axis..], &p.shape).map_err(
+                    |e| if p.rank() != t[0].rank() - axis { rank_err(name, i, p, t[0].rank() - axis) } else { e },
+                )?;
             }
             Ok(t[0].clone())
         }
@@ -377,7 +446,12 @@ fn same_dim(op: &'static str, what: &'static str, a: &Dim, b: &Dim) -> Result<()
 
 fn same_shape(op: &'static str, what: &'static str, a: &[Dim], b: &[Dim]) -> Result<()> {
     if a.len() != b.len() {
-        return Err(TypeError::DimMismatch { op, what, left: Dim::known(a.len() as u64), right: Dim::known(b.len() as u64) });
+        return Err(TypeError::DimMismatch {
+            op,
+            what,
+            left: Dim::known(a.len() as u64),
+            right: Dim::known(b.len() as u64),
+        });
     }
     a.iter().zip(b).try_for_each(|(x, y)| same_dim(op, what, x, y))
 }
@@ -518,7 +592,13 @@ fn window_out(
     Ok((out(0)?, out(1)?))
 }
 
-fn conv2d_type(t: &[&TensorType], stride: [u64; 2], padding: [u64; 4], dilation: [u64; 2], groups: u64) -> Result<TensorType> {
+fn conv2d_type(
+    t: &[&TensorType],
+    stride: [u64; 2],
+    padding: [u64; 4],
+    dilation: [u64; 2],
+    groups: u64,
+) -> Result<TensorType> {
     let op = "conv2d";
     arity(op, t, 2, 3)?;
     let (x, w) = (t[0], t[1]);

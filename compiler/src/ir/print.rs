@@ -18,18 +18,7 @@ pub fn print(graph: &Graph) -> String {
     let ty = |t: &TensorType| t.display(&graph.symbols).to_string();
 
     let mut out = String::new();
-    let inputs: Vec<String> = graph
-        .inputs
-        .iter()
-        .filter(|&&n| graph.contains(n))
-        .map(|&n| format!("{}: {}", input_name(graph, n), signature_type(graph, graph.ty(n))))
-        .collect();
-    let outputs: Vec<String> = graph
-        .outputs
-        .iter()
-        .map(|(o, n)| format!("{o}: {}", if graph.contains(*n) { ty(graph.ty(*n)) } else { "?".into() }))
-        .collect();
-    let _ = writeln!(out, "graph {}({}) -> ({}) {{", graph.name, inputs.join(", "), outputs.join(", "));
+    let _ = writeln!(out, "graph {} {{", signature(graph));
     if cyclic {
         let _ = writeln!(out, "  # not a DAG: nodes in handle order");
     }
@@ -62,6 +51,25 @@ pub fn print(graph: &Graph) -> String {
     let _ = writeln!(out, "  return {}", rets.join(", "));
     out.push_str("}\n");
     out
+}
+
+/// `name(x: f32[N<=64, 784]) -> (probs: f32[N, 10])`.
+pub fn signature(graph: &Graph) -> String {
+    let inputs: Vec<String> = graph
+        .inputs
+        .iter()
+        .filter(|&&n| graph.contains(n))
+        .map(|&n| format!("{}: {}", input_name(graph, n), signature_type(graph, graph.ty(n))))
+        .collect();
+    let outputs: Vec<String> = graph
+        .outputs
+        .iter()
+        .map(|(o, n)| {
+            let t = if graph.contains(*n) { graph.ty(*n).display(&graph.symbols).to_string() } else { "?".into() };
+            format!("{o}: {t}")
+        })
+        .collect();
+    format!("{}({}) -> ({})", graph.name, inputs.join(", "), outputs.join(", "))
 }
 
 fn input_name(graph: &Graph, id: NodeId) -> String {
@@ -123,8 +131,12 @@ pub fn attributes(op: &Op) -> Vec<String> {
         | Op::Linear => vec![],
         Op::Iota { axis } | Op::Concat { axis } | Op::Gather { axis } => vec![kv("axis", axis.to_string())],
         Op::Softmax { axis } | Op::LogSoftmax { axis } => vec![kv("axis", axis.to_string())],
-        Op::Reduce { axes, keepdims, .. } => vec![kv("axes", format!("{axes:?}")), kv("keepdims", keepdims.to_string())],
-        Op::ArgReduce { axis, keepdims, .. } => vec![kv("axis", axis.to_string()), kv("keepdims", keepdims.to_string())],
+        Op::Reduce { axes, keepdims, .. } => {
+            vec![kv("axes", format!("{axes:?}")), kv("keepdims", keepdims.to_string())]
+        }
+        Op::ArgReduce { axis, keepdims, .. } => {
+            vec![kv("axis", axis.to_string()), kv("keepdims", keepdims.to_string())]
+        }
         Op::Permute { perm } => vec![kv("perm", format!("{perm:?}"))],
         Op::Slice { axis, start, end, step } => vec![
             kv("axis", axis.to_string()),
