@@ -481,6 +481,9 @@ pub fn broadcast_shapes(a: &[Dim], b: &[Dim]) -> Result<Shape> {
 }
 
 fn reduce_shape(op: &'static str, shape: &[Dim], axes: &[usize], keepdims: bool) -> Result<Shape> {
+    if axes.is_empty() {
+        return Err(TypeError::Window { op, what: "there is no axis to reduce (a scalar, or an empty axis list)" });
+    }
     for (i, &a) in axes.iter().enumerate() {
         check_axis(op, a, shape.len())?;
         if axes[..i].contains(&a) {

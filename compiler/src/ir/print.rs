@@ -53,13 +53,14 @@ pub fn print(graph: &Graph) -> String {
     out
 }
 
-/// `name(x: f32[N<=64, 784]) -> (probs: f32[N, 10])`.
+/// `name(x: f32[N<=64, 784]) -> (probs: f32[N, 10])`: each bound at its symbol's first appearance.
 pub fn signature(graph: &Graph) -> String {
+    let mut declared = vec![false; graph.symbols.len()];
     let inputs: Vec<String> = graph
         .inputs
         .iter()
         .filter(|&&n| graph.contains(n))
-        .map(|&n| format!("{}: {}", input_name(graph, n), signature_type(graph, graph.ty(n))))
+        .map(|&n| format!("{}: {}", input_name(graph, n), signature_type(graph, graph.ty(n), &mut declared)))
         .collect();
     let outputs: Vec<String> = graph
         .outputs
@@ -79,16 +80,17 @@ fn input_name(graph: &Graph, id: NodeId) -> String {
     }
 }
 
-/// A signature type, with each symbol's bound at its first appearance: `f32[N<=64, 784]`.
-fn signature_type(graph: &Graph, t: &TensorType) -> String {
+/// A signature type, with a symbol's bound where it is not yet `declared`: `f32[N<=64, 784]`.
+fn signature_type(graph: &Graph, t: &TensorType, declared: &mut [bool]) -> String {
     let dims: Vec<String> = t
         .shape
         .iter()
-        .map(|d| match d.syms.as_slice() {
-            [s] if d.coeff == 1 => graph
-                .symbols
-                .get(s.0 as usize)
-                .map_or_else(|| d.display(&graph.symbols).to_string(), |sym| format!("{}<={}", sym.name, sym.bound)),
+        .map(|d| match (d.syms.as_slice(), d.coeff) {
+            ([s], 1) if declared.get(s.0 as usize) == Some(&false) => {
+                declared[s.0 as usize] = true;
+                let sym = &graph.symbols[s.0 as usize];
+                format!("{}<={}", sym.name, sym.bound)
+            }
             _ => d.display(&graph.symbols).to_string(),
         })
         .collect();

@@ -561,7 +561,7 @@ fn build(l: &Lowerer<'_>, name: &str, types: &[Option<TensorType>], a: &Attrs) -
         }
         "iota" => {
             let shape: Shape = a.shape("shape", false)?.into_iter().flatten().collect();
-            let axis = a.axis("axis", Some(0), shape.len())?;
+            let axis = a.axis("axis", None, shape.len())?;
             Ok(Built::Op(Op::Iota { axis }, Some(TensorType::new(a.dtype("dtype", DType::I64)?, shape))))
         }
         "softmax" => plain(Op::Softmax { axis: a.axis("axis", Some(-1), rank)? }),
@@ -615,8 +615,8 @@ fn slice(a: &Attrs, x: Option<&TensorType>, rank: usize) -> R<Built> {
     let n = x.and_then(|t| t.shape[axis].as_known()).map_or(i64::MAX, |n| n as i64);
     // Python-style: negative positions count from the end, then clamp to 0..=n.
     let position = |v: i64| if v < 0 { (v + n).max(0) } else { v.min(n) } as u64;
-    let start = position(a.int("start", Some(0))?);
-    let end = position(a.int("end", Some(i64::MAX))?);
+    let start = position(a.int("start", None)?);
+    let end = position(a.int("end", None)?);
     Ok(Built::Op(Op::Slice { axis, start, end, step: step as u64 }, None))
 }
 

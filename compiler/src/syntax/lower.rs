@@ -107,6 +107,16 @@ impl<'a> Lowerer<'a> {
             }
         }
         self.body(&def.body, &mut scope);
+        for b in &def.outputs {
+            if def.inputs.iter().any(|i| i.name.name == b.name.name) {
+                let d = Diagnostic::at(
+                    format!("output `{}` has the name of an input", b.name.name),
+                    b.name.span,
+                    "rename it",
+                );
+                self.diags.push(d.with_note(format!("to return the input, write `{0}_out = {0}`", b.name.name)));
+            }
+        }
         for (b, value) in def.outputs.iter().zip(self.outputs(def, &scope)) {
             if let Value::Tensor(id) = value {
                 self.graph.add_output(b.name.name.clone(), id);
@@ -115,10 +125,21 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Resolves a signature type of the graph, declaring each symbol at its first use.
+    /// Every symbol must be declared as a whole dim of an input, so that its value can be
+    /// read off that input at run time.
     fn declare_type(&mut self, t: &TypeExpr, scope: &mut Scope) -> Option<TensorType> {
-        for atom in t.dims.iter().flat_map(|d| &d.factors) {
-            if let DimAtom::Sym { name, bound } = atom {
-                self.declare_symbol(name, *bound, scope);
+        for d in &t.dims {
+            match d.factors.as_slice() {
+                [DimAtom::Sym { name, bound }] => self.declare_symbol(name, *bound, scope),
+                factors => {
+                    for f in factors {
+                        if let DimAtom::Sym { bound: Some((_, span)), name } = f {
+                            let msg =
+                                format!("symbol `{}` must be declared as a whole dim, not inside a product", name.name);
+                            self.diags.push(Diagnostic::at(msg, *span, "declare it alone first: `N<=64`"));
+                        }
+                    }
+                }
             }
         }
         self.resolve_type(t, scope)
@@ -173,8 +194,11 @@ impl<'a> Lowerer<'a> {
                 DimAtom::Int(n, _) => Dim::known(*n),
                 DimAtom::Sym { name, bound } => {
                     if let (Some((_, span)), false) = (bound, scope.dims.contains_key(&name.name)) {
-                        let msg = "bounds are declared only in a graph signature";
-                        self.diags.push(Diagnostic::at(msg, *span, "remove this bound"));
+                        let msg = format!("symbol `{}` must be declared in a graph input", name.name);
+                        let d = Diagnostic::at(msg, *span, "bound given here").with_note(
+                            "a symbol's value is read off the inputs, so it is declared (with its bound) in an input's type",
+                        );
+                        self.diags.push(d);
                         return None;
                     }
                     match scope.dims.get(&name.name) {
@@ -192,6 +216,15 @@ impl<'a> Lowerer<'a> {
     }
 
     fn check_new_name(&mut self, scope: &Scope, name: &Ident) -> bool {
+        if DType::from_name(&name.name).is_some() {
+            let d = Diagnostic::at(
+                format!("`{}` is a dtype name and cannot name a value", name.name),
+                name.span,
+                "reserved",
+            );
+            self.diags.push(d);
+            return false;
+        }
         match scope.values.get(&name.name) {
             Some((_, first)) => {
                 self.diags.push(
@@ -250,7 +283,7 @@ impl<'a> Lowerer<'a> {
                     let d = Diagnostic::at("`as` names the params of a fn call", p.span, "no fn is called here");
                     self.diags.push(d);
                 }
-                vec![self.expr(value, &call_prefix, scope)]
+                vec![self.expr(value, scope)]
             }
         };
         if values.len() != targets.len() && !values.contains(&Value::Poison) {
@@ -324,8 +357,7 @@ impl<'a> Lowerer<'a> {
             self.diags.push(Diagnostic::at(msg, span, "in this call").with_label(def.name.span, "defined here"));
             return poison;
         }
-        let values: Vec<(Value, Span)> =
-            args.iter().map(|a| (self.expr(&a.value, prefix, scope), a.value.span)).collect();
+        let values: Vec<(Value, Span)> = args.iter().map(|a| (self.expr(&a.value, scope), a.value.span)).collect();
         let mut inner = Scope { prefix: prefix.to_string(), ..Scope::default() };
         for (b, (v, vspan)) in def.inputs.iter().zip(values) {
             let v = self.bind_fn_input(b, v, vspan, &mut inner);
@@ -381,7 +413,7 @@ impl<'a> Lowerer<'a> {
         v
     }
 
-    fn expr(&mut self, e: &'a Expr, prefix: &str, scope: &Scope) -> Value {
+    fn expr(&mut self, e: &'a Expr, scope: &Scope) -> Value {
         match &e.kind {
             ExprKind::Name(name) => self.name(name, e.span, scope),
             ExprKind::Int(v) => Value::Int(*v),
@@ -394,14 +426,14 @@ impl<'a> Lowerer<'a> {
                 Value::Poison
             }
             ExprKind::Unary(op, x) => {
-                let v = self.expr(x, prefix, scope);
+                let v = self.expr(x, scope);
                 self.unary(*op, v, e.span, x.span)
             }
             ExprKind::Binary(op, op_span, a, b) => {
-                let (va, vb) = (self.expr(a, prefix, scope), self.expr(b, prefix, scope));
+                let (va, vb) = (self.expr(a, scope), self.expr(b, scope));
                 self.binary(*op, (va, a.span), (vb, b.span), *op_span)
             }
-            ExprKind::Call { callee, args } => self.call(callee, args, e.span, prefix, scope),
+            ExprKind::Call { callee, args } => self.call(callee, args, e.span, scope),
         }
     }
 
@@ -419,22 +451,15 @@ impl<'a> Lowerer<'a> {
         Value::Poison
     }
 
-    fn call(&mut self, callee: &Ident, args: &'a [Arg], span: Span, prefix: &str, scope: &Scope) -> Value {
+    fn call(&mut self, callee: &Ident, args: &'a [Arg], span: Span, scope: &Scope) -> Value {
         if self.fns.contains_key(callee.name.as_str()) {
-            let outs = self.call_fn(callee, args, span, &format!("{prefix}{}.", callee.name), scope);
-            return match outs.as_slice() {
-                [one] => one.clone(),
-                _ => {
-                    let msg = format!(
-                        "fn `{}` returns {} values; bind them with `a, b = {}(...)`",
-                        callee.name,
-                        outs.len(),
-                        callee.name
-                    );
-                    self.diags.push(Diagnostic::at(msg, span, "used as one value"));
-                    Value::Poison
-                }
-            };
+            let d = Diagnostic::at(format!("fn `{}` is called inside an expression", callee.name), span, "fn call")
+                .with_note(format!(
+                    "a fn call is a statement of its own, which names its params: `y = {}(...)`",
+                    callee.name
+                ));
+            self.diags.push(d);
+            return Value::Poison;
         }
         if !builtins::is_builtin(&callee.name) {
             let mut d = Diagnostic::at(format!("unknown op `{}`", callee.name), callee.span, "not an op or fn");
@@ -450,7 +475,7 @@ impl<'a> Lowerer<'a> {
         let mut attrs = Vec::new();
         for (i, arg) in args.iter().enumerate() {
             match builtins::classify(&callee.name, i, arg, &scope.values) {
-                builtins::ArgKind::Tensor => tensors.push((arg, self.expr(&arg.value, prefix, scope))),
+                builtins::ArgKind::Tensor => tensors.push((arg, self.expr(&arg.value, scope))),
                 builtins::ArgKind::Attr => attrs.push(arg),
             }
         }
@@ -513,7 +538,12 @@ impl<'a> Lowerer<'a> {
         };
         let mut ids = Vec::new();
         for (i, (v, s)) in operands.iter().enumerate() {
-            let dtype = if matches!(op, Op::Select) && i == 0 { Some(DType::Bool) } else { like };
+            let dtype = match (&op, i) {
+                (Op::Select, 0) => Some(DType::Bool),
+                // Indices have no peer: a literal index is i64.
+                (Op::Gather { .. }, 1) => None,
+                _ => like,
+            };
             match self.materialize(v, dtype, *s) {
                 Value::Tensor(id) => ids.push(id),
                 _ => return Value::Poison,
@@ -551,6 +581,9 @@ impl<'a> Lowerer<'a> {
             (ConstData::Int(x), d) if d.is_float() => ConstData::Float(vec![x[0] as f64]),
             (ConstData::Float(_), d) if !d.is_float() => return self.literal_error("a float literal", d, span),
             (ConstData::Int(_), DType::Bool) => return self.literal_error("an integer literal", dtype, span),
+            (ConstData::Int(x), DType::I32) if i32::try_from(x[0]).is_err() => {
+                return self.literal_error("an integer literal outside the i32 range", dtype, span)
+            }
             (ConstData::Bool(_), d) if d != DType::Bool => return self.literal_error("a bool literal", d, span),
             (data, _) => data,
         };
