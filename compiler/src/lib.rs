@@ -4,4 +4,7 @@
 pub mod diag;
 pub mod interp;
 pub mod ir;
+pub mod npy;
+pub mod random;
 pub mod syntax;
+pub mod weights;
