@@ -9,6 +9,8 @@ use flint_compiler::diag;
 use flint_compiler::ir::{self, Graph, Op};
 use flint_compiler::syntax;
 
+mod eval;
+
 /// Flint: a compiler for tensor graphs.
 #[derive(Parser)]
 #[command(name = "flint", version, about, long_about = None, arg_required_else_help = true)]
@@ -29,6 +31,29 @@ enum Command {
         /// The source file.
         file: PathBuf,
     },
+    /// Run a graph on the reference interpreter (f64 accumulation) and write its outputs.
+    ///
+    /// Inputs and weights that are not given are seeded random; a symbolic dim that neither
+    /// `--dim` nor a given input fixes takes its upper bound.
+    Eval {
+        /// The source file.
+        file: PathBuf,
+        /// Weights for the params, as a safetensors file.
+        #[arg(long, value_name = "FILE.safetensors")]
+        weights: Option<PathBuf>,
+        /// An input from a .npy file; repeat for several inputs.
+        #[arg(long = "input", value_name = "NAME=PATH.npy")]
+        inputs: Vec<String>,
+        /// The value of a symbolic dim; repeat for several.
+        #[arg(long = "dim", value_name = "SYMBOL=VALUE")]
+        dims: Vec<String>,
+        /// Seed for the random inputs and weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write every output to DIR/<name>.npy.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +61,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Print { file } => load(&file).map(|g| print!("{}", ir::print::print(&g))),
+        Command::Eval { file, weights, inputs, dims, seed, out } => {
+            eval::run(&file, weights.as_deref(), &inputs, &dims, seed, out.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,7 +78,7 @@ fn main() -> ExitCode {
 }
 
 /// Reads, parses, lowers and verifies a source file; errors come back rendered.
-fn load(path: &Path) -> Result<Graph, String> {
+pub(crate) fn load(path: &Path) -> Result<Graph, String> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?;
     let name = path.display().to_string();
     let graph = syntax::compile_str(&source)

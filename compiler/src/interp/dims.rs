@@ -105,7 +105,8 @@ fn check_unknown_inputs(graph: &Graph, inputs: &TensorMap) -> Result<(), EvalErr
 
 fn bind(graph: &Graph, dims: &mut DimValues, s: SymId, value: u64) -> Result<(), EvalError> {
     let sym = graph.symbols.get(s.0 as usize).ok_or(EvalError::UnknownSymbol { id: s.0 })?;
-    if value > sym.bound {
+    // A symbol ranges over 1..=bound (ir-spec/types.md): empty tensors are not a size we plan for.
+    if value == 0 || value > sym.bound {
         return Err(EvalError::SymbolBound { symbol: sym.name.clone(), value, bound: sym.bound });
     }
     dims.insert(s, value);
@@ -125,7 +126,7 @@ fn solve(graph: &Graph, dims: &mut DimValues, constraints: &[Constraint]) -> Res
             if power != 1 || known == 0 {
                 continue;
             }
-            if c.found % known != 0 {
+            if !c.found.is_multiple_of(known) {
                 let dim = c.dim.display(&graph.symbols).to_string();
                 return Err(EvalError::NotDivisible {
                     name: c.input.into(),

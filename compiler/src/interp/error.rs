@@ -40,7 +40,7 @@ pub enum EvalError {
     WrongDim { role: Role, name: String, axis: usize, dim: String, expected: u64, found: u64 },
     #[error("input `{name}`: axis {axis} has {found} elements, which is not a multiple of {divisor} as `{dim}` needs")]
     NotDivisible { name: String, axis: usize, dim: String, divisor: u64, found: u64 },
-    #[error("symbol `{symbol}` = {value} exceeds its declared bound {bound}")]
+    #[error("symbol `{symbol}` = {value} is outside 1..={bound} (its declared bound)")]
     SymbolBound { symbol: String, value: u64, bound: u64 },
     #[error("no value for symbol `{symbol}`: the input shapes do not determine it; give it explicitly")]
     UnboundSymbol { symbol: String },

@@ -13,11 +13,12 @@ use crate::ir::{BinaryOp, CompareOp, ConstData, DType, Dim, Graph, NodeId, Op, S
 
 /// Lowers the file's one `graph` (with the fns it calls) to IR.
 pub fn lower(file: &File) -> Result<Graph, Vec<Diagnostic>> {
-    let mut l = Lowerer { graph: Graph::default(), fns: HashMap::new(), diags: Vec::new(), stack: Vec::new() };
+    let mut l = Lowerer::default();
     let graph_def = l.collect_defs(file);
     if let Some(def) = graph_def {
         l.lower_graph(def);
     }
+    l.check_uncalled_fns(file);
     if l.diags.is_empty() {
         Ok(l.graph)
     } else {
@@ -46,12 +47,15 @@ struct Scope {
     prefix: String,
 }
 
+#[derive(Default)]
 pub(super) struct Lowerer<'a> {
     pub(super) graph: Graph,
     fns: HashMap<&'a str, &'a Def>,
     pub(super) diags: Vec<Diagnostic>,
     /// The fns being inlined, outermost first, with their call sites (to report recursion).
     stack: Vec<(&'a str, Span)>,
+    /// The fns inlined at least once; the others are checked on their own.
+    called: std::collections::HashSet<&'a str>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -68,6 +72,15 @@ impl<'a> Lowerer<'a> {
                 },
                 DefKind::Fn => self.add_fn(def),
             }
+            if def.outputs.is_empty() {
+                let d = Diagnostic::at(format!("`{}` has no outputs", def.name.name), def.name.span, "defined here");
+                self.diags.push(d.with_note("a definition returns at least one value: `-> (y: f32[N])`"));
+            }
+        }
+        if let (Some(g), Some(f)) = (graph, graph.and_then(|g| self.fns.get(g.name.name.as_str()))) {
+            let d = Diagnostic::at(format!("the graph and a fn are both named `{}`", g.name.name), g.name.span, "graph")
+                .with_label(f.name.span, "fn");
+            self.diags.push(d.with_note("definition names are unique in a file"));
         }
         if graph.is_none() && self.diags.is_empty() {
             let d = Diagnostic::error("no `graph` in this file")
@@ -92,6 +105,33 @@ impl<'a> Lowerer<'a> {
             );
         } else {
             self.fns.insert(name, def);
+        }
+    }
+
+    /// Type-checks each fn that no call inlined, with its generic dims as fresh symbols, so
+    /// an error in an unused fn is still reported. Work done here is thrown away.
+    fn check_uncalled_fns(&mut self, file: &'a File) {
+        let uncalled: Vec<&'a Def> =
+            file.defs.iter().filter(|d| d.kind == DefKind::Fn && !self.called.contains(d.name.name.as_str())).collect();
+        for def in uncalled {
+            let mut scratch = Lowerer { fns: self.fns.clone(), ..Lowerer::default() };
+            let mut scope = Scope::default();
+            for b in &def.inputs {
+                for atom in b.ty.dims.iter().flat_map(|d| &d.factors) {
+                    if let DimAtom::Sym { name, bound: None } = atom {
+                        scratch.declare_symbol(name, Some((u64::MAX, name.span)), &mut scope);
+                    }
+                }
+                let value = match scratch.resolve_type(&b.ty, &scope) {
+                    Some(ty) => Value::Tensor(scratch.graph.add_input(b.name.name.clone(), ty)),
+                    None => Value::Poison,
+                };
+                scope.values.insert(b.name.name.clone(), (value, b.name.span));
+            }
+            scratch.stack.push((def.name.name.as_str(), def.name.span));
+            scratch.body(&def.body, &mut scope);
+            scratch.outputs(def, &scope);
+            self.diags.append(&mut scratch.diags);
         }
     }
 
@@ -257,6 +297,14 @@ impl<'a> Lowerer<'a> {
         if !self.check_new_name(scope, name) {
             return;
         }
+        if t.shape.iter().any(|d| !d.syms.is_empty()) {
+            let shown = t.display(&self.graph.symbols).to_string();
+            let d = Diagnostic::at(format!("param `{}` has symbolic type {shown}", name.name), ty.span, "not static")
+                .with_note("weights have fixed shapes; only inputs carry symbolic dims");
+            self.diags.push(d);
+            scope.values.insert(name.name.clone(), (Value::Poison, name.span));
+            return;
+        }
         let key = format!("{}{}", scope.prefix, name.name);
         let clash = self.graph.node_ids().find(|&n| matches!(self.graph.op(n), Op::Param { name } if *name == key));
         if let Some(other) = clash {
@@ -364,6 +412,7 @@ impl<'a> Lowerer<'a> {
             inner.values.insert(b.name.name.clone(), (v, b.name.span));
         }
         self.stack.push((def.name.name.as_str(), span));
+        self.called.insert(def.name.name.as_str());
         let diags_before = self.diags.len();
         self.body(&def.body, &mut inner);
         let outs = self.outputs(def, &inner);

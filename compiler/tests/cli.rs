@@ -1,0 +1,144 @@
+//! The `flint` binary as a user runs it: exit codes, messages, and `eval` against NumPy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flint_compiler::interp::{DimValues, TensorMap};
+use flint_compiler::{npy, random, syntax, weights};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn flint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flint")).args(args).current_dir(repo()).output().expect("the flint binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flint-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn tg_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
+        .expect("directory exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "tg"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn check_accepts_every_spec_example() {
+    for file in tg_files("ir-spec/examples").into_iter().chain(tg_files("examples")) {
+        let o = flint(&["check", file.to_str().unwrap_or_default()]);
+        assert!(o.status.success(), "{} rejected:\n{}", file.display(), stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("->"), "no signature printed for {}", file.display());
+    }
+}
+
+#[test]
+fn check_rejects_every_bad_program_with_a_location() {
+    let bad = tg_files("compiler/tests/bad");
+    assert!(bad.len() >= 30, "only {} bad programs", bad.len());
+    for file in bad {
+        let o = flint(&["check", file.to_str().unwrap_or_default()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{} was not rejected with exit 1:\n{err}", file.display());
+        assert!(err.contains("error"), "{}: no error message:\n{err}", file.display());
+        assert!(!err.contains("panicked"), "{} panicked:\n{err}", file.display());
+    }
+}
+
+#[test]
+fn eval_of_the_mlp_matches_numpy() {
+    let dir = scratch("mlp");
+    let source = std::fs::read_to_string(repo().join("examples/mlp.tg")).expect("examples/mlp.tg");
+    let graph = syntax::compile_str(&source).expect("mlp compiles");
+    let dims: DimValues = [(flint_compiler::ir::SymId(0), 5)].into_iter().collect();
+    let params = random::random_params(&graph, &dims, 11).expect("random weights");
+    weights::save_safetensors(&dir.join("w.safetensors"), &params).expect("write weights");
+    let inputs = random::random_inputs(&graph, &dims, 12).expect("random input");
+    npy::write_npy(&dir.join("x.npy"), &inputs["x"]).expect("write input");
+
+    let out = dir.join("out");
+    let o = flint(&[
+        "eval",
+        "examples/mlp.tg",
+        "--weights",
+        dir.join("w.safetensors").to_str().unwrap_or_default(),
+        "--input",
+        &format!("x={}", dir.join("x.npy").display()),
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "flint eval failed:\n{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("probs: f32[5, 10]"));
+
+    let reference = dir.join("numpy.npy");
+    let py = Command::new("python3")
+        .arg(repo().join("scripts/mlp_numpy.py"))
+        .args([dir.join("w.safetensors"), dir.join("x.npy"), reference.clone()])
+        .output()
+        .expect("python3 runs (scripts/install-deps.sh installs it with NumPy)");
+    assert!(py.status.success(), "NumPy reference failed:\n{}", stderr(&py));
+
+    let got = npy::read_npy(&out.join("probs.npy")).expect("flint wrote probs.npy").to_f64_vec();
+    let want = npy::read_npy(&reference).expect("numpy wrote its output").to_f64_vec();
+    assert_eq!(got.len(), 50);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs(), "probs[{i}]: flint {g} vs NumPy {w}");
+    }
+    // The data must be real: rows sum to one and are not all equal.
+    assert!((got[..10].iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    assert!(got[..10].iter().any(|&p| (p - got[0]).abs() > 1e-4));
+}
+
+#[test]
+fn eval_rejects_a_dim_above_its_bound() {
+    let o = flint(&["eval", "examples/mlp.tg", "--dim", "N=65"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("`N` = 65 is outside 1..=64"), "{}", stderr(&o));
+}
+
+#[test]
+fn eval_rejects_unknown_names() {
+    let o = flint(&["eval", "examples/mlp.tg", "--dim", "M=3"]);
+    assert!(stderr(&o).contains("no symbol `M` (its symbols: N)"), "{}", stderr(&o));
+    let o = flint(&["eval", "examples/mlp.tg", "--input", "y=nothing.npy"]);
+    assert!(stderr(&o).contains("no input `y` (its inputs: x)"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn eval_reports_missing_weights_and_corrupt_inputs() {
+    let dir = scratch("bad-data");
+    let mut partial = TensorMap::new();
+    let source = std::fs::read_to_string(repo().join("examples/mlp.tg")).expect("examples/mlp.tg");
+    let graph = syntax::compile_str(&source).expect("mlp compiles");
+    let dims: DimValues = [(flint_compiler::ir::SymId(0), 2)].into_iter().collect();
+    let mut all = random::random_params(&graph, &dims, 1).expect("weights");
+    partial.insert("w1".into(), all.remove("w1").expect("w1"));
+    weights::save_safetensors(&dir.join("partial.safetensors"), &partial).expect("write");
+    let o = flint(&["eval", "examples/mlp.tg", "--weights", dir.join("partial.safetensors").to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("b1"), "the missing param is not named:\n{}", stderr(&o));
+
+    std::fs::write(dir.join("junk.npy"), b"\x93NUMPY\x01\x00garbage").expect("write");
+    let o = flint(&["eval", "examples/mlp.tg", "--input", &format!("x={}", dir.join("junk.npy").display())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_missing_file_is_an_error_not_a_panic() {
+    let o = flint(&["check", "no/such/file.tg"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read no/such/file.tg"), "{}", stderr(&o));
+}
