@@ -106,7 +106,7 @@ impl Dim {
 
     /// `self / other` when the quotient is again a monomial (exact division).
     pub fn div(&self, other: &Dim) -> Option<Dim> {
-        if other.coeff == 0 || self.coeff % other.coeff != 0 {
+        if other.coeff == 0 || !self.coeff.is_multiple_of(other.coeff) {
             return None;
         }
         let mut syms = self.syms.clone();
