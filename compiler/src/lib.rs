@@ -4,4 +4,6 @@
 pub mod diag;
 pub mod interp;
 pub mod ir;
+#[cfg(feature = "mlir")]
+pub mod mlir;
 pub mod syntax;
