@@ -27,6 +27,14 @@ for p in "${py_pkgs[@]}"; do
   python3 -c "import $p" 2>/dev/null || python3 -m pip install -q "$p"
 done
 
+# ptxas for validating generated PTX without a GPU or a CUDA install: the standalone
+# assembler in NVIDIA's `nvidia-cuda-nvcc` package (CUDA 13.x, about 47 MB). The wheel puts it
+# at site-packages/nvidia/cu13/bin/ptxas; tests find it through importlib.metadata.
+if ! python3 -c "import importlib.metadata as m; m.distribution('nvidia-cuda-nvcc')" 2>/dev/null; then
+  echo "install-deps: pip install nvidia-cuda-nvcc==13.*"
+  python3 -m pip install -q 'nvidia-cuda-nvcc==13.*'
+fi
+
 # rustfmt and clippy ship as rustup components.
 if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

@@ -4,6 +4,8 @@
 pub mod diag;
 pub mod interp;
 pub mod ir;
+#[cfg(feature = "mlir")]
+pub mod mlir;
 pub mod npy;
 pub mod random;
 pub mod syntax;

@@ -21,7 +21,7 @@ pub enum VerifyError {
     #[error("{node} refers to symbol #{symbol}, but the graph declares {count}")]
     UnknownSymbol { node: NodeId, symbol: u32, count: usize },
     #[error("{node} = {op}: {message}")]
-    Type { node: NodeId, op: &'static str, message: String, error: TypeError },
+    Type { node: NodeId, op: &'static str, message: String, error: Box<TypeError> },
 }
 
 /// Checks every invariant of `graph` and returns the first broken one.
@@ -98,6 +98,6 @@ fn check_type(graph: &Graph, id: NodeId) -> Result<(), VerifyError> {
     let node = graph.node(id);
     result_type(&node.op, &types, Some(&node.ty)).map(|_| ()).map_err(|error| {
         let message = error.display(&graph.symbols).to_string();
-        VerifyError::Type { node: id, op: node.op.name(), message, error }
+        VerifyError::Type { node: id, op: node.op.name(), message, error: Box::new(error) }
     })
 }

@@ -1,0 +1,34 @@
+# Flint: `make run` builds and runs the example, `make test` is what CI runs (.ci/run).
+# Everything uses the dev profile, so melior/MLIR is compiled once and shared by all targets.
+# Set CARGO_TARGET_DIR to share one build directory between checkouts.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: deps build run test check-snapshots
+
+deps:
+	./scripts/install-deps.sh
+
+build:
+	$(CARGO) build --workspace
+
+run: deps build
+	$(CARGO) run -p flint-compiler --bin flint -- eval examples/mlp.tg --out target/mlp-out
+
+# INSTA_UPDATE=no: a snapshot mismatch or a missing snapshot fails and writes no .snap.new.
+# CI=true: tests that would skip a check for a missing tool (e.g. ptxas) fail instead.
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	INSTA_UPDATE=no CI=true $(CARGO) test --workspace --locked
+	$(MAKE) --no-print-directory check-snapshots
+
+# Pending insta snapshots mean someone ran the tests without reviewing the result.
+check-snapshots:
+	@pending="$$(find . -path ./target -prune -o -path ./.git -prune -o \
+	    \( -name '*.snap.new' -o -name '*.pending-snap' \) -print)"; \
+	if [ -n "$$pending" ]; then \
+	    echo "pending insta snapshots (review with cargo insta review, or delete):"; \
+	    echo "$$pending"; exit 1; \
+	fi

@@ -1,0 +1,149 @@
+//! Lowers a small real kernel through MLIR to PTX for the chips Flint targets and, when
+//! `ptxas` is available, assembles the PTX to prove it is valid.
+//!
+//! `ptxas` is looked up in this order: the `FLINT_PTXAS` environment variable (a path), then
+//! `PATH`, then the `nvidia-cuda-nvcc` package from the Python registry (installed by
+//! `scripts/install-deps.sh`), located through `python3`'s `importlib.metadata`. When none is
+//! found the assembly step is skipped with a note, unless `CI` or `FLINT_REQUIRE_PTXAS` is set,
+//! in which case the test fails.
+#![cfg(feature = "mlir")]
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flint_compiler::mlir::{gpu_module_to_ptx, MlirError};
+
+/// c[i] = a[i] + b[i] for i < n, one thread per element.
+const VECTOR_ADD: &str = r#"
+module attributes {gpu.container_module} {
+  gpu.module @kernels {
+    gpu.func @vadd(%a: memref<?xf32>, %b: memref<?xf32>, %c: memref<?xf32>, %n: index) kernel {
+      %tid = gpu.thread_id x
+      %bid = gpu.block_id x
+      %bdim = gpu.block_dim x
+      %base = arith.muli %bid, %bdim : index
+      %i = arith.addi %base, %tid : index
+      %in_bounds = arith.cmpi ult, %i, %n : index
+      scf.if %in_bounds {
+        %x = memref.load %a[%i] : memref<?xf32>
+        %y = memref.load %b[%i] : memref<?xf32>
+        %s = arith.addf %x, %y : f32
+        memref.store %s, %c[%i] : memref<?xf32>
+      }
+      gpu.return
+    }
+  }
+}
+"#;
+
+#[test]
+fn vector_add_sm90() {
+    lower_and_assemble("sm_90", "+ptx80", "8.0", "sm_90a");
+}
+
+#[test]
+fn vector_add_sm121() {
+    lower_and_assemble("sm_121", "+ptx88", "8.8", "sm_121a");
+}
+
+/// LLVM aborts the process on a PTX version too old for the chip; the API must refuse it first.
+#[test]
+fn too_old_ptx_version_is_an_error_not_an_abort() {
+    let result = gpu_module_to_ptx(VECTOR_ADD, "sm_121", "+ptx80");
+    assert!(matches!(result, Err(MlirError::InvalidTarget(_))), "{result:?}");
+}
+
+#[test]
+fn two_gpu_modules_are_ambiguous() {
+    let two = VECTOR_ADD.replacen("gpu.module @kernels {", "gpu.module @empty {\n  }\n  gpu.module @kernels {", 1);
+    let result = gpu_module_to_ptx(&two, "sm_90", "+ptx80");
+    assert!(matches!(result, Err(MlirError::MultiplePtx(2))), "{result:?}");
+}
+
+fn lower_and_assemble(chip: &str, features: &str, ptx_version: &str, ptxas_arch: &str) {
+    let ptx = match gpu_module_to_ptx(VECTOR_ADD, chip, features) {
+        Ok(ptx) => ptx,
+        Err(error) => panic!("lowering to PTX for {chip} failed: {error}"),
+    };
+    assert!(ptx.contains(".entry vadd("), "no `.entry vadd(` in PTX:\n{ptx}");
+    assert!(
+        ptx.lines().any(|line| line.trim() == format!(".target {chip}")),
+        "no `.target {chip}` line in PTX:\n{ptx}"
+    );
+    assert!(
+        ptx.lines().any(|line| line.trim() == format!(".version {ptx_version}")),
+        "no `.version {ptx_version}`:\n{ptx}"
+    );
+    assert!(ptx.contains("%tid.x") && ptx.contains("%ctaid.x"), "thread/block ids missing:\n{ptx}");
+
+    let Some(ptxas) = find_ptxas() else {
+        if required("CI") || required("FLINT_REQUIRE_PTXAS") {
+            panic!(
+                "ptxas not found, and CI or FLINT_REQUIRE_PTXAS is set: run scripts/install-deps.sh \
+                 (installs the `nvidia-cuda-nvcc` Python package) or point FLINT_PTXAS at a ptxas binary"
+            );
+        }
+        eprintln!(
+            "note: ptxas not found (FLINT_PTXAS, PATH, python3 nvidia-cuda-nvcc); skipping PTX assembly for {chip}"
+        );
+        return;
+    };
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mlir_ptx");
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        panic!("cannot create {}: {error}", dir.display());
+    }
+    let ptx_path = dir.join(format!("vadd_{chip}.ptx"));
+    let cubin_path = dir.join(format!("vadd_{chip}.cubin"));
+    if let Err(error) = std::fs::write(&ptx_path, &ptx) {
+        panic!("cannot write {}: {error}", ptx_path.display());
+    }
+    let output = Command::new(&ptxas)
+        .arg(format!("-arch={ptxas_arch}"))
+        .arg(&ptx_path)
+        .arg("-o")
+        .arg(&cubin_path)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", ptxas.display()));
+    assert!(
+        output.status.success(),
+        "{} -arch={ptxas_arch} rejected the PTX ({}):\nstdout:\n{}\nstderr:\n{}\nPTX:\n{ptx}",
+        ptxas.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    let cubin_len = std::fs::metadata(&cubin_path).map(|m| m.len()).unwrap_or(0);
+    assert!(cubin_len > 0, "ptxas wrote no cubin to {}", cubin_path.display());
+}
+
+/// Whether an environment switch is on (set, and not empty, `0` or `false`).
+fn required(name: &str) -> bool {
+    env::var(name).is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
+}
+
+/// `FLINT_PTXAS`, then `ptxas` on `PATH`, then the `nvidia-cuda-nvcc` Python package.
+fn find_ptxas() -> Option<PathBuf> {
+    if let Some(path) = env::var_os("FLINT_PTXAS").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "FLINT_PTXAS={} is not a file", path.display());
+        return Some(path);
+    }
+    if let Some(path) = env::var_os("PATH")
+        .and_then(|paths| env::split_paths(&paths).map(|dir| dir.join("ptxas")).find(|p| p.is_file()))
+    {
+        return Some(path);
+    }
+    // The wheel puts it under site-packages/nvidia/cu<major>/bin/ptxas (cu13 for CUDA 13);
+    // asking the package's file list avoids hard-coding that layout.
+    let script = "import importlib.metadata as m\n\
+                  d = m.distribution('nvidia-cuda-nvcc')\n\
+                  print(next(str(d.locate_file(f)) for f in (d.files or []) if f.name == 'ptxas'))";
+    let output = Command::new("python3").arg("-c").arg(script).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let path = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+    path.is_file().then_some(path)
+}
