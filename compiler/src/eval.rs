@@ -52,7 +52,10 @@ fn read_inputs(graph: &Graph, args: &[String]) -> Result<TensorMap, String> {
     for arg in args {
         let (name, path) = split_arg(arg, "--input", "NAME=PATH.npy")?;
         if !names.contains(&name) {
-            return Err(format!("error: --input {name}: the graph has no input `{name}` (its inputs: {})", names.join(", ")));
+            return Err(format!(
+                "error: --input {name}: the graph has no input `{name}` (its inputs: {})",
+                names.join(", ")
+            ));
         }
         let tensor = npy::read_npy(Path::new(path)).map_err(|e| format!("error: --input {name}: {path}: {e}"))?;
         if map.insert(name.to_string(), tensor).is_some() {
@@ -72,14 +75,17 @@ fn parse_dims(graph: &Graph, args: &[String]) -> Result<DimValues, String> {
             let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
             return Err(format!("error: --dim {name}: the graph has no symbol `{name}` (its symbols: {known})"));
         };
-        let value: u64 = value.parse().map_err(|_| format!("error: --dim {name}={value}: not a non-negative integer"))?;
+        let value: u64 =
+            value.parse().map_err(|_| format!("error: --dim {name}={value}: not a non-negative integer"))?;
         dims.insert(SymId(at as u32), value);
     }
     Ok(dims)
 }
 
 fn split_arg<'a>(arg: &'a str, flag: &str, form: &str) -> Result<(&'a str, &'a str), String> {
-    arg.split_once('=').filter(|(k, v)| !k.is_empty() && !v.is_empty()).ok_or_else(|| format!("error: {flag} {arg}: expected {form}"))
+    arg.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("error: {flag} {arg}: expected {form}"))
 }
 
 /// Symbol values: explicit ones, then those read off the given inputs, then each bound.

@@ -126,7 +126,8 @@ fn eval_reports_missing_weights_and_corrupt_inputs() {
     let mut all = random::random_params(&graph, &dims, 1).expect("weights");
     partial.insert("w1".into(), all.remove("w1").expect("w1"));
     weights::save_safetensors(&dir.join("partial.safetensors"), &partial).expect("write");
-    let o = flint(&["eval", "examples/mlp.tg", "--weights", dir.join("partial.safetensors").to_str().unwrap_or_default()]);
+    let o =
+        flint(&["eval", "examples/mlp.tg", "--weights", dir.join("partial.safetensors").to_str().unwrap_or_default()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("b1"), "the missing param is not named:\n{}", stderr(&o));
 

@@ -691,7 +691,9 @@ fn signature_errors() {
     let (g, _) = sym_graph();
     let none = DimValues::new();
     let e = bind_dims(&g, &one("x", f32s(&[5, 2], &[0.0; 10])), &none).unwrap_err();
-    assert_eq!(e.to_string(), "symbol `N` = 5 exceeds its declared bound 4");
+    assert_eq!(e.to_string(), "symbol `N` = 5 is outside 1..=4 (its declared bound)");
+    let e = bind_dims(&g, &one("x", f32s(&[0, 2], &[])), &none).unwrap_err();
+    assert_eq!(e.to_string(), "symbol `N` = 0 is outside 1..=4 (its declared bound)");
     let e = bind_dims(&g, &one("x", f32s(&[2, 3], &[0.0; 6])), &none).unwrap_err();
     assert_eq!(e.to_string(), "input `x`: axis 1 must be 2, found 3");
     let e = bind_dims(&g, &one("x", f(DType::F16, &[2, 2], &[0.0; 4])), &none).unwrap_err();

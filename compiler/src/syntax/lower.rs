@@ -78,8 +78,9 @@ impl<'a> Lowerer<'a> {
             }
         }
         if let (Some(g), Some(f)) = (graph, graph.and_then(|g| self.fns.get(g.name.name.as_str()))) {
-            let d = Diagnostic::at(format!("the graph and a fn are both named `{}`", g.name.name), g.name.span, "graph")
-                .with_label(f.name.span, "fn");
+            let d =
+                Diagnostic::at(format!("the graph and a fn are both named `{}`", g.name.name), g.name.span, "graph")
+                    .with_label(f.name.span, "fn");
             self.diags.push(d.with_note("definition names are unique in a file"));
         }
         if graph.is_none() && self.diags.is_empty() {
