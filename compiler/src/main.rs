@@ -9,6 +9,7 @@ use flint_compiler::diag;
 use flint_compiler::ir::{self, Graph, Op};
 use flint_compiler::syntax;
 
+mod compile;
 mod eval;
 
 /// Flint: a compiler for tensor graphs.
@@ -30,6 +31,24 @@ enum Command {
     Print {
         /// The source file.
         file: PathBuf,
+    },
+    /// Run the optimisation pipeline over a .tg file and report what each pass did.
+    ///
+    /// Artifact output (kernels, host glue, memory plan) is not written yet; this runs the
+    /// passes that exist, verifying after each, and shows their effect.
+    Compile {
+        /// The source file.
+        #[arg(required_unless_present = "list_passes")]
+        file: Option<PathBuf>,
+        /// Print the IR after this pass (see --list-passes for names).
+        #[arg(long, value_name = "PASS")]
+        dump_after: Option<String>,
+        /// Write the IR before the pipeline and after every pass to DIR/NN-<pass>.ir.
+        #[arg(long, value_name = "DIR")]
+        dump_all: Option<PathBuf>,
+        /// List the passes of the pipeline in order.
+        #[arg(long)]
+        list_passes: bool,
     },
     /// Run a graph on the reference interpreter (f64 accumulation) and write its outputs.
     ///
@@ -61,6 +80,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Print { file } => load(&file).map(|g| print!("{}", ir::print::print(&g))),
+        Command::Compile { file, dump_after, dump_all, list_passes } => {
+            compile::run(file.as_deref(), dump_after.as_deref(), dump_all.as_deref(), list_passes)
+        }
         Command::Eval { file, weights, inputs, dims, seed, out } => {
             eval::run(&file, weights.as_deref(), &inputs, &dims, seed, out.as_deref())
         }

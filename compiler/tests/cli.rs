@@ -143,3 +143,30 @@ fn a_missing_file_is_an_error_not_a_panic() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot read no/such/file.tg"), "{}", stderr(&o));
 }
+
+#[test]
+fn compile_runs_the_pipeline_and_dumps_on_request() {
+    let dir = scratch("dumps");
+    let o = flint(&[
+        "compile",
+        "examples/mlp.tg",
+        "--dump-after",
+        "decompose",
+        "--dump-all",
+        dir.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("graph mlp("));
+    for pass in passes_in_order() {
+        assert!(stderr(&o).contains(&pass), "no timing line for {pass}");
+    }
+    assert!(dir.join("00-input.ir").exists() && dir.join("01-decompose.ir").exists());
+    let o = flint(&["compile", "examples/mlp.tg", "--dump-after", "fusion-typo"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no such pass"));
+}
+
+fn passes_in_order() -> Vec<String> {
+    let o = flint(&["compile", "--list-passes"]);
+    String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_whitespace().nth(1).map(String::from)).collect()
+}

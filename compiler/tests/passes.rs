@@ -1,0 +1,116 @@
+//! Every pass on every `ir-spec` example: the IR after each pass is snapshotted as
+//! `<example>@NN-<pass>`, and the whole pipeline preserves meaning on fresh random inputs.
+
+use std::path::Path;
+
+use flint_compiler::interp::{self, DimValues, Tensor};
+use flint_compiler::ir::{self, DType, Graph, SymId};
+use flint_compiler::passes::{self, RunOptions};
+use flint_compiler::{random, syntax};
+
+fn lower(path: &Path) -> Graph {
+    let source = std::fs::read_to_string(path).expect("example readable");
+    syntax::compile_str(&source).unwrap_or_else(|_| panic!("{} does not compile", path.display()))
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+#[test]
+fn every_pass_on_every_example() {
+    insta::glob!("../../ir-spec/examples", "*.tg", |path| {
+        let mut graph = lower(path);
+        let records =
+            passes::run_passes(&mut graph, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: true })
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (i, r) in records.iter().enumerate() {
+            let name = format!("{}@{:02}-{}", stem(path), i + 1, r.name);
+            insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
+                insta::assert_snapshot!(name, r.dump.clone().unwrap_or_default());
+            });
+        }
+        assert!(graph.node_ids().all(|n| !graph.op(n).is_composite()), "{}: a composite survived", path.display());
+    });
+}
+
+/// `|got - want| <= atol + rtol·|want|`, NaN matching NaN and infinities matching exactly.
+fn close(got: &Tensor, want: &Tensor, dtype: DType) -> Result<(), String> {
+    let (rtol, atol) = match dtype {
+        DType::F32 => (1e-4, 1e-5),
+        DType::F16 => (1e-2, 1e-3),
+        DType::BF16 => (5e-2, 1e-2),
+        DType::I32 | DType::I64 | DType::Bool => (0.0, 0.0),
+    };
+    if got.shape() != want.shape() {
+        return Err(format!("shape {:?} vs {:?}", got.shape(), want.shape()));
+    }
+    for (i, (g, w)) in got.to_f64_vec().iter().zip(want.to_f64_vec()).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || g == &w || (g - w).abs() <= atol + rtol * w.abs();
+        if !ok {
+            return Err(format!("element {i}: {g} vs {w}"));
+        }
+    }
+    Ok(())
+}
+
+fn check_pipeline_preserves(graph: &Graph, label: &str, seed: u64) {
+    let mut optimized = graph.clone();
+    passes::run_passes(&mut optimized, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: false })
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    for pick in [|_: u64| 1, |b: u64| b.min(5)] {
+        let dims: DimValues = graph.symbols.iter().enumerate().map(|(i, s)| (SymId(i as u32), pick(s.bound))).collect();
+        let inputs = random::random_inputs(graph, &dims, seed).expect("inputs");
+        let params = random::random_params(graph, &dims, seed + 1).expect("params");
+        let (before, after) =
+            match (interp::eval(graph, &dims, &inputs, &params), interp::eval(&optimized, &dims, &inputs, &params)) {
+                (Ok(b), Ok(a)) => (b, a),
+                // An evaluation error (say, a division by zero) must survive the pipeline.
+                (Err(_), Err(_)) => continue,
+                (b, a) => panic!("{label}: evaluation changed from {:?} to {:?}", b.err(), a.err()),
+            };
+        for ((name, want), ((_, got), (_, id))) in before.iter().zip(after.iter().zip(&graph.outputs)) {
+            if let Err(e) = close(got, want, graph.ty(*id).dtype) {
+                panic!("{label}: output {name} changed by the pipeline: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_pipeline_preserves_every_example() {
+    insta::glob!("../../ir-spec/examples", "*.tg", |path| {
+        for seed in [1, 2] {
+            check_pipeline_preserves(&lower(path), &path.display().to_string(), seed);
+        }
+    });
+}
+
+#[test]
+fn pass_names_are_kebab_case_and_unique() {
+    let names = passes::pass_names();
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len());
+    assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+}
+
+/// Focused cases, one graph per `// -----` section: each input and the IR after the full
+/// pipeline, in one folded snapshot.
+#[test]
+fn focused_rewrites() {
+    let cases = include_str!("passes/rewrites.tg");
+    let mut out = String::new();
+    for (i, case) in cases.split("// -----").enumerate() {
+        let mut graph = syntax::compile_str(case).unwrap_or_else(|_| panic!("case {i} does not compile"));
+        let original = graph.clone();
+        passes::run_passes(&mut graph, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: false })
+            .unwrap_or_else(|e| panic!("case {i}: {e}"));
+        check_pipeline_preserves(&original, &format!("case {i}"), 7);
+        out.push_str(&format!("// ----- case {i}\n{}\n{}\n", case.trim(), ir::print::print(&graph)));
+    }
+    insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!("focused_rewrites", out);
+    });
+}
