@@ -5,7 +5,9 @@ use std::path::Path;
 
 use flint_compiler::interp::{self, DimValues, Tensor};
 use flint_compiler::ir::{self, DType, Graph, SymId};
-use flint_compiler::passes::{self, RunOptions};
+use flint_compiler::ir::{NodeId, Op};
+use flint_compiler::passes::kernels::KernelGraph;
+use flint_compiler::passes::{self, fusion, schedule, RunOptions};
 use flint_compiler::{random, syntax};
 
 fn lower(path: &Path) -> Graph {
@@ -31,6 +33,14 @@ fn every_pass_on_every_example() {
             });
         }
         assert!(graph.node_ids().all(|n| !graph.op(n).is_composite()), "{}: a composite survived", path.display());
+        let kernels = fusion::fuse(&graph);
+        check_kernels(&graph, &kernels, &path.display().to_string());
+        let (fused, unfused) = (schedule::peak(&graph, &kernels), schedule::peak(&graph, &fusion::unfused(&graph)));
+        assert!(fused <= unfused, "{}: fusion raised the peak from {unfused} to {fused} bytes", path.display());
+        let text = format!("peak {fused} B (unfused {unfused} B)\n{}", kernels.print(&graph));
+        insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
+            insta::assert_snapshot!(format!("{}@{:02}-fusion", stem(path), records.len() + 1), text);
+        });
     });
 }
 
@@ -113,4 +123,38 @@ fn focused_rewrites() {
     insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
         insta::assert_snapshot!("focused_rewrites", out);
     });
+}
+
+/// Every computed node is in exactly one kernel, views and constants only where read, and
+/// each kernel's inputs are bound or produced by an earlier kernel.
+fn check_kernels(graph: &Graph, kg: &KernelGraph, label: &str) {
+    let view_or_const = |op: &Op| {
+        matches!(
+            op,
+            Op::Constant { .. } | Op::Iota { .. } | Op::Reshape | Op::Permute { .. } | Op::Broadcast | Op::Slice { .. }
+        )
+    };
+    let mut seen: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
+    let mut available: std::collections::HashSet<NodeId> =
+        graph.node_ids().filter(|&n| matches!(graph.op(n), Op::Input { .. } | Op::Param { .. })).collect();
+    for (k, kernel) in kg.kernels.iter().enumerate() {
+        for &i in &kernel.inputs {
+            assert!(available.contains(&i), "{label}: kernel {k} reads {i} before it is written");
+        }
+        for &n in &kernel.nodes {
+            if !view_or_const(graph.op(n)) {
+                *seen.entry(n).or_default() += 1;
+            }
+        }
+        available.extend(kernel.outputs.iter().copied());
+    }
+    for n in graph.node_ids() {
+        let op = graph.op(n);
+        if !view_or_const(op) && !matches!(op, Op::Input { .. } | Op::Param { .. }) {
+            assert_eq!(seen.get(&n).copied(), Some(1), "{label}: {n} ({}) is not in exactly one kernel", op.name());
+        }
+    }
+    for (name, o) in &graph.outputs {
+        assert!(available.contains(o), "{label}: output {name} is never written");
+    }
 }

@@ -13,7 +13,7 @@ pub fn print(graph: &Graph) -> String {
         Some(order) => (order, false),
         None => (graph.node_ids().collect(), true),
     };
-    let number: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let number = numbering(graph);
     let name = |n: NodeId| number.get(&n).map_or_else(|| format!("{n}?"), |i| format!("%{i}"));
     let ty = |t: &TensorType| t.display(&graph.symbols).to_string();
 
@@ -51,6 +51,13 @@ pub fn print(graph: &Graph) -> String {
     let _ = writeln!(out, "  return {}", rets.join(", "));
     out.push_str("}\n");
     out
+}
+
+/// The dense number of every node, as printed: its position in topological order (handle
+/// order for a graph with a cycle).
+pub fn numbering(graph: &Graph) -> HashMap<NodeId, usize> {
+    let order = graph.topo_order().unwrap_or_else(|| graph.node_ids().collect());
+    order.iter().enumerate().map(|(i, &n)| (n, i)).collect()
 }
 
 /// `name(x: f32[N<=64, 784]) -> (probs: f32[N, 10])`: each bound at its symbol's first appearance.

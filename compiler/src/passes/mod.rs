@@ -10,6 +10,9 @@ mod builder;
 mod cse;
 mod dce;
 mod decompose;
+pub mod fusion;
+pub mod kernels;
+pub mod schedule;
 mod simplify;
 
 use std::time::{Duration, Instant};
