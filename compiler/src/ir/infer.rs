@@ -89,6 +89,14 @@ pub enum TypeError {
     ConstKind {
         dtype: DType,
     },
+    /// A static dim of 0: tensors have at least one element along every axis.
+    ZeroDim {
+        shape: Shape,
+    },
+    /// More elements than any tensor may hold ([`MAX_ELEMENTS`]).
+    TooLarge {
+        shape: Shape,
+    },
     /// The op's result type must be given (reshape, broadcast, cast, iota, input, param, const).
     NeedsResultType {
         op: &'static str,
@@ -172,6 +180,10 @@ impl fmt::Display for TypeErrorDisplay<'_> {
                 write!(f, "constant has {found} element(s) but its type holds {expected}")
             }
             TypeError::ConstKind { dtype } => write!(f, "constant values do not match dtype {dtype}"),
+            TypeError::ZeroDim { shape: sh } => write!(f, "shape {} has a dim of 0; every dim is at least 1", shape(sh)),
+            TypeError::TooLarge { shape: sh } => {
+                write!(f, "shape {} holds more than 2^40 elements, more than any tensor may", shape(sh))
+            }
             TypeError::NeedsResultType { op } => write!(f, "`{op}` needs its result type"),
             TypeError::ResultMismatch { expected, found } => write!(
                 f,
@@ -192,6 +204,7 @@ type Result<T> = std::result::Result<T, TypeError>;
 /// against the inferred type when present.
 pub fn result_type(op: &Op, operands: &[&TensorType], given: Option<&TensorType>) -> Result<TensorType> {
     let inferred = infer(op, operands, given)?;
+    check_size(&inferred)?;
     match given {
         Some(g) if *g != inferred => Err(TypeError::ResultMismatch { expected: inferred, found: g.clone() }),
         _ => Ok(inferred),
@@ -355,6 +368,21 @@ fn infer(op: &Op, t: &[&TensorType], given: Option<&TensorType>) -> Result<Tenso
         Op::Linear => linear_type(t),
         Op::Attention { .. } => attention_type(t),
     }
+}
+
+/// The most elements a tensor may hold, counting each symbol as 1: far beyond any memory,
+/// and small enough that sizes in bytes cannot overflow.
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+
+/// Every static dim is at least 1, and the element count is at most [`MAX_ELEMENTS`].
+pub fn check_size(t: &TensorType) -> Result<()> {
+    if t.shape.iter().any(|d| d.coeff == 0) {
+        return Err(TypeError::ZeroDim { shape: t.shape.clone() });
+    }
+    if numel(&t.shape).coeff > MAX_ELEMENTS {
+        return Err(TypeError::TooLarge { shape: t.shape.clone() });
+    }
+    Ok(())
 }
 
 fn rank_err(op: &'static str, operand: usize, t: &TensorType, expected: usize) -> TypeError {
@@ -545,7 +573,7 @@ fn concat_type(t: &[&TensorType], axis: usize) -> Result<TensorType> {
                 same_dim("concat", "dims off the concatenation axis", a, b)?;
             }
         }
-        total += static_axis("concat", x, axis)?;
+        total = total.saturating_add(static_axis("concat", x, axis)?);
     }
     let mut shape = first.shape.clone();
     shape[axis] = Dim::known(total);
@@ -562,9 +590,9 @@ fn pad_type(x: &TensorType, low: &[u64], high: &[u64]) -> Result<TensorType> {
         .shape
         .iter()
         .enumerate()
-        .map(|(i, d)| match low[i] + high[i] {
+        .map(|(i, d)| match low[i].saturating_add(high[i]) {
             0 => Ok(d.clone()),
-            extra => static_axis("pad", x, i).map(|n| Dim::known(n + extra)),
+            extra => static_axis("pad", x, i).map(|n| Dim::known(n.saturating_add(extra))),
         })
         .collect::<Result<_>>()?;
     Ok(TensorType::new(x.dtype, shape))
@@ -585,8 +613,8 @@ fn window_out(
     let out = |axis: usize| -> Result<Dim> {
         let n = static_axis(op, x, axis + 2)?;
         let i = axis;
-        let padded = n + padding[i] + padding[i + 2];
-        let span = dilation[i] * (kernel[i] - 1) + 1;
+        let padded = n.saturating_add(padding[i]).saturating_add(padding[i + 2]);
+        let span = dilation[i].saturating_mul(kernel[i] - 1).saturating_add(1);
         if span > padded {
             return Err(TypeError::Window { op, what: "the window is larger than the padded input" });
         }

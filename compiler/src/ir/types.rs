@@ -101,7 +101,9 @@ impl Dim {
     pub fn mul(&self, other: &Dim) -> Dim {
         let mut syms: Vec<SymId> = self.syms.iter().chain(&other.syms).copied().collect();
         syms.sort();
-        Dim { coeff: self.coeff * other.coeff, syms }
+        // Saturating: an absurd size stays absurd (and is rejected by type inference) instead
+        // of wrapping to a plausible one.
+        Dim { coeff: self.coeff.saturating_mul(other.coeff), syms }
     }
 
     /// `self / other` when the quotient is again a monomial (exact division).
@@ -119,7 +121,7 @@ impl Dim {
 
     /// The value of this dim given a value for every symbol.
     pub fn eval(&self, sym_value: impl Fn(SymId) -> u64) -> u64 {
-        self.syms.iter().fold(self.coeff, |acc, &s| acc * sym_value(s))
+        self.syms.iter().fold(self.coeff, |acc, &s| acc.saturating_mul(sym_value(s)))
     }
 
     /// Writes the dim with symbol names from `symbols`: `64`, `N`, `B*S`, `12*N`.

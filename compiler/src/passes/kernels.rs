@@ -46,7 +46,7 @@ pub fn bytes_at_bound(graph: &Graph, id: NodeId) -> u64 {
     let ty = graph.ty(id);
     let n = numel(&ty.shape);
     let bound = n.eval(|s| graph.symbols.get(s.0 as usize).map_or(1, |x| x.bound));
-    bound * ty.dtype.size_bytes() as u64
+    bound.saturating_mul(ty.dtype.size_bytes() as u64)
 }
 
 impl KernelGraph {

@@ -442,11 +442,12 @@ fn bind_attrs<'s>(op: &'s str, sig: &Sig, attrs: Vec<(Option<&Ident>, Attr, Span
             None => match sig.attrs.get(i) {
                 Some(a) => *a,
                 None => {
-                    let msg = format!(
-                        "`{op}` takes {} attribute(s) ({}), this is one too many",
-                        sig.attrs.len(),
-                        sig.attrs.join(", ")
-                    );
+                    let takes = match sig.attrs {
+                        [] => "no attributes".to_string(),
+                        attrs => format!("{} attribute(s) ({})", attrs.len(), attrs.join(", ")),
+                    };
+                    let tensors = sig.tensors.len();
+                    let msg = format!("too many arguments: `{op}` takes {tensors} tensor operand(s) and {takes}");
                     return Err(Diagnostic::at(msg, vspan, "unexpected argument"));
                 }
             },

@@ -154,12 +154,12 @@ pub fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
             Ok(tok) => tokens.push(Token { tok, span, starts_line }),
             Err(()) => {
                 let text = &source[range];
-                let message = if text.starts_with('"') {
-                    "unterminated string".to_string()
+                let (message, label) = if text.starts_with('"') {
+                    ("unterminated string".to_string(), "this string is not closed on its line")
                 } else {
-                    format!("unexpected character `{}`", text.escape_debug())
+                    (format!("unexpected character `{}`", text.escape_debug()), "not part of the language")
                 };
-                diags.push(Diagnostic::at(message, span, "not part of the language"));
+                diags.push(Diagnostic::at(message, span, label));
             }
         }
     }

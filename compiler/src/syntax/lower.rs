@@ -19,6 +19,9 @@ pub fn lower(file: &File) -> Result<Graph, Vec<Diagnostic>> {
         l.lower_graph(def);
     }
     l.check_uncalled_fns(file);
+    // A fn called twice reports an error in its body once per call; keep the first.
+    let mut seen = std::collections::HashSet::new();
+    l.diags.retain(|d| seen.insert((d.message.clone(), d.labels.first().map(|(s, _)| *s))));
     if l.diags.is_empty() {
         Ok(l.graph)
     } else {
@@ -45,6 +48,8 @@ struct Scope {
     values: HashMap<String, (Value, Span)>,
     dims: HashMap<String, Dim>,
     prefix: String,
+    /// Inside a fn body (which changes what the advice on symbols says).
+    in_fn: bool,
 }
 
 #[derive(Default)]
@@ -54,6 +59,8 @@ pub(super) struct Lowerer<'a> {
     pub(super) diags: Vec<Diagnostic>,
     /// The fns being inlined, outermost first, with their call sites (to report recursion).
     stack: Vec<(&'a str, Span)>,
+    /// For each param declared inside a fn, the outermost call that inlined it.
+    param_sites: HashMap<String, Span>,
     /// The fns inlined at least once; the others are checked on their own.
     called: std::collections::HashSet<&'a str>,
 }
@@ -116,10 +123,13 @@ impl<'a> Lowerer<'a> {
             file.defs.iter().filter(|d| d.kind == DefKind::Fn && !self.called.contains(d.name.name.as_str())).collect();
         for def in uncalled {
             let mut scratch = Lowerer { fns: self.fns.clone(), ..Lowerer::default() };
-            let mut scope = Scope::default();
+            let mut scope = Scope { in_fn: true, ..Scope::default() };
             for b in &def.inputs {
                 for atom in b.ty.dims.iter().flat_map(|d| &d.factors) {
-                    if let DimAtom::Sym { name, bound: None } = atom {
+                    if let DimAtom::Sym { name, bound } = atom {
+                        if let Some((_, span)) = bound {
+                            scratch.diags.push(misplaced_bound(name, *span, true));
+                        }
                         scratch.declare_symbol(name, Some((u64::MAX, name.span)), &mut scope);
                     }
                 }
@@ -140,8 +150,11 @@ impl<'a> Lowerer<'a> {
         self.graph.name = def.name.name.clone();
         let mut scope = Scope::default();
         for b in &def.inputs {
-            let Some(ty) = self.declare_type(&b.ty, &mut scope) else { continue };
-            if self.check_new_name(&scope, &b.name) {
+            let Some(ty) = self.declare_type(&b.ty, &mut scope) else {
+                scope.values.insert(b.name.name.clone(), (Value::Poison, b.name.span));
+                continue;
+            };
+            if self.check_new_name(&mut scope, &b.name) {
                 let id = self.graph.add_input(b.name.name.clone(), ty);
                 self.graph.node_mut(id).span = Some(b.name.span);
                 scope.values.insert(b.name.name.clone(), (Value::Tensor(id), b.name.span));
@@ -174,10 +187,12 @@ impl<'a> Lowerer<'a> {
                 [DimAtom::Sym { name, bound }] => self.declare_symbol(name, *bound, scope),
                 factors => {
                     for f in factors {
-                        if let DimAtom::Sym { bound: Some((_, span)), name } = f {
+                        if let DimAtom::Sym { bound: Some((b, span)), name } = f {
                             let msg =
                                 format!("symbol `{}` must be declared as a whole dim, not inside a product", name.name);
-                            self.diags.push(Diagnostic::at(msg, *span, "declare it alone first: `N<=64`"));
+                            let hint = format!("declare it alone in an input first: `{}<={b}`", name.name);
+                            self.diags.push(Diagnostic::at(msg, *span, hint));
+                            self.declare_symbol(name, Some((*b, *span)), scope);
                         }
                     }
                 }
@@ -193,17 +208,25 @@ impl<'a> Lowerer<'a> {
                 Diagnostic::at(format!("symbol `{}` is already declared", name.name), span, "second bound")
                     .with_note("give the bound once, at the symbol's first appearance"),
             ),
-            (Some((0, span)), false) => self.diags.push(Diagnostic::at(
-                format!("symbol `{}` has bound 0", name.name),
-                span,
-                "bounds are at least 1",
-            )),
-            (Some((b, _)), false) => {
+            (Some((b, span)), false) => {
+                if b == 0 {
+                    let msg = format!("symbol `{}` has bound 0", name.name);
+                    self.diags.push(Diagnostic::at(msg, span, "bounds are at least 1"));
+                }
+                // Declared even after an error, so later uses do not report it again.
+                let b = b.max(1);
                 let id = SymId(self.graph.symbols.len() as u32);
                 self.graph.symbols.push(Symbol { name: name.name.clone(), bound: b });
                 scope.dims.insert(name.name.clone(), Dim::sym(id));
             }
-            (None, _) => {}
+            (None, true) => {}
+            (None, false) => {
+                self.diags.push(unknown_symbol(name, false));
+                // A placeholder, so that the symbol's other uses report nothing more.
+                let id = SymId(self.graph.symbols.len() as u32);
+                self.graph.symbols.push(Symbol { name: name.name.clone(), bound: 1 });
+                scope.dims.insert(name.name.clone(), Dim::sym(id));
+            }
         }
     }
 
@@ -214,7 +237,12 @@ impl<'a> Lowerer<'a> {
         for d in &t.dims {
             shape.push(self.resolve_dim(d, scope)?);
         }
-        Some(TensorType::new(dtype, shape))
+        let ty = TensorType::new(dtype, shape);
+        if let Err(e) = crate::ir::infer::check_size(&ty) {
+            self.diags.push(Diagnostic::at(e.display(&self.graph.symbols).to_string(), t.span, "in this type"));
+            return None;
+        }
+        Some(ty)
     }
 
     fn dtype(&mut self, name: &Ident) -> Option<DType> {
@@ -235,17 +263,13 @@ impl<'a> Lowerer<'a> {
                 DimAtom::Int(n, _) => Dim::known(*n),
                 DimAtom::Sym { name, bound } => {
                     if let (Some((_, span)), false) = (bound, scope.dims.contains_key(&name.name)) {
-                        let msg = format!("symbol `{}` must be declared in a graph input", name.name);
-                        let d = Diagnostic::at(msg, *span, "bound given here").with_note(
-                            "a symbol's value is read off the inputs, so it is declared (with its bound) in an input's type",
-                        );
-                        self.diags.push(d);
+                        self.diags.push(misplaced_bound(name, *span, scope.in_fn));
                         return None;
                     }
                     match scope.dims.get(&name.name) {
                         Some(d) => d.clone(),
                         None => {
-                            self.diags.push(unknown_symbol(name));
+                            self.diags.push(unknown_symbol(name, scope.in_fn));
                             return None;
                         }
                     }
@@ -256,8 +280,11 @@ impl<'a> Lowerer<'a> {
         Some(dim)
     }
 
-    fn check_new_name(&mut self, scope: &Scope, name: &Ident) -> bool {
+    /// Whether `name` may be bound in `scope`; a reserved name is bound to a poisoned value
+    /// (so its uses report nothing more) and refused.
+    fn check_new_name(&mut self, scope: &mut Scope, name: &Ident) -> bool {
         if DType::from_name(&name.name).is_some() {
+            scope.values.insert(name.name.clone(), (Value::Poison, name.span));
             let d = Diagnostic::at(
                 format!("`{}` is a dtype name and cannot name a value", name.name),
                 name.span,
@@ -313,8 +340,15 @@ impl<'a> Lowerer<'a> {
             if let Some(s) = self.graph.node(other).span {
                 d = d.with_label(s, "first declaration");
             }
+            if let Some(&site) = self.param_sites.get(&key) {
+                d = d.with_label(site, "the first call giving this prefix");
+            }
             self.diags.push(d.with_note("two calls of one fn need distinct prefixes: `y = f(x) as p1`"));
+            scope.values.insert(name.name.clone(), (Value::Poison, name.span));
             return;
+        }
+        if let Some(&(_, site)) = self.stack.first() {
+            self.param_sites.insert(key.clone(), site);
         }
         let id = self.graph.add_param(key, t);
         self.graph.node_mut(id).span = Some(span);
@@ -400,16 +434,25 @@ impl<'a> Lowerer<'a> {
             self.diags.push(d);
             return poison;
         }
-        if args.len() != def.inputs.len() || args.iter().any(|a| a.key.is_some()) {
+        if let Some(key) = args.iter().find_map(|a| a.key.as_ref()) {
+            let msg = format!("fn `{}` takes positional arguments only", callee.name);
+            self.diags.push(Diagnostic::at(msg, key.span, "named argument").with_label(def.name.span, "defined here"));
+            return poison;
+        }
+        if args.len() != def.inputs.len() {
             let msg =
                 format!("fn `{}` takes {} positional argument(s), found {}", callee.name, def.inputs.len(), args.len());
             self.diags.push(Diagnostic::at(msg, span, "in this call").with_label(def.name.span, "defined here"));
             return poison;
         }
         let values: Vec<(Value, Span)> = args.iter().map(|a| (self.expr(&a.value, scope), a.value.span)).collect();
-        let mut inner = Scope { prefix: prefix.to_string(), ..Scope::default() };
+        let mut inner = Scope { prefix: prefix.to_string(), in_fn: true, ..Scope::default() };
         for (b, (v, vspan)) in def.inputs.iter().zip(values) {
             let v = self.bind_fn_input(b, v, vspan, &mut inner);
+            if v == Value::Poison {
+                // Reported already; lowering the body would only repeat it.
+                return poison;
+            }
             inner.values.insert(b.name.name.clone(), (v, b.name.span));
         }
         self.stack.push((def.name.name.as_str(), span));
@@ -446,15 +489,19 @@ impl<'a> Lowerer<'a> {
         }
         for (axis, (d, actual)) in b.ty.dims.iter().zip(&arg.shape).enumerate() {
             // A lone unbound symbol binds to whatever the argument has; anything else must match.
-            if let [DimAtom::Sym { name, bound: None }] = d.factors.as_slice() {
+            if let [DimAtom::Sym { name, bound }] = d.factors.as_slice() {
+                if let Some((_, span)) = bound {
+                    self.diags.push(misplaced_bound(name, *span, true));
+                }
                 if !inner.dims.contains_key(&name.name) {
                     inner.dims.insert(name.name.clone(), actual.clone());
                     continue;
                 }
             }
-            let expected = self.resolve_dim(d, inner);
-            if expected.as_ref() != Some(actual) {
-                let want = expected.map_or("?".into(), |e| e.display(&self.graph.symbols).to_string());
+            // An unresolvable dim was reported by resolve_dim already.
+            let Some(expected) = self.resolve_dim(d, inner) else { return Value::Poison };
+            if expected != *actual {
+                let want = expected.display(&self.graph.symbols).to_string();
                 let d = mismatch(format!("axis {axis}: expected {want}"));
                 self.diags.push(d);
                 return Value::Poison;
@@ -518,6 +565,12 @@ impl<'a> Lowerer<'a> {
             if let Some(close) = closest(&callee.name, names.into_iter()) {
                 d = d.with_note(format!("did you mean `{close}`?"));
             }
+            self.diags.push(d);
+            return Value::Poison;
+        }
+        if let Some(pos) = args.iter().skip_while(|a| a.key.is_none()).find(|a| a.key.is_none()) {
+            let d = Diagnostic::at("a positional argument follows a named one", pos.value.span, "positional")
+                .with_note("give positional arguments first, then `key=value` ones");
             self.diags.push(d);
             return Value::Poison;
         }
@@ -644,7 +697,7 @@ impl<'a> Lowerer<'a> {
 
     fn literal_error(&mut self, what: &str, dtype: DType, span: Span) -> Value {
         let d = Diagnostic::at(
-            format!("{what} cannot meet a {dtype} tensor"),
+            format!("{what} cannot meet {} {dtype} tensor", article(dtype.name())),
             span,
             format!("used where {dtype} is needed"),
         )
@@ -681,11 +734,35 @@ fn fold_float(op: BinOp, x: f64, y: f64) -> Option<Value> {
     }
 }
 
-fn unknown_symbol(name: &Ident) -> Diagnostic {
-    Diagnostic::at(format!("unknown dim symbol `{}`", name.name), name.span, "not declared").with_note(format!(
-        "declare it with an upper bound at its first use in the graph signature: `{}<=64`",
-        name.name
-    ))
+/// "a" or "an" before a word as it is pronounced (`an i32`, `an f32`, `a bf16`).
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u', 'f']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn unknown_symbol(name: &Ident, in_fn: bool) -> Diagnostic {
+    let d = Diagnostic::at(format!("unknown dim symbol `{}`", name.name), name.span, "not declared");
+    if in_fn {
+        d.with_note(format!(
+            "a fn's symbol is bound by appearing alone as a dim of one of its inputs: `x: f32[{}]`",
+            name.name
+        ))
+    } else {
+        d.with_note(format!("declare it with an upper bound in an input of the graph: `x: f32[{}<=64]`", name.name))
+    }
+}
+
+fn misplaced_bound(name: &Ident, span: Span, in_fn: bool) -> Diagnostic {
+    if in_fn {
+        Diagnostic::at(format!("fn symbol `{}` has a bound", name.name), span, "remove this bound")
+            .with_note("bounds belong to a graph's inputs; a fn's symbols take their values from each call's arguments")
+    } else {
+        Diagnostic::at(format!("symbol `{}` must be declared in a graph input", name.name), span, "bound given here")
+            .with_note("a symbol's value is read off the inputs, so it is declared (with its bound) in an input's type")
+    }
 }
 
 /// The candidate nearest to `name` by edit distance, if it is close enough to be a typo.

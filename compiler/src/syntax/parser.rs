@@ -200,7 +200,10 @@ impl Parser<'_> {
 
     /// Skips to the next token that starts a line (a new statement), or to the closing brace.
     fn skip_to_stmt(&mut self) {
-        self.pos += 1;
+        // Always make progress, but never past the `}` that closes the body.
+        if !self.at(&Tok::RBrace) {
+            self.pos += 1;
+        }
         while let Some(t) = self.tokens.get(self.pos) {
             if t.starts_line || matches!(t.tok, Tok::RBrace | Tok::Graph | Tok::Fn) {
                 break;
@@ -315,8 +318,9 @@ impl Parser<'_> {
     }
 
     fn postfix(&mut self) -> PResult<Expr> {
+        let bare_name = matches!(self.peek(), Some(Tok::Ident(_)));
         let primary = self.primary()?;
-        if let ExprKind::Name(name) = &primary.kind {
+        if let (ExprKind::Name(name), true) = (&primary.kind, bare_name) {
             if self.eat(&Tok::LParen) {
                 let callee = Ident { name: name.clone(), span: primary.span };
                 let args = self.args()?;
