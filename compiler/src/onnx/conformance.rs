@@ -143,6 +143,12 @@ fn check(dir: &Path, frozen: &mut Vec<String>) -> Result<(), Failure> {
             }
         }
     }
+    // A tensor without elements carries only its shape, which Flint needs at compile time.
+    for (name, t) in &fed {
+        if t.numel() == 0 {
+            options.constants.insert(name.clone(), (*t).clone());
+        }
+    }
     let imported = import_frozen(&model, &mut options, &fed)?;
     frozen.extend(options.constants.keys().cloned());
     let graph = &imported.graph;

@@ -50,13 +50,13 @@ pub enum OnnxError {
     #[error("{place}: {message}")]
     InvalidModel { place: String, message: String },
     #[error("{node}: `{op}` rejects its operands: {}", error.display(symbols))]
-    Type { node: NodeRef, op: &'static str, error: TypeError, symbols: Vec<Symbol> },
+    Type { node: NodeRef, op: &'static str, error: Box<TypeError>, symbols: Vec<Symbol> },
     #[error("symbolic dim `{dim}` (of input `{input}`) needs an upper bound: pass --dim-bound {dim}=N")]
     MissingBound { dim: String, input: String },
     #[error("--dim-bound {dim}: the model has no symbolic dim `{dim}` (its dims: {})", known.join(", "))]
     UnknownBound { dim: String, known: Vec<String> },
     #[error("{node}: evaluating constant inputs failed: {source}")]
-    Fold { node: NodeRef, source: EvalError },
+    Fold { node: NodeRef, source: Box<EvalError> },
     #[error("tensor `{name}`: {message}")]
     Tensor { name: String, message: String },
     #[error("tensor `{name}`: {source}")]

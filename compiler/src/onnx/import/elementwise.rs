@@ -413,3 +413,22 @@ fn cast_like(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let x = imp.input(cx, 0)?;
     one(imp.cast(cx, x, dtype)?)
 }
+
+/// An elementwise op on constants of which one has no elements gives an empty constant of
+/// the broadcast shape (Flint's IR holds no empty tensors, so nothing is built).
+pub(crate) fn empty_rule(imp: &Importer, cx: &NodeCx) -> Option<R<Vec<Value>>> {
+    let types: Vec<TensorType> = cx.inputs.iter().flatten().map(|v| imp.type_of(v)).collect();
+    if !types.iter().any(|t| t.shape.iter().any(|d| d.as_known() == Some(0))) || cx.op() == "Identity" {
+        return None;
+    }
+    OPS.iter().find(|(n, _)| *n == cx.op())?;
+    let shape = types.iter().try_fold(Vec::new(), |acc, t| crate::ir::infer::broadcast_shapes(&acc, &t.shape).ok())?;
+    let dtype = match cx.op() {
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "IsNaN" | "IsInf" => DType::Bool,
+        "Cast" => tensor::dtype(cx.opt_int("to").ok()?? as i32, &String::new).ok()?,
+        "CastLike" | "Where" => types.get(1)?.dtype,
+        _ => types.first()?.dtype,
+    };
+    let shape: Vec<usize> = shape.iter().map(|d| d.as_known().map(|v| v as usize)).collect::<Option<_>>()?;
+    Some(super::movement::splat(cx, dtype, &shape, 0.0).map(|t| vec![Value::constant(t)]))
+}

@@ -33,7 +33,7 @@ pub(crate) use attrs::{DimOrInt, NodeCx};
 use super::proto::{self, ModelProto, NodeProto, ValueInfoProto};
 use super::{tensor, OnnxError};
 use crate::interp::{self, DimValues, Tensor, TensorData, TensorMap};
-use crate::ir::infer::result_type;
+use crate::ir::infer::{result_type, TypeError};
 use crate::ir::*;
 
 /// What the caller tells the importer.
@@ -226,7 +226,13 @@ impl Importer {
         for (axis, d) in shape.dim.iter().enumerate() {
             use proto::tensor_shape_proto::dimension::Value as D;
             let dim = match &d.value {
-                Some(D::DimValue(v)) if *v >= 0 => Dim::known(*v as u64),
+                Some(D::DimValue(0)) => {
+                    return Err(OnnxError::UnsupportedModel {
+                        place: place(),
+                        what: "a dim of 0 (Flint's dims are at least 1)".into(),
+                    })
+                }
+                Some(D::DimValue(v)) if *v > 0 => Dim::known(*v as u64),
                 Some(D::DimParam(p)) if !p.is_empty() => Dim::sym(self.symbol(p, input, symbols, options)?),
                 _ => Dim::sym(self.symbol(&format!("{input}_dim{axis}"), input, symbols, options)?),
             };
@@ -322,7 +328,10 @@ impl Importer {
         }
         let outputs = match shape::dims_rule(self, &cx) {
             Some(r) => r?,
-            None if cx.all_const() => self.fold(&cx, entry)?,
+            None if cx.all_const() => match elementwise::empty_rule(self, &cx) {
+                Some(r) => r?,
+                None => self.fold(&cx, entry)?,
+            },
             None => (entry.run)(self, &cx)?,
         };
         self.bind_outputs(&cx, outputs)
@@ -366,7 +375,7 @@ impl Importer {
         }
         let empty = TensorMap::new();
         let values = interp::eval(&scratch, &DimValues::new(), &empty, &empty)
-            .map_err(|source| OnnxError::Fold { node: cx.node_ref(), source })?;
+            .map_err(|source| OnnxError::Fold { node: cx.node_ref(), source: Box::new(source) })?;
         let mut values = values.into_iter().map(|(_, t)| t);
         outputs
             .into_iter()
@@ -432,9 +441,15 @@ impl Importer {
     /// Adds a node whose type was computed by the caller (checked again here).
     fn graph_add(&mut self, op: Op, ty: TensorType, operands: &[NodeId]) -> Result<NodeId, OnnxError> {
         let types: Vec<&TensorType> = operands.iter().map(|&o| self.graph.ty(o)).collect();
-        let ty = result_type(&op, &types, Some(&ty)).map_err(|error| OnnxError::InvalidModel {
-            place: "constant".into(),
-            message: error.display(&self.graph.symbols).to_string(),
+        let ty = result_type(&op, &types, Some(&ty)).map_err(|error| match error {
+            TypeError::ZeroDim { .. } => OnnxError::UnsupportedModel {
+                place: "a constant".into(),
+                what: "a tensor with a dim of 0 (Flint's dims are at least 1)".into(),
+            },
+            _ => OnnxError::InvalidModel {
+                place: "constant".into(),
+                message: error.display(&self.graph.symbols).to_string(),
+            },
         })?;
         Ok(self.graph.add(op, ty, operands))
     }
@@ -450,8 +465,12 @@ impl Importer {
         let types: Vec<&TensorType> = operands.iter().map(|&o| self.graph.ty(o)).collect();
         match result_type(&op, &types, given.as_ref()) {
             Ok(ty) => Ok(self.graph.add(op, ty, operands)),
+            Err(TypeError::ZeroDim { .. }) => {
+                Err(cx.unsupported("a tensor with a dim of 0 (Flint's dims are at least 1)"))
+            }
             Err(error) => {
-                Err(OnnxError::Type { node: cx.node_ref(), op: op.name(), error, symbols: self.graph.symbols.clone() })
+                let symbols = self.graph.symbols.clone();
+                Err(OnnxError::Type { node: cx.node_ref(), op: op.name(), error: Box::new(error), symbols })
             }
         }
     }

@@ -132,12 +132,20 @@ fn expand(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 }
 
 fn concat(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    let xs = (0..cx.arity()).filter(|&i| cx.has(i)).map(|i| imp.input(cx, i)).collect::<R<Vec<_>>>()?;
-    let first = *xs.first().ok_or_else(|| cx.invalid("no inputs"))?;
-    let a = axis(cx, cx.opt_int("axis")?.ok_or_else(|| cx.invalid("`axis` is required"))?, imp.rank(first))?;
+    let given: Vec<usize> = (0..cx.arity()).filter(|&i| cx.has(i)).collect();
+    let first = imp.type_of(cx.value(*given.first().ok_or_else(|| cx.invalid("no inputs"))?)?);
+    let a = axis(cx, cx.opt_int("axis")?.ok_or_else(|| cx.invalid("`axis` is required"))?, first.rank())?;
     // Operands of length 0 along the axis add nothing.
-    let nonempty: Vec<NodeId> = xs.iter().copied().filter(|&x| imp.ty(x).shape[a].as_known() != Some(0)).collect();
-    one(imp.concat(cx, if nonempty.is_empty() { &xs[..1] } else { &nonempty }, a)?)
+    let mut xs = Vec::new();
+    for i in given {
+        if imp.type_of(cx.value(i)?).shape[a].as_known() != Some(0) {
+            xs.push(imp.input(cx, i)?);
+        }
+    }
+    if xs.is_empty() {
+        return Ok(vec![cx.value(0)?.clone()]);
+    }
+    one(imp.concat(cx, &xs, a)?)
 }
 
 /// The static length of `x` along `axis`.
@@ -166,18 +174,35 @@ fn split(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let mut start = 0;
     let mut out = Vec::new();
     for s in sizes {
-        out.push(Value::Node(take_range(imp, cx, x, a, start, start + s)?));
+        out.push(take_range(imp, cx, x, a, start, start + s)?);
         start += s;
     }
     Ok(out)
 }
 
-/// Elements `start..end` along `axis`, including an empty range.
-fn take_range(imp: &mut Importer, cx: &NodeCx, x: NodeId, axis: usize, start: u64, end: u64) -> R<NodeId> {
+/// Elements `start..end` along `axis`. An empty range is an empty constant: a tensor
+/// without elements is known at import time (Flint's IR has no zero-length dims).
+fn take_range(imp: &mut Importer, cx: &NodeCx, x: NodeId, axis: usize, start: u64, end: u64) -> R<Value> {
     if start < end {
-        imp.slice(cx, x, axis, start, end, 1)
+        Ok(Value::Node(imp.slice(cx, x, axis, start, end, 1)?))
     } else {
-        imp.gather_const(cx, x, axis, vec![])
+        empty_along(imp, cx, x, axis)
+    }
+}
+
+/// `x` with no elements along `axis`, as a constant.
+fn empty_along(imp: &Importer, cx: &NodeCx, x: NodeId, axis: usize) -> R<Value> {
+    let mut shape = static_shape(imp, cx, x)?;
+    shape[axis] = 0;
+    let shape: Vec<usize> = shape.into_iter().map(|d| d as usize).collect();
+    Ok(Value::constant(splat(cx, imp.dtype(x), &shape, 0.0)?))
+}
+
+/// A node for a value that must not be empty.
+fn nonempty(cx: &NodeCx, v: Value) -> R<NodeId> {
+    match v {
+        Value::Node(id) => Ok(id),
+        _ => Err(cx.unsupported("a tensor with a dim of 0 (Flint's dims are at least 1)")),
     }
 }
 
@@ -230,7 +255,8 @@ fn slice(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         let idx = slice_indices(n, start, end, step);
         x = match (idx.first(), idx.last()) {
             (Some(&s), Some(&e)) if step > 0 => imp.slice(cx, x, a, s as u64, e as u64 + 1, step as u64)?,
-            _ => imp.gather_const(cx, x, a, idx)?,
+            (Some(_), _) => imp.gather_const(cx, x, a, idx)?,
+            (None, _) => return Ok(vec![empty_along(imp, cx, x, a)?]),
         };
     }
     one(x)
@@ -286,7 +312,8 @@ fn pad(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         let n = static_len(imp, cx, x, a)? as i64;
         if mode == "constant" {
             // Negative pads crop first; the positive ones are Flint's `pad`.
-            x = take_range(imp, cx, x, a, (-lo).max(0) as u64, (n + hi.min(0)).max(0) as u64)?;
+            let cropped = take_range(imp, cx, x, a, (-lo).max(0) as u64, (n + hi.min(0)).max(0) as u64)?;
+            x = nonempty(cx, cropped)?;
             (low[a], high[a]) = (lo.max(0) as u64, hi.max(0) as u64);
         } else {
             if n == 0 {

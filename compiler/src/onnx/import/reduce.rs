@@ -40,14 +40,21 @@ fn reduce_axes(imp: &Importer, cx: &NodeCx, rank: usize) -> R<Option<Vec<usize>>
 }
 
 fn reduce(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    let x = imp.input(cx, 0)?;
-    let ty = imp.ty(x);
+    let ty = imp.type_of(cx.value(0)?);
     let keepdims = cx.int("keepdims", 1)? != 0;
     let Some(axes) = reduce_axes(imp, cx, ty.rank())? else {
-        return one(x);
+        return Ok(vec![cx.value(0)?.clone()]);
     };
-    if axes.iter().any(|&a| ty.shape[a].as_known() == Some(0)) {
+    if ty.shape.iter().any(|d| d.as_known() == Some(0)) {
         return empty_reduction(cx, &ty, &axes, keepdims);
+    }
+    let x = imp.input(cx, 0)?;
+    if ty.dtype == DType::Bool && matches!(cx.op(), "ReduceMax" | "ReduceMin") {
+        // On bool, max is "any" and min is "all": reduce as integers.
+        let xi = imp.cast(cx, x, DType::I32)?;
+        let op = if cx.op() == "ReduceMax" { ReduceOp::Max } else { ReduceOp::Min };
+        let r = imp.reduce(cx, op, xi, axes, keepdims)?;
+        return one(imp.cast(cx, r, DType::Bool)?);
     }
     use BinaryOp::*;
     use ReduceOp::*;

@@ -151,18 +151,24 @@ fn as_list(v: &Value) -> Option<(Vec<DimOrInt>, bool)> {
 
 /// Shape arithmetic on a node with a dims-vector input, when it stays a dims vector;
 /// `None` sends the node to its ordinary handler (which computes the dims at run time).
+///
+/// Constant integer vectors take the same rules (rather than folding through the
+/// interpreter), so empty shape vectors, which Flint's IR cannot hold, fold too.
 pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>> {
-    if !cx.inputs.iter().flatten().any(|v| matches!(v, Value::Dims { .. })) {
+    let dims = cx.inputs.iter().flatten().any(|v| matches!(v, Value::Dims { .. }));
+    let int_vectors = cx.all_const() && cx.inputs.iter().flatten().all(|v| as_list(v).is_some());
+    if !dims && !int_vectors {
         return None;
     }
     let lists: Vec<Option<(Vec<DimOrInt>, bool)>> = cx.inputs.iter().map(|v| v.as_ref().and_then(as_list)).collect();
     let (data, scalar) = lists.first()?.clone()?;
+    let mut dtype = imp.dtype_of(cx, 0).ok()?;
     let ints = |i: usize| -> Option<Vec<i64>> { lists.get(i)?.as_ref()?.0.iter().map(DimOrInt::as_int).collect() };
     let result = match cx.op() {
         "Identity" => Some((data, scalar)),
         "Cast" => {
             let to = cx.opt_int("to").ok()??;
-            let dtype = tensor::dtype(to as i32, &String::new).ok()?;
+            dtype = tensor::dtype(to as i32, &String::new).ok()?;
             dtype.is_int().then_some((data, scalar))
         }
         "Gather" if !scalar => {
@@ -201,14 +207,23 @@ pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>
                 _ => None,
             }
         }
-        "Mul" | "Div" => {
+        "Mul" | "Div" | "Add" | "Sub" => {
             let (other, other_scalar) = lists.get(1)?.clone()?;
             elementwise_dims(cx.op(), &data, &other).map(|v| (v, scalar && other_scalar))
         }
-        "Range" => return range_of_dims(imp, cx, &lists),
+        "Range" if dims => return range_of_dims(imp, cx, &lists),
         _ => None,
     };
-    result.map(|(items, scalar)| Ok(vec![Value::dims(items, scalar)]))
+    let value = match result? {
+        (items, scalar) if dtype == DType::I64 => Value::dims(items, scalar),
+        (items, scalar) => {
+            // Another integer dtype: only a constant keeps it.
+            let ints = items.iter().map(DimOrInt::as_int).collect::<Option<Vec<i64>>>()?;
+            let shape: &[usize] = if scalar { &[] } else { &[ints.len()] };
+            Value::constant(Tensor::from_i64(dtype, shape, ints).ok()?)
+        }
+    };
+    Some(Ok(vec![value]))
 }
 
 fn slice_positions(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
@@ -234,8 +249,21 @@ fn elementwise_dims(op: &str, a: &[DimOrInt], b: &[DimOrInt]) -> Option<Vec<DimO
     }
     (0..n)
         .map(|i| {
-            let (x, y) = (at(a, i).as_dim()?, at(b, i).as_dim()?);
-            let r = if op == "Mul" { Some(x.mul(&y)) } else { x.div(&y) }?;
+            let (x, y) = (at(a, i), at(b, i));
+            if let (Some(x), Some(y)) = (x.as_int(), y.as_int()) {
+                return Some(DimOrInt::Int(match op {
+                    "Mul" => x.checked_mul(y)?,
+                    "Div" => x.checked_div(y)?,
+                    "Add" => x.checked_add(y)?,
+                    _ => x.checked_sub(y)?,
+                }));
+            }
+            let (x, y) = (x.as_dim()?, y.as_dim()?);
+            let r = match op {
+                "Mul" => Some(x.mul(&y)),
+                "Div" => x.div(&y),
+                _ => None,
+            }?;
             Some(DimOrInt::Dim(r))
         })
         .collect()
