@@ -85,7 +85,9 @@ fn main() -> ExitCode {
     let report = report(&results, &args.source);
     print!("{}", table_only(&results));
     println!("({} cases in {:.1} s)", results.len(), start.elapsed().as_secs_f64());
-    if let Some(out) = &args.out {
+    if args.filter.is_some() {
+        println!("(a filtered run; the report file is left as it was)");
+    } else if let Some(out) = &args.out {
         if let Err(e) = std::fs::write(out, report) {
             eprintln!("{}: {e}", out.display());
             return ExitCode::FAILURE;

@@ -32,6 +32,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
             ],
         ),
     ),
+    ("RotaryEmbedding", entry(rotary, &["interleaved", "num_heads", "rotary_embedding_dim"])),
     ("Dropout", entry(dropout, &["seed", "ratio", "is_test"])),
     ("CumSum", entry(cumsum, &["exclusive", "reverse"])),
     ("NegativeLogLikelihoodLoss", entry(loss, &["ignore_index", "reduction"])),
@@ -431,4 +432,64 @@ fn attention_steps(
         out.push(Value::Node(qk_out));
     }
     Ok(out)
+}
+
+/// `RotaryEmbedding` (opset 23): on `[batch, seq, heads, head]`, the first `rd` channels are
+/// rotated pairwise, `(x1, x2) -> (cos x1 - sin x2, sin x1 + cos x2)`, with the pairs either
+/// the two halves or (interleaved) the even and odd channels.
+fn rotary(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    use BinaryOp::*;
+    let x0 = imp.input(cx, 0)?;
+    let (cos, sin) = (imp.input(cx, 1)?, imp.input(cx, 2)?);
+    let shape0 = imp.ty(x0).shape;
+    let x = match shape0.len() {
+        4 => imp.permute(cx, x0, vec![0, 2, 1, 3])?,
+        3 => {
+            let h = Dim::known(cx.int("num_heads", 0)?.max(0) as u64);
+            let d = shape0[2].div(&h).ok_or_else(|| cx.invalid("`num_heads` must divide the hidden size"))?;
+            imp.reshape(cx, x0, vec![shape0[0].clone(), shape0[1].clone(), h, d])?
+        }
+        r => return Err(cx.invalid(format!("the input must have rank 3 or 4, found {r}"))),
+    };
+    let head = imp.ty(x).shape[3].as_known().ok_or_else(|| cx.unsupported("a symbolic head size"))?;
+    let rd = match cx.int("rotary_embedding_dim", 0)? {
+        0 => head,
+        d => d as u64,
+    };
+    let (cos, sin) = match imp.opt_input(cx, 3)? {
+        Some(pos) => (
+            imp.add(cx, Op::Gather { axis: 0 }, &[cos, pos], None)?,
+            imp.add(cx, Op::Gather { axis: 0 }, &[sin, pos], None)?,
+        ),
+        None => (cos, sin),
+    };
+    let (cos, sin) = (imp.unsqueeze(cx, cos, &[2])?, imp.unsqueeze(cx, sin, &[2])?);
+    let rot = imp.slice(cx, x, 3, 0, rd, 1)?;
+    let interleaved = cx.int("interleaved", 0)? != 0;
+    let (x1, x2) = if interleaved {
+        (imp.slice(cx, rot, 3, 0, rd, 2)?, imp.slice(cx, rot, 3, 1, rd, 2)?)
+    } else {
+        (imp.slice(cx, rot, 3, 0, rd / 2, 1)?, imp.slice(cx, rot, 3, rd / 2, rd, 1)?)
+    };
+    let (c1, s2) = (imp.binary(cx, Mul, cos, x1)?, imp.binary(cx, Mul, sin, x2)?);
+    let real = imp.binary(cx, Sub, c1, s2)?;
+    let (s1, c2) = (imp.binary(cx, Mul, sin, x1)?, imp.binary(cx, Mul, cos, x2)?);
+    let imag = imp.binary(cx, Add, s1, c2)?;
+    let rotated = if interleaved {
+        let (r, i) = (imp.unsqueeze(cx, real, &[4])?, imp.unsqueeze(cx, imag, &[4])?);
+        let pairs = imp.concat(cx, &[r, i], 4)?;
+        imp.reshape(cx, pairs, imp.ty(rot).shape)?
+    } else {
+        imp.concat(cx, &[real, imag], 3)?
+    };
+    let y = if rd < head {
+        let pass = imp.slice(cx, x, 3, rd, head, 1)?;
+        imp.concat(cx, &[rotated, pass], 3)?
+    } else {
+        rotated
+    };
+    one(match shape0.len() {
+        4 => imp.permute(cx, y, vec![0, 2, 1, 3])?,
+        _ => imp.reshape(cx, y, shape0)?,
+    })
 }

@@ -23,6 +23,7 @@ mod elementwise;
 mod movement;
 mod nn;
 mod reduce;
+mod resize;
 mod shape;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -99,7 +100,7 @@ pub(crate) const fn entry(run: Handler, attrs: &'static [&'static str]) -> Entry
 
 /// The op tables of every family, searched in order.
 const FAMILIES: &[&[(&str, Entry)]] =
-    &[elementwise::OPS, reduce::OPS, movement::OPS, shape::OPS, nn::OPS, composite::OPS];
+    &[elementwise::OPS, reduce::OPS, movement::OPS, shape::OPS, nn::OPS, composite::OPS, resize::OPS];
 
 fn lookup(op_type: &str) -> Option<&'static Entry> {
     FAMILIES.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, e)| e)
@@ -348,7 +349,7 @@ impl Importer {
             if let Value::Node(id) = v {
                 let node = self.graph.node_mut(*id);
                 if node.name.is_none() && !matches!(node.op, Op::Input { .. } | Op::Param { .. }) {
-                    node.name = Some(identifier(name));
+                    node.name = Some(value_name(name));
                 }
             }
             self.values.insert(name.clone(), v.clone());
@@ -535,6 +536,13 @@ fn splat(t: &Tensor) -> Option<ConstData> {
             a.iter().all(|&y| y == x).then(|| ConstData::Bool(vec![x]))
         }
     }
+}
+
+/// The name a computed value keeps: exporters' `/block/fc/MatMul_output_0` becomes
+/// `block_fc_MatMul`.
+fn value_name(raw: &str) -> String {
+    let trimmed = raw.trim_start_matches('/');
+    identifier(trimmed.strip_suffix("_output_0").filter(|s| !s.is_empty()).unwrap_or(trimmed))
 }
 
 /// A Flint identifier made from an ONNX name: other characters become `_`; a leading digit,

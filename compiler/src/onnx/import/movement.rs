@@ -344,7 +344,7 @@ fn strides(shape: &[u64]) -> Vec<u64> {
     s
 }
 
-fn static_shape(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<Vec<u64>> {
+pub(crate) fn static_shape(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<Vec<u64>> {
     let ty = imp.ty(x);
     ty.shape
         .iter()
@@ -493,7 +493,7 @@ fn trilu(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let mn = shape[shape.len() - 2..].to_vec();
     let i = imp.iota(cx, mn.clone(), 0, DType::I64)?;
     let j = imp.iota(cx, mn, 1, DType::I64)?;
-    let ik = imp.binary_scalar(cx, BinaryOp::Add, i, k)?;
+    let ik = if k == 0.0 { i } else { imp.binary_scalar(cx, BinaryOp::Add, i, k)? };
     let keep = if cx.int("upper", 1)? != 0 { CompareOp::Ge } else { CompareOp::Le };
     let c = imp.compare(cx, keep, j, ik)?;
     let zero = imp.scalar(imp.dtype(x), 0.0);

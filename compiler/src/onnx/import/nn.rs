@@ -19,6 +19,13 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("Gemm", entry(gemm, &["alpha", "beta", "transA", "transB"])),
     ("Einsum", entry(einsum, &["equation"])),
     ("Conv", entry(conv, &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])),
+    (
+        "ConvTranspose",
+        entry(
+            conv_transpose,
+            &["auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape", "pads", "strides"],
+        ),
+    ),
     ("MaxPool", entry(pool, POOL_ATTRS)),
     ("AveragePool", entry(pool, POOL_ATTRS)),
     ("LpPool", entry(pool, &["auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"])),
@@ -258,6 +265,101 @@ fn conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
     let op = Op::Conv2d { stride: win.stride, padding: win.padding, dilation: win.dilation, groups };
     let operands: Vec<NodeId> = [Some(x), Some(w), b].into_iter().flatten().collect();
+    let y = imp.add(cx, op, &operands, None)?;
+    one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
+}
+
+/// `ConvTranspose` as a `conv2d`: the input spread out by the stride (zeros in between,
+/// made by padding a size-1 axis and merging it), padded by `(k - 1) * d - pad` on each side
+/// (plus `output_padding` at the end), convolved with the kernel flipped and its in/out
+/// channels swapped within each group.
+fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, w, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
+    let (sp, input) = spatial(imp, cx, x)?;
+    let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
+    let ws = super::movement::static_shape(imp, cx, w)?;
+    let xs = imp.ty(x).shape;
+    let g = cx.int("group", 1)?.max(1) as u64;
+    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
+        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
+        if v.len() != len {
+            return Err(cx.invalid(format!("`{name}` = {v:?} does not fit {sp} spatial axes")));
+        }
+        // Lift 1-D lists to 2-D with a neutral height entry.
+        Ok(if sp == 1 && len == 1 {
+            vec![if name == "strides" || name == "dilations" { 1 } else { 0 }, v[0]]
+        } else {
+            v
+        })
+    };
+    let stride = list("strides", 1, sp)?;
+    let dil = list("dilations", 1, sp)?;
+    let out_pad = list("output_padding", 0, sp)?;
+    let kernel = [ws[2] as i64, ws[3] as i64];
+    let inp = [input[0] as i64, input[1] as i64];
+    let natural = |i: usize| stride[i] * (inp[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1;
+    let auto_pad = cx.string("auto_pad", "NOTSET")?;
+    let out_shape = cx.ints("output_shape")?.map(|v| if sp == 1 { vec![1, v[0]] } else { v });
+    let (mut lo, mut hi) = ([0i64; 2], [0i64; 2]);
+    match (auto_pad.as_str(), cx.ints("pads")?, out_shape) {
+        ("NOTSET", Some(p), _) => {
+            let p = if sp == 1 { vec![0, p[0], 0, p[1]] } else { p };
+            (lo, hi) = ([p[0], p[1]], [p[2], p[3]]);
+        }
+        ("NOTSET", None, Some(o)) => hi = [natural(0) - o[0], natural(1) - o[1]],
+        ("NOTSET" | "VALID", None, None) => {}
+        ("SAME_UPPER" | "SAME_LOWER", _, o) => {
+            for i in 0..2 {
+                let out = o.as_ref().map_or(inp[i] * stride[i], |o| o[i]);
+                let total = natural(i) - out;
+                let small = total / 2;
+                (lo[i], hi[i]) = if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+            }
+        }
+        (other, _, _) => return Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
+    }
+    // Spread: [N, C, H, W] -> [N, C, H, 1, W, 1] -> pad to [N, C, H, sh, W, sw] -> merge -> trim.
+    let mut spread = x;
+    if stride != [1, 1] {
+        let one = Dim::known(1);
+        let r =
+            imp.reshape(cx, x, vec![xs[0].clone(), xs[1].clone(), xs[2].clone(), one.clone(), xs[3].clone(), one])?;
+        let high = vec![0, 0, 0, stride[0] as u64 - 1, 0, stride[1] as u64 - 1];
+        let p = imp.add(cx, Op::Pad { low: vec![0; 6], high, value: 0.0 }, &[r], None)?;
+        let merged = [inp[0] * stride[0], inp[1] * stride[1]].map(|v| Dim::known(v as u64));
+        let m = imp.reshape(cx, p, vec![xs[0].clone(), xs[1].clone(), merged[0].clone(), merged[1].clone()])?;
+        let t = imp.slice(cx, m, 2, 0, ((inp[0] - 1) * stride[0] + 1) as u64, 1)?;
+        spread = imp.slice(cx, t, 3, 0, ((inp[1] - 1) * stride[1] + 1) as u64, 1)?;
+    }
+    // Padding (k - 1) * d - pad, cropping where it is negative.
+    let mut padding = [0u64; 4];
+    for i in 0..2 {
+        let before = (kernel[i] - 1) * dil[i] - lo[i];
+        let after = (kernel[i] - 1) * dil[i] - hi[i] + out_pad[i];
+        let len = imp.ty(spread).shape[2 + i].as_known().unwrap_or(0) as i64;
+        let (start, end) = ((-before).max(0), len - (-after).max(0));
+        if start >= end {
+            return Err(cx.invalid("the padding removes the whole input"));
+        }
+        spread = imp.slice(cx, spread, 2 + i, start as u64, end as u64, 1)?;
+        padding[i] = before.max(0) as u64;
+        padding[i + 2] = after.max(0) as u64;
+    }
+    // Weight [C, M/g, kh, kw] -> [M, C/g, kh, kw], flipped.
+    let (c, mg) = (ws[0], ws[1]);
+    let d = |v: u64| Dim::known(v);
+    let wg = imp.reshape(cx, w, vec![d(g), d(c / g), d(mg), d(ws[2]), d(ws[3])])?;
+    let wp = imp.permute(cx, wg, vec![0, 2, 1, 3, 4])?;
+    let wm = imp.reshape(cx, wp, vec![d(g * mg), d(c / g), d(ws[2]), d(ws[3])])?;
+    let wf = imp.gather_const(cx, wm, 2, (0..ws[2] as i64).rev().collect())?;
+    let wf = imp.gather_const(cx, wf, 3, (0..ws[3] as i64).rev().collect())?;
+    let op = Op::Conv2d {
+        stride: [1, 1],
+        padding: [padding[0], padding[1], padding[2], padding[3]],
+        dilation: [dil[0] as u64, dil[1] as u64],
+        groups: g,
+    };
+    let operands: Vec<NodeId> = [Some(spread), Some(wf), b].into_iter().flatten().collect();
     let y = imp.add(cx, op, &operands, None)?;
     one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
 }
