@@ -23,6 +23,8 @@ pub fn run(
     let dims = interp::bind_dims(&graph, &inputs, &dims).map_err(|e| format!("error: {e}"))?;
     let params = match weights_path {
         Some(p) => weights::load_safetensors(p, &graph, &dims).map_err(|e| format!("error: {}: {e}", p.display()))?,
+        // An ONNX model carries its weights.
+        None if flint_compiler::onnx::is_onnx_path(file) => crate::import::load(file)?.params,
         None => random::random_params(&graph, &dims, seed).map_err(|e| format!("error: {e}"))?,
     };
     let outputs = interp::eval(&graph, &dims, &inputs, &params).map_err(|e| format!("error: {e}"))?;

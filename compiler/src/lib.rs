@@ -7,6 +7,7 @@ pub mod ir;
 #[cfg(feature = "mlir")]
 pub mod mlir;
 pub mod npy;
+pub mod onnx;
 pub mod passes;
 pub mod random;
 pub mod syntax;

@@ -11,6 +11,7 @@ use flint_compiler::syntax;
 
 mod compile;
 mod eval;
+mod import;
 
 /// Flint: a compiler for tensor graphs.
 #[derive(Parser)]
@@ -18,6 +19,9 @@ mod eval;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Upper bound of a symbolic dim of an ONNX model (`dim_param`); repeat for several.
+    #[arg(long = "dim-bound", value_name = "NAME=N", global = true)]
+    dim_bounds: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -50,6 +54,17 @@ enum Command {
         #[arg(long)]
         list_passes: bool,
     },
+    /// Import an ONNX model: write it as Flint source and its weights as safetensors.
+    Import {
+        /// The .onnx model.
+        model: PathBuf,
+        /// The .tg file to write (standard output if absent).
+        #[arg(short = 'o', long = "output", value_name = "FILE.tg")]
+        output: Option<PathBuf>,
+        /// The weights file to write (default: next to the output, as .safetensors).
+        #[arg(long, value_name = "FILE.safetensors")]
+        weights_out: Option<PathBuf>,
+    },
     /// Run a graph on the reference interpreter (f64 accumulation) and write its outputs.
     ///
     /// Inputs and weights that are not given are seeded random; a symbolic dim that neither
@@ -77,11 +92,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    import::set_dim_bounds(cli.dim_bounds);
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Print { file } => load(&file).map(|g| print!("{}", ir::print::print(&g))),
         Command::Compile { file, dump_after, dump_all, list_passes } => {
             compile::run(file.as_deref(), dump_after.as_deref(), dump_all.as_deref(), list_passes)
+        }
+        Command::Import { model, output, weights_out } => {
+            import::run(&model, output.as_deref(), weights_out.as_deref())
         }
         Command::Eval { file, weights, inputs, dims, seed, out } => {
             eval::run(&file, weights.as_deref(), &inputs, &dims, seed, out.as_deref())
@@ -99,8 +118,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads, parses, lowers and verifies a source file; errors come back rendered.
+/// Reads, parses, lowers and verifies a source file, or imports an `.onnx` model; errors
+/// come back rendered.
 pub(crate) fn load(path: &Path) -> Result<Graph, String> {
+    if flint_compiler::onnx::is_onnx_path(path) {
+        return import::load(path).map(|m| m.graph);
+    }
     let source = std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?;
     let name = path.display().to_string();
     let graph = syntax::compile_str(&source)

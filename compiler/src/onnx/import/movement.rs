@@ -1,0 +1,539 @@
+//! Movement ops: reshapes, transposes, broadcasts, slices, pads, gathers, and the ONNX ops
+//! built from them (`Flatten`, `Tile`, `DepthToSpace`, `Trilu`, `OneHot`, ...).
+//!
+//! Index remapping along one axis (negative-step slices, reflect/edge/wrap padding) is one
+//! mechanism: a `gather` with constant indices.
+
+use super::build::{axes, axis, one};
+use super::{entry, DimOrInt, Entry, Importer, NodeCx, Value};
+use crate::interp::Tensor;
+use crate::ir::infer::{broadcast_shapes, numel};
+use crate::ir::*;
+use crate::onnx::OnnxError;
+
+type R<T> = Result<T, OnnxError>;
+
+pub(crate) const OPS: &[(&str, Entry)] = &[
+    ("Reshape", entry(reshape, &["allowzero", "shape"])),
+    ("Flatten", entry(flatten, &["axis"])),
+    ("Transpose", entry(transpose, &["perm"])),
+    ("Squeeze", entry(squeeze, &["axes"])),
+    ("Unsqueeze", entry(unsqueeze, &["axes"])),
+    ("Expand", entry(expand, &[])),
+    ("Concat", entry(concat, &["axis"])),
+    ("Split", entry(split, &["axis", "split", "num_outputs"])),
+    ("Slice", entry(slice, &["starts", "ends", "axes"])),
+    ("Pad", entry(pad, &["mode", "pads", "value"])),
+    ("Gather", entry(gather, &["axis"])),
+    ("GatherElements", entry(gather_elements, &["axis"])),
+    ("GatherND", entry(gather_nd, &["batch_dims"])),
+    ("Tile", entry(tile, &[])),
+    ("DepthToSpace", entry(depth_to_space, &["blocksize", "mode"])),
+    ("SpaceToDepth", entry(space_to_depth, &["blocksize"])),
+    ("Trilu", entry(trilu, &["upper"])),
+    ("OneHot", entry(one_hot, &["axis"])),
+];
+
+/// The target shape of a `Reshape`: `0` copies the input's dim (unless `allowzero`), one
+/// `-1` is inferred as an exact monomial quotient.
+pub(crate) fn reshape_target(cx: &NodeCx, input: &[Dim], spec: &[DimOrInt], allowzero: bool) -> R<Shape> {
+    let mut out: Vec<Option<Dim>> = Vec::new();
+    for (i, e) in spec.iter().enumerate() {
+        out.push(match e.as_int() {
+            Some(-1) => None,
+            Some(0) if !allowzero => {
+                Some(input.get(i).cloned().ok_or_else(|| cx.invalid("a 0 in the shape has no input dim to copy"))?)
+            }
+            _ => Some(e.as_dim().ok_or_else(|| cx.invalid(format!("invalid shape entry {e:?}")))?),
+        });
+    }
+    let known: Vec<Dim> = out.iter().flatten().cloned().collect();
+    match out.iter().filter(|d| d.is_none()).count() {
+        0 => Ok(known),
+        1 => {
+            let rest = numel(input)
+                .div(&numel(&known))
+                .ok_or_else(|| cx.unsupported("a -1 in the shape that is not an exact quotient of the dims"))?;
+            Ok(out.into_iter().map(|d| d.unwrap_or_else(|| rest.clone())).collect())
+        }
+        _ => Err(cx.invalid("the shape has more than one -1")),
+    }
+}
+
+fn reshape(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let spec = match cx.ints("shape")? {
+        Some(s) if !cx.has(1) => s.into_iter().map(DimOrInt::Int).collect(),
+        _ => imp.const_dims(cx, 1)?,
+    };
+    let x = imp.input(cx, 0)?;
+    let shape = reshape_target(cx, &imp.ty(x).shape, &spec, cx.int("allowzero", 0)? != 0)?;
+    one(imp.reshape(cx, x, shape)?)
+}
+
+fn flatten(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let shape = imp.ty(x).shape;
+    let a = cx.int("axis", 1)?;
+    let a = if a == shape.len() as i64 { shape.len() } else { axis(cx, a, shape.len())? };
+    one(imp.reshape(cx, x, vec![numel(&shape[..a]), numel(&shape[a..])])?)
+}
+
+fn transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let r = imp.rank(x);
+    let perm = match cx.ints("perm")? {
+        Some(p) => p.iter().map(|&a| axis(cx, a, r)).collect::<R<Vec<_>>>()?,
+        None => (0..r).rev().collect(),
+    };
+    one(imp.permute(cx, x, perm)?)
+}
+
+/// Axes from input `slot` (newer opsets) or the `axes` attribute (older ones).
+fn axes_operand(imp: &Importer, cx: &NodeCx, slot: usize) -> R<Option<Vec<i64>>> {
+    if cx.has(slot) {
+        return imp.const_ints(cx, slot).map(Some);
+    }
+    cx.ints("axes")
+}
+
+fn squeeze(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let shape = imp.ty(x).shape;
+    let drop = match axes_operand(imp, cx, 1)? {
+        Some(a) => axes(cx, &a, shape.len())?,
+        None => (0..shape.len()).filter(|&i| shape[i].is_one()).collect(),
+    };
+    if let Some(&a) = drop.iter().find(|&&a| !shape[a].is_one()) {
+        return Err(cx.invalid(format!("axis {a} has length {:?}, not 1", shape[a])));
+    }
+    let kept = shape.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| d.clone()).collect();
+    one(imp.reshape(cx, x, kept)?)
+}
+
+fn unsqueeze(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let raw = axes_operand(imp, cx, 1)?.ok_or_else(|| cx.invalid("`axes` is required"))?;
+    let a = axes(cx, &raw, imp.rank(x) + raw.len())?;
+    one(imp.unsqueeze(cx, x, &a)?)
+}
+
+/// `Expand` broadcasts both ways: the result is the broadcast of the input's shape and the
+/// given shape.
+fn expand(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let spec = imp.const_dims(cx, 1)?;
+    let x = imp.input(cx, 0)?;
+    let target: Shape = spec
+        .iter()
+        .map(|e| e.as_dim().ok_or_else(|| cx.invalid(format!("invalid shape entry {e:?}"))))
+        .collect::<R<_>>()?;
+    let shape = broadcast_shapes(&imp.ty(x).shape, &target)
+        .map_err(|_| cx.invalid("the shape does not broadcast with the input's shape"))?;
+    one(imp.broadcast(cx, x, shape)?)
+}
+
+fn concat(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let given: Vec<usize> = (0..cx.arity()).filter(|&i| cx.has(i)).collect();
+    let first = imp.type_of(cx.value(*given.first().ok_or_else(|| cx.invalid("no inputs"))?)?);
+    let a = axis(cx, cx.opt_int("axis")?.ok_or_else(|| cx.invalid("`axis` is required"))?, first.rank())?;
+    // Operands of length 0 along the axis add nothing.
+    let mut xs = Vec::new();
+    for i in given {
+        if imp.type_of(cx.value(i)?).shape[a].as_known() != Some(0) {
+            xs.push(imp.input(cx, i)?);
+        }
+    }
+    if xs.is_empty() {
+        return Ok(vec![cx.value(0)?.clone()]);
+    }
+    one(imp.concat(cx, &xs, a)?)
+}
+
+/// The static length of `x` along `axis`.
+fn static_len(imp: &Importer, cx: &NodeCx, x: NodeId, axis: usize) -> R<u64> {
+    imp.ty(x).shape[axis].as_known().ok_or_else(|| cx.unsupported(format!("`{}` along a symbolic axis", cx.op())))
+}
+
+fn split(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let a = axis(cx, cx.int("axis", 0)?, imp.rank(x))?;
+    let n = static_len(imp, cx, x, a)?;
+    let outputs = cx.node.output.len() as u64;
+    let sizes: Vec<u64> = match (cx.has(1), cx.ints("split")?, cx.opt_int("num_outputs")?) {
+        (true, _, _) => imp.const_ints(cx, 1)?.into_iter().map(|s| s.max(0) as u64).collect(),
+        (false, Some(s), _) => s.into_iter().map(|s| s.max(0) as u64).collect(),
+        (false, None, Some(k)) if k > 0 => {
+            let chunk = n.div_ceil(k as u64);
+            (0..k as u64).map(|i| chunk.min(n.saturating_sub(i * chunk))).collect()
+        }
+        _ if outputs > 0 && n % outputs == 0 => vec![n / outputs; outputs as usize],
+        _ => return Err(cx.invalid(format!("cannot split length {n} into {outputs} equal parts"))),
+    };
+    if sizes.iter().sum::<u64>() != n {
+        return Err(cx.invalid(format!("split sizes {sizes:?} do not add up to {n}")));
+    }
+    let mut start = 0;
+    let mut out = Vec::new();
+    for s in sizes {
+        out.push(take_range(imp, cx, x, a, start, start + s)?);
+        start += s;
+    }
+    Ok(out)
+}
+
+/// Elements `start..end` along `axis`. An empty range is an empty constant: a tensor
+/// without elements is known at import time (Flint's IR has no zero-length dims).
+fn take_range(imp: &mut Importer, cx: &NodeCx, x: NodeId, axis: usize, start: u64, end: u64) -> R<Value> {
+    if start < end {
+        Ok(Value::Node(imp.slice(cx, x, axis, start, end, 1)?))
+    } else {
+        empty_along(imp, cx, x, axis)
+    }
+}
+
+/// `x` with no elements along `axis`, as a constant.
+fn empty_along(imp: &Importer, cx: &NodeCx, x: NodeId, axis: usize) -> R<Value> {
+    let mut shape = static_shape(imp, cx, x)?;
+    shape[axis] = 0;
+    let shape: Vec<usize> = shape.into_iter().map(|d| d as usize).collect();
+    Ok(Value::constant(splat(cx, imp.dtype(x), &shape, 0.0)?))
+}
+
+/// A node for a value that must not be empty.
+fn nonempty(cx: &NodeCx, v: Value) -> R<NodeId> {
+    match v {
+        Value::Node(id) => Ok(id),
+        _ => Err(cx.unsupported("a tensor with a dim of 0 (Flint's dims are at least 1)")),
+    }
+}
+
+/// ONNX `Slice` on one axis of length `n`: the indices taken, following the spec's clamping.
+fn slice_indices(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
+    let norm = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
+    let (start, end) = (norm(start), norm(end));
+    let (start, end) =
+        if step > 0 { (start.clamp(0, n), end.clamp(0, n)) } else { (start.clamp(0, n - 1), end.clamp(-1, n - 1)) };
+    let mut out = Vec::new();
+    let mut i = start;
+    while (step > 0 && i < end) || (step < 0 && i > end) {
+        out.push(i);
+        i += step;
+    }
+    out
+}
+
+fn slice(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (starts, ends, raw_axes, steps) = if cx.has(1) {
+        let starts = imp.const_ints(cx, 1)?;
+        let ends = imp.const_ints(cx, 2)?;
+        let raw_axes = if cx.has(3) { Some(imp.const_ints(cx, 3)?) } else { None };
+        let steps = if cx.has(4) { Some(imp.const_ints(cx, 4)?) } else { None };
+        (starts, ends, raw_axes, steps)
+    } else {
+        let req = |name| cx.ints(name)?.ok_or_else(|| cx.invalid(format!("`{name}` is required")));
+        (req("starts")?, req("ends")?, cx.ints("axes")?, None)
+    };
+    let mut x = imp.input(cx, 0)?;
+    let rank = imp.rank(x);
+    let raw_axes = raw_axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || raw_axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(cx.invalid("starts, ends, axes and steps differ in length"));
+    }
+    let ax = axes(cx, &raw_axes, rank)?;
+    for (k, &raw) in raw_axes.iter().enumerate() {
+        let a = axis(cx, raw, rank)?;
+        debug_assert!(ax.contains(&a));
+        let (start, end, step) = (starts[k], ends[k], steps[k]);
+        if step == 0 {
+            return Err(cx.invalid("a step of 0"));
+        }
+        // The whole axis, even a symbolic one.
+        if start == 0 && step == 1 && end >= i32::MAX as i64 {
+            continue;
+        }
+        let n = static_len(imp, cx, x, a)? as i64;
+        let idx = slice_indices(n, start, end, step);
+        x = match (idx.first(), idx.last()) {
+            (Some(&s), Some(&e)) if step > 0 => imp.slice(cx, x, a, s as u64, e as u64 + 1, step as u64)?,
+            (Some(_), _) => imp.gather_const(cx, x, a, idx)?,
+            (None, _) => return Ok(vec![empty_along(imp, cx, x, a)?]),
+        };
+    }
+    one(x)
+}
+
+/// Where output position `j` along an axis of length `n` padded by `low` reads from, for
+/// the non-constant pad modes.
+fn pad_source(mode: &str, j: i64, low: i64, n: i64) -> i64 {
+    let i = j - low;
+    match mode {
+        "edge" => i.clamp(0, n - 1),
+        "wrap" => i.rem_euclid(n),
+        // reflect: mirror about the first and last element, which are not repeated
+        _ if n == 1 => 0,
+        _ => {
+            let p = 2 * (n - 1);
+            let m = i.rem_euclid(p);
+            if m < n {
+                m
+            } else {
+                p - m
+            }
+        }
+    }
+}
+
+fn pad(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let mode = cx.string("mode", "constant")?;
+    if !["constant", "reflect", "edge", "wrap"].contains(&mode.as_str()) {
+        return Err(cx.bad_attr("mode", &format!("{mode:?}")));
+    }
+    let mut x = imp.input(cx, 0)?;
+    let rank = imp.rank(x);
+    let pads = match cx.ints("pads")? {
+        Some(p) if !cx.has(1) => p,
+        _ => imp.const_ints(cx, 1)?,
+    };
+    let pad_axes = if cx.has(3) { axes(cx, &imp.const_ints(cx, 3)?, rank)? } else { (0..rank).collect() };
+    if pads.len() != 2 * pad_axes.len() {
+        return Err(cx.invalid(format!("{} pads for {} axes", pads.len(), pad_axes.len())));
+    }
+    let value = match (cx.has(2), cx.opt_float("value")?) {
+        (true, _) => imp.const_scalar(cx, 2)?,
+        (false, Some(v)) => v as f64,
+        (false, None) => 0.0,
+    };
+    let (mut low, mut high) = (vec![0u64; rank], vec![0u64; rank]);
+    for (k, &a) in pad_axes.iter().enumerate() {
+        let (lo, hi) = (pads[k], pads[k + pad_axes.len()]);
+        if lo == 0 && hi == 0 {
+            continue;
+        }
+        let n = static_len(imp, cx, x, a)? as i64;
+        if mode == "constant" {
+            // Negative pads crop first; the positive ones are Flint's `pad`.
+            let cropped = take_range(imp, cx, x, a, (-lo).max(0) as u64, (n + hi.min(0)).max(0) as u64)?;
+            x = nonempty(cx, cropped)?;
+            (low[a], high[a]) = (lo.max(0) as u64, hi.max(0) as u64);
+        } else {
+            if n == 0 {
+                return Err(cx.invalid("cannot pad an empty axis by reflection"));
+            }
+            let idx = (0..(n + lo + hi).max(0)).map(|j| pad_source(&mode, j, lo, n)).collect();
+            x = imp.gather_const(cx, x, a, idx)?;
+        }
+    }
+    if low.iter().chain(&high).all(|&p| p == 0) {
+        return one(x);
+    }
+    one(imp.add(cx, Op::Pad { low, high, value }, &[x], None)?)
+}
+
+fn gather(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, i) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
+    let a = axis(cx, cx.int("axis", 0)?, imp.rank(x))?;
+    one(imp.add(cx, Op::Gather { axis: a }, &[x, i], None)?)
+}
+
+/// Row-major strides of a static shape.
+fn strides(shape: &[u64]) -> Vec<u64> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+pub(crate) fn static_shape(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<Vec<u64>> {
+    let ty = imp.ty(x);
+    ty.shape
+        .iter()
+        .map(|d| d.as_known())
+        .collect::<Option<_>>()
+        .ok_or_else(|| cx.unsupported(format!("`{}` on a symbolic shape", cx.op())))
+}
+
+/// Indices as i64 with negative ones wrapped once: `i < 0 ? i + n : i`.
+fn wrapped_indices(imp: &mut Importer, cx: &NodeCx, idx: NodeId, n: u64) -> R<NodeId> {
+    let idx = imp.cast(cx, idx, DType::I64)?;
+    let neg = imp.compare_scalar(cx, CompareOp::Lt, idx, 0.0)?;
+    let shifted = imp.binary_scalar(cx, BinaryOp::Add, idx, n as f64)?;
+    imp.select(cx, neg, shifted, idx)
+}
+
+/// `GatherElements` as one `gather` on the flattened data: the flat index of
+/// `out[p]` is `sum_d p_d * stride_d` with `p_axis` replaced by `indices[p]`.
+fn gather_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
+    let xs = static_shape(imp, cx, x)?;
+    let a = axis(cx, cx.int("axis", 0)?, xs.len())?;
+    let idx_shape = imp.ty(idx).shape;
+    let stride = strides(&xs);
+    let mut flat = wrapped_indices(imp, cx, idx, xs[a])?;
+    flat = imp.binary_scalar(cx, BinaryOp::Mul, flat, stride[a] as f64)?;
+    for d in (0..xs.len()).filter(|&d| d != a) {
+        let pos = imp.iota(cx, idx_shape.clone(), d, DType::I64)?;
+        let term = imp.binary_scalar(cx, BinaryOp::Mul, pos, stride[d] as f64)?;
+        flat = imp.binary(cx, BinaryOp::Add, flat, term)?;
+    }
+    let total: u64 = xs.iter().product();
+    let data = imp.reshape(cx, x, vec![Dim::known(total)])?;
+    one(imp.add(cx, Op::Gather { axis: 0 }, &[data, flat], None)?)
+}
+
+/// `GatherND` as one `gather` on the data with its batch and indexed axes flattened into one.
+fn gather_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
+    let xs = static_shape(imp, cx, x)?;
+    let is = static_shape(imp, cx, idx)?;
+    let b = cx.int("batch_dims", 0)? as usize;
+    let k = *is.last().ok_or_else(|| cx.invalid("indices must have rank >= 1"))? as usize;
+    if b + k > xs.len() || b >= is.len() || xs[..b] != is[..b] {
+        return Err(cx.invalid("indices do not fit the data"));
+    }
+    // data -> [prod(xs[..b + k]), xs[b + k..]...]
+    let lead: u64 = xs[..b + k].iter().product();
+    let mut flat_shape = vec![Dim::known(lead)];
+    flat_shape.extend(xs[b + k..].iter().map(|&d| Dim::known(d)));
+    let data = imp.reshape(cx, x, flat_shape)?;
+    let stride = strides(&xs[..b + k]);
+    let pos_shape: Shape = is[..is.len() - 1].iter().map(|&d| Dim::known(d)).collect();
+    let mut flat: Option<NodeId> = None;
+    let mut add = |imp: &mut Importer, term: NodeId| -> R<()> {
+        flat = Some(match flat {
+            Some(f) => imp.binary(cx, BinaryOp::Add, f, term)?,
+            None => term,
+        });
+        Ok(())
+    };
+    for (d, &s) in stride.iter().enumerate().take(b) {
+        let pos = imp.iota(cx, pos_shape.clone(), d, DType::I64)?;
+        let term = imp.binary_scalar(cx, BinaryOp::Mul, pos, s as f64)?;
+        add(imp, term)?;
+    }
+    for j in 0..k {
+        let col = imp.slice(cx, idx, is.len() - 1, j as u64, j as u64 + 1, 1)?;
+        let col = imp.reshape(cx, col, pos_shape.clone())?;
+        let col = wrapped_indices(imp, cx, col, xs[b + j])?;
+        let term = imp.binary_scalar(cx, BinaryOp::Mul, col, stride[b + j] as f64)?;
+        add(imp, term)?;
+    }
+    let flat = flat.ok_or_else(|| cx.unsupported("`GatherND` with no indexed or batch axis"))?;
+    one(imp.add(cx, Op::Gather { axis: 0 }, &[data, flat], None)?)
+}
+
+/// `tile(x, r)`: `[d0, d1]` -> reshape `[1, d0, 1, d1]` -> broadcast `[r0, d0, r1, d1]` ->
+/// reshape `[r0*d0, r1*d1]`.
+fn tile(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let reps = imp.const_ints(cx, 1)?;
+    let x = imp.input(cx, 0)?;
+    let shape = imp.ty(x).shape;
+    if reps.len() != shape.len() || reps.iter().any(|&r| r < 0) {
+        return Err(cx.invalid(format!("repeats {reps:?} do not fit rank {}", shape.len())));
+    }
+    let (mut spread, mut wide, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    for (d, &r) in shape.iter().zip(&reps) {
+        let r = Dim::known(r as u64);
+        spread.extend([Dim::known(1), d.clone()]);
+        wide.extend([r.clone(), d.clone()]);
+        out.push(r.mul(d));
+    }
+    let s = imp.reshape(cx, x, spread)?;
+    let b = imp.broadcast(cx, s, wide)?;
+    one(imp.reshape(cx, b, out)?)
+}
+
+fn block_size(cx: &NodeCx) -> R<u64> {
+    let b = cx.opt_int("blocksize")?.ok_or_else(|| cx.invalid("`blocksize` is required"))?;
+    u64::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| cx.invalid("`blocksize` must be positive"))
+}
+
+fn nchw(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<[Dim; 4]> {
+    imp.ty(x).shape.try_into().map_err(|_| cx.invalid("the input must have rank 4 (NCHW)"))
+}
+
+fn known(d: &Dim, b: u64, cx: &NodeCx) -> R<Dim> {
+    d.div(&Dim::known(b)).ok_or_else(|| cx.invalid(format!("a dim is not divisible by the block size {b}")))
+}
+
+fn depth_to_space(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let b = block_size(cx)?;
+    let [n, c, h, w] = nchw(imp, cx, x)?;
+    let c2 = known(&c, b * b, cx)?;
+    let bd = Dim::known(b);
+    let (shape, perm) = match cx.string("mode", "DCR")?.as_str() {
+        "DCR" => (vec![n.clone(), bd.clone(), bd.clone(), c2.clone(), h.clone(), w.clone()], vec![0, 3, 4, 1, 5, 2]),
+        "CRD" => (vec![n.clone(), c2.clone(), bd.clone(), bd.clone(), h.clone(), w.clone()], vec![0, 1, 4, 2, 5, 3]),
+        m => return Err(cx.bad_attr("mode", &format!("{m:?}"))),
+    };
+    let r = imp.reshape(cx, x, shape)?;
+    let p = imp.permute(cx, r, perm)?;
+    one(imp.reshape(cx, p, vec![n, c2, h.mul(&bd), w.mul(&bd)])?)
+}
+
+fn space_to_depth(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let b = block_size(cx)?;
+    let [n, c, h, w] = nchw(imp, cx, x)?;
+    let (h2, w2, bd) = (known(&h, b, cx)?, known(&w, b, cx)?, Dim::known(b));
+    let r = imp.reshape(cx, x, vec![n.clone(), c.clone(), h2.clone(), bd.clone(), w2.clone(), bd.clone()])?;
+    let p = imp.permute(cx, r, vec![0, 3, 5, 1, 2, 4])?;
+    one(imp.reshape(cx, p, vec![n, c.mul(&Dim::known(b * b)), h2, w2])?)
+}
+
+/// `trilu(x, k)`: keep `x[..., i, j]` where `j - i >= k` (upper) or `j - i <= k` (lower).
+fn trilu(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let k = if cx.has(1) { imp.const_scalar(cx, 1)? } else { 0.0 };
+    let x = imp.input(cx, 0)?;
+    let shape = imp.ty(x).shape;
+    if shape.len() < 2 {
+        return Err(cx.invalid("the input must have rank >= 2"));
+    }
+    let mn = shape[shape.len() - 2..].to_vec();
+    let i = imp.iota(cx, mn.clone(), 0, DType::I64)?;
+    let j = imp.iota(cx, mn, 1, DType::I64)?;
+    let ik = if k == 0.0 { i } else { imp.binary_scalar(cx, BinaryOp::Add, i, k)? };
+    let keep = if cx.int("upper", 1)? != 0 { CompareOp::Ge } else { CompareOp::Le };
+    let c = imp.compare(cx, keep, j, ik)?;
+    let zero = imp.scalar(imp.dtype(x), 0.0);
+    one(imp.select(cx, c, x, zero)?)
+}
+
+/// `one_hot(indices, depth, [off, on])`: `iota == indices` along the new axis selects `on`.
+fn one_hot(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let depth = imp.const_scalar(cx, 1)?;
+    if depth < 1.0 {
+        return Err(cx.invalid("`depth` must be positive"));
+    }
+    let depth = depth as u64;
+    let idx = imp.input(cx, 0)?;
+    let values = imp.input(cx, 2)?;
+    let idx = match imp.dtype(idx) {
+        d if d.is_float() => imp.cast(cx, idx, DType::I64)?,
+        _ => idx,
+    };
+    let idx = wrapped_indices(imp, cx, idx, depth)?;
+    let r = imp.rank(idx) + 1;
+    let a = axis(cx, cx.int("axis", -1)?, r)?;
+    let idx = imp.unsqueeze(cx, idx, &[a])?;
+    let mut shape = imp.ty(idx).shape;
+    shape[a] = Dim::known(depth);
+    let pos = imp.iota(cx, shape, a, DType::I64)?;
+    let hit = imp.compare(cx, CompareOp::Eq, pos, idx)?;
+    let off = imp.gather_const(cx, values, 0, vec![0])?;
+    let on = imp.gather_const(cx, values, 0, vec![1])?;
+    let (off, on) = (imp.reshape(cx, off, vec![])?, imp.reshape(cx, on, vec![])?);
+    one(imp.select(cx, hit, on, off)?)
+}
+
+/// A constant tensor of `dtype` with every element `value`.
+pub(crate) fn splat(cx: &NodeCx, dtype: DType, shape: &[usize], value: f64) -> R<Tensor> {
+    let n = shape.iter().product();
+    let t = match dtype {
+        d if d.is_float() => Tensor::from_f64(d, shape, vec![value; n]),
+        d if d.is_int() => Tensor::from_i64(d, shape, vec![value as i64; n]),
+        _ => Tensor::from_bool(shape, vec![value != 0.0; n]),
+    };
+    t.map_err(|e| cx.invalid(e.to_string()))
+}

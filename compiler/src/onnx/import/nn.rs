@@ -1,0 +1,545 @@
+//! Linear algebra and convolutional-network ops: `MatMul`, `Gemm`, `Einsum`, `Conv`, the
+//! pools, and the normalisations that are not Flint composites (batch, instance, group,
+//! Lp).
+//!
+//! Flint's `conv2d` and pools are 2-D; 1-D ones are imported as 2-D with a height of 1.
+
+use super::build::{axes, axis, one};
+use super::{entry, Entry, Importer, NodeCx, Value};
+use crate::ir::*;
+use crate::onnx::OnnxError;
+
+type R<T> = Result<T, OnnxError>;
+
+const POOL_ATTRS: &[&str] =
+    &["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "storage_order", "strides"];
+
+pub(crate) const OPS: &[(&str, Entry)] = &[
+    ("MatMul", entry(matmul, &[])),
+    ("Gemm", entry(gemm, &["alpha", "beta", "transA", "transB"])),
+    ("Einsum", entry(einsum, &["equation"])),
+    ("Conv", entry(conv, &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])),
+    (
+        "ConvTranspose",
+        entry(
+            conv_transpose,
+            &["auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape", "pads", "strides"],
+        ),
+    ),
+    ("MaxPool", entry(pool, POOL_ATTRS)),
+    ("AveragePool", entry(pool, POOL_ATTRS)),
+    ("LpPool", entry(pool, &["auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"])),
+    ("GlobalAveragePool", entry(global_pool, &[])),
+    ("GlobalMaxPool", entry(global_pool, &[])),
+    ("BatchNormalization", entry(batch_norm, &["epsilon", "momentum", "training_mode", "spatial"])),
+    ("InstanceNormalization", entry(instance_norm, &["epsilon"])),
+    ("GroupNormalization", entry(group_norm, &["epsilon", "num_groups", "stash_type"])),
+    ("LpNormalization", entry(lp_norm, &["axis", "p"])),
+    ("MeanVarianceNormalization", entry(mvn, &["axes"])),
+];
+
+/// NumPy `matmul`: a rank-1 operand is promoted to a matrix and its added axis removed.
+pub(crate) fn matmul_nd(imp: &mut Importer, cx: &NodeCx, a: NodeId, b: NodeId) -> R<NodeId> {
+    let (ra, rb) = (imp.rank(a), imp.rank(b));
+    let a2 = if ra == 1 { imp.unsqueeze(cx, a, &[0])? } else { a };
+    let b2 = if rb == 1 { imp.unsqueeze(cx, b, &[1])? } else { b };
+    let y = imp.matmul(cx, a2, b2)?;
+    let mut shape = imp.ty(y).shape;
+    let r = shape.len();
+    if rb == 1 {
+        shape.remove(r - 1);
+    }
+    if ra == 1 {
+        shape.remove(r - 2);
+    }
+    imp.reshape(cx, y, shape)
+}
+
+fn matmul(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (a, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
+    one(matmul_nd(imp, cx, a, b)?)
+}
+
+/// `gemm(A, B, C) = alpha * op(A) @ op(B) + beta * C`; PyTorch's `Linear` (`transB=1`,
+/// `alpha = beta = 1`, a bias vector) becomes Flint's `linear`.
+fn gemm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (a, b, c) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
+    let (alpha, beta) = (cx.float("alpha", 1.0)? as f64, cx.float("beta", 1.0)? as f64);
+    let (ta, tb) = (cx.int("transA", 0)? != 0, cx.int("transB", 0)? != 0);
+    let n = imp.ty(b).shape.get(if tb { 0 } else { 1 }).cloned();
+    let bias_is_vector = c.is_none_or(|c| imp.ty(c).shape == [n.clone().unwrap_or(Dim::known(0))]);
+    if !ta && tb && alpha == 1.0 && beta == 1.0 && bias_is_vector && imp.dtype(a).is_float() {
+        let operands: Vec<NodeId> = [Some(a), Some(b), c].into_iter().flatten().collect();
+        return one(imp.add(cx, Op::Linear, &operands, None)?);
+    }
+    let a = if ta { imp.transpose(cx, a)? } else { a };
+    let b = if tb { imp.transpose(cx, b)? } else { b };
+    let mut y = imp.matmul(cx, a, b)?;
+    if alpha != 1.0 {
+        y = imp.binary_scalar(cx, BinaryOp::Mul, y, alpha)?;
+    }
+    if let Some(c) = c {
+        let c = if beta != 1.0 { imp.binary_scalar(cx, BinaryOp::Mul, c, beta)? } else { c };
+        y = imp.binary(cx, BinaryOp::Add, y, c)?;
+        if imp.rank(y) != 2 {
+            return Err(cx.invalid("C does not broadcast to the product's shape"));
+        }
+    }
+    one(y)
+}
+
+/// `Einsum` without repeated letters in one operand: every operand is permuted to a common
+/// letter order with size-1 axes for the letters it lacks, the operands are multiplied
+/// (broadcasting), and the letters missing from the output are summed.
+fn einsum(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let eq: String = cx.string("equation", "")?.chars().filter(|c| !c.is_whitespace()).collect();
+    if eq.contains("...") {
+        return Err(cx.bad_attr("equation", &format!("{eq:?} (ellipsis)")));
+    }
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l.to_string(), Some(r.to_string())),
+        None => (eq.clone(), None),
+    };
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if terms.len() != cx.arity() {
+        return Err(cx.invalid(format!("the equation has {} operands, the node {}", terms.len(), cx.arity())));
+    }
+    let mut letters: Vec<char> = Vec::new();
+    for t in &terms {
+        for c in t.chars() {
+            if !letters.contains(&c) {
+                letters.push(c);
+            }
+        }
+        if t.chars().enumerate().any(|(i, c)| t[..i].contains(c)) {
+            return Err(cx.bad_attr("equation", &format!("{eq:?} (a repeated index in one operand)")));
+        }
+    }
+    let out: Vec<char> = match rhs {
+        Some(r) => r.chars().collect(),
+        None => {
+            // Implicit output: the letters used once, in alphabetical order.
+            let mut once: Vec<char> = letters.iter().copied().filter(|&c| lhs.matches(c).count() == 1).collect();
+            once.sort();
+            once
+        }
+    };
+    // Output letters first, in output order, then the summed ones.
+    let mut order = out.clone();
+    order.extend(letters.iter().filter(|c| !out.contains(c)));
+    let mut product: Option<NodeId> = None;
+    for (i, t) in terms.iter().enumerate() {
+        let x = imp.input(cx, i)?;
+        let here: Vec<char> = t.chars().collect();
+        if here.len() != imp.rank(x) {
+            return Err(cx.invalid(format!("operand {i} has rank {}, the equation says {}", imp.rank(x), here.len())));
+        }
+        let present: Vec<char> = order.iter().copied().filter(|c| here.contains(c)).collect();
+        let perm = present.iter().map(|c| here.iter().position(|h| h == c).unwrap_or(0)).collect();
+        let p = imp.permute(cx, x, perm)?;
+        let shape = imp.ty(p).shape;
+        let mut it = shape.into_iter();
+        let full: Shape = order
+            .iter()
+            .map(|c| if here.contains(c) { it.next().unwrap_or(Dim::known(1)) } else { Dim::known(1) })
+            .collect();
+        let p = imp.reshape(cx, p, full)?;
+        product = Some(match product {
+            Some(acc) => imp.binary(cx, BinaryOp::Mul, acc, p)?,
+            None => p,
+        });
+    }
+    let product = product.ok_or_else(|| cx.invalid("no operands"))?;
+    let summed: Vec<usize> = (out.len()..order.len()).collect();
+    one(imp.reduce(cx, ReduceOp::Sum, product, summed, false)?)
+}
+
+/// Window attributes of a 2-D conv or pool, NCHW.
+struct Window {
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    dilation: [u64; 2],
+    /// `[top, left, bottom, right]`.
+    padding: [u64; 4],
+}
+
+/// Reads `kernel_shape`, `strides`, `dilations`, `pads` and `auto_pad` for `spatial` (1 or
+/// 2) spatial axes of lengths `input`, lifting 1-D windows to 2-D.
+fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>, ceil_mode: bool) -> R<Window> {
+    let kernel = kernel.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
+    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
+        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
+        if v.len() != len || v.iter().any(|&x| x < 0) {
+            return Err(cx.invalid(format!("`{name}` = {v:?} does not fit {spatial} spatial axes")));
+        }
+        Ok(v)
+    };
+    let stride = list("strides", 1, spatial)?;
+    let dilation = list("dilations", 1, spatial)?;
+    let mut pads = list("pads", 0, 2 * spatial)?;
+    if kernel.len() != spatial || kernel.iter().chain(&stride).chain(&dilation).any(|&v| v < 1) {
+        return Err(cx.invalid("kernel, strides and dilations must be positive, one per spatial axis"));
+    }
+    let auto_pad = cx.string("auto_pad", "NOTSET")?;
+    let lift = |v: &[i64], fill: i64| -> [u64; 2] {
+        if spatial == 1 {
+            [fill as u64, v[0] as u64]
+        } else {
+            [v[0] as u64, v[1] as u64]
+        }
+    };
+    let inp: &[u64] = if spatial == 1 { &input[1..] } else { &input };
+    for i in 0..spatial {
+        let span = dilation[i] * (kernel[i] - 1) + 1;
+        let n = inp[i] as i64;
+        let (lo, hi) = match auto_pad.as_str() {
+            "NOTSET" => (pads[i], pads[i + spatial]),
+            "VALID" => (0, 0),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let out = (n + stride[i] - 1) / stride[i];
+                let total = ((out - 1) * stride[i] + span - n).max(0);
+                let small = total / 2;
+                if auto_pad == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                }
+            }
+            other => return Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
+        };
+        let hi = if ceil_mode {
+            // One more window when the last one still starts inside the input or the
+            // leading padding (PyTorch's rule); its overhang counts as padding.
+            let padded = n + lo + hi;
+            let mut out = (padded - span + stride[i] - 1) / stride[i] + 1;
+            if (out - 1) * stride[i] >= n + lo {
+                out -= 1;
+            }
+            hi + ((out - 1) * stride[i] + span - padded).max(0)
+        } else {
+            hi
+        };
+        pads[i] = lo;
+        pads[i + spatial] = hi;
+    }
+    let (top, bottom) = if spatial == 1 { (0, 0) } else { (pads[0] as u64, pads[2] as u64) };
+    let (left, right) = if spatial == 1 { (pads[0] as u64, pads[1] as u64) } else { (pads[1] as u64, pads[3] as u64) };
+    Ok(Window {
+        kernel: lift(&kernel, 1),
+        stride: lift(&stride, 1),
+        dilation: lift(&dilation, 1),
+        padding: [top, left, bottom, right],
+    })
+}
+
+/// The spatial lengths of an NCL or NCHW input, lifted to 2-D, and how many there are.
+fn spatial(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<(usize, [u64; 2])> {
+    let shape = imp.ty(x).shape;
+    let known =
+        |d: &Dim| d.as_known().ok_or_else(|| cx.unsupported(format!("`{}` with a symbolic spatial dim", cx.op())));
+    match shape.len() {
+        3 => Ok((1, [1, known(&shape[2])?])),
+        4 => Ok((2, [known(&shape[2])?, known(&shape[3])?])),
+        r => Err(cx.unsupported(format!("`{}` on a rank-{r} input (Flint has 1-D and 2-D windows)", cx.op()))),
+    }
+}
+
+/// An NCL tensor as NC1L.
+fn lift_1d(imp: &mut Importer, cx: &NodeCx, x: NodeId) -> R<NodeId> {
+    imp.unsqueeze(cx, x, &[2])
+}
+
+fn drop_1d(imp: &mut Importer, cx: &NodeCx, y: NodeId) -> R<NodeId> {
+    let mut shape = imp.ty(y).shape;
+    shape.remove(2);
+    imp.reshape(cx, y, shape)
+}
+
+fn conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, w, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
+    let (sp, input) = spatial(imp, cx, x)?;
+    let kernel_dims: Option<Vec<i64>> = imp.ty(w).shape[2..].iter().map(|d| d.as_known().map(|v| v as i64)).collect();
+    let kernel = cx.ints("kernel_shape")?.or(kernel_dims);
+    let win = window(cx, sp, input, kernel, false)?;
+    let groups = u64::try_from(cx.int("group", 1)?).map_err(|_| cx.invalid("`group` must be positive"))?;
+    let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
+    let op = Op::Conv2d { stride: win.stride, padding: win.padding, dilation: win.dilation, groups };
+    let operands: Vec<NodeId> = [Some(x), Some(w), b].into_iter().flatten().collect();
+    let y = imp.add(cx, op, &operands, None)?;
+    one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
+}
+
+/// `ConvTranspose` as a `conv2d`: the input spread out by the stride (zeros in between,
+/// made by padding a size-1 axis and merging it), padded by `(k - 1) * d - pad` on each side
+/// (plus `output_padding` at the end), convolved with the kernel flipped and its in/out
+/// channels swapped within each group.
+fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, w, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
+    let (sp, input) = spatial(imp, cx, x)?;
+    let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
+    let ws = super::movement::static_shape(imp, cx, w)?;
+    let xs = imp.ty(x).shape;
+    let g = cx.int("group", 1)?.max(1) as u64;
+    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
+        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
+        if v.len() != len {
+            return Err(cx.invalid(format!("`{name}` = {v:?} does not fit {sp} spatial axes")));
+        }
+        // Lift 1-D lists to 2-D with a neutral height entry.
+        Ok(if sp == 1 && len == 1 {
+            vec![if name == "strides" || name == "dilations" { 1 } else { 0 }, v[0]]
+        } else {
+            v
+        })
+    };
+    let stride = list("strides", 1, sp)?;
+    let dil = list("dilations", 1, sp)?;
+    let out_pad = list("output_padding", 0, sp)?;
+    let kernel = [ws[2] as i64, ws[3] as i64];
+    let inp = [input[0] as i64, input[1] as i64];
+    let natural = |i: usize| stride[i] * (inp[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1;
+    let auto_pad = cx.string("auto_pad", "NOTSET")?;
+    let out_shape = cx.ints("output_shape")?.map(|v| if sp == 1 { vec![1, v[0]] } else { v });
+    let (mut lo, mut hi) = ([0i64; 2], [0i64; 2]);
+    match (auto_pad.as_str(), cx.ints("pads")?, out_shape) {
+        ("NOTSET", Some(p), _) => {
+            let p = if sp == 1 { vec![0, p[0], 0, p[1]] } else { p };
+            (lo, hi) = ([p[0], p[1]], [p[2], p[3]]);
+        }
+        ("NOTSET", None, Some(o)) => hi = [natural(0) - o[0], natural(1) - o[1]],
+        ("NOTSET" | "VALID", None, None) => {}
+        ("SAME_UPPER" | "SAME_LOWER", _, o) => {
+            for i in 0..2 {
+                let out = o.as_ref().map_or(inp[i] * stride[i], |o| o[i]);
+                let total = natural(i) - out;
+                let small = total / 2;
+                (lo[i], hi[i]) = if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+            }
+        }
+        (other, _, _) => return Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
+    }
+    // Spread: [N, C, H, W] -> [N, C, H, 1, W, 1] -> pad to [N, C, H, sh, W, sw] -> merge -> trim.
+    let mut spread = x;
+    if stride != [1, 1] {
+        let one = Dim::known(1);
+        let r =
+            imp.reshape(cx, x, vec![xs[0].clone(), xs[1].clone(), xs[2].clone(), one.clone(), xs[3].clone(), one])?;
+        let high = vec![0, 0, 0, stride[0] as u64 - 1, 0, stride[1] as u64 - 1];
+        let p = imp.add(cx, Op::Pad { low: vec![0; 6], high, value: 0.0 }, &[r], None)?;
+        let merged = [inp[0] * stride[0], inp[1] * stride[1]].map(|v| Dim::known(v as u64));
+        let m = imp.reshape(cx, p, vec![xs[0].clone(), xs[1].clone(), merged[0].clone(), merged[1].clone()])?;
+        let t = imp.slice(cx, m, 2, 0, ((inp[0] - 1) * stride[0] + 1) as u64, 1)?;
+        spread = imp.slice(cx, t, 3, 0, ((inp[1] - 1) * stride[1] + 1) as u64, 1)?;
+    }
+    // Padding (k - 1) * d - pad, cropping where it is negative.
+    let mut padding = [0u64; 4];
+    for i in 0..2 {
+        let before = (kernel[i] - 1) * dil[i] - lo[i];
+        let after = (kernel[i] - 1) * dil[i] - hi[i] + out_pad[i];
+        let len = imp.ty(spread).shape[2 + i].as_known().unwrap_or(0) as i64;
+        let (start, end) = ((-before).max(0), len - (-after).max(0));
+        if start >= end {
+            return Err(cx.invalid("the padding removes the whole input"));
+        }
+        spread = imp.slice(cx, spread, 2 + i, start as u64, end as u64, 1)?;
+        padding[i] = before.max(0) as u64;
+        padding[i + 2] = after.max(0) as u64;
+    }
+    // Weight [C, M/g, kh, kw] -> [M, C/g, kh, kw], flipped.
+    let (c, mg) = (ws[0], ws[1]);
+    let d = |v: u64| Dim::known(v);
+    let wg = imp.reshape(cx, w, vec![d(g), d(c / g), d(mg), d(ws[2]), d(ws[3])])?;
+    let wp = imp.permute(cx, wg, vec![0, 2, 1, 3, 4])?;
+    let wm = imp.reshape(cx, wp, vec![d(g * mg), d(c / g), d(ws[2]), d(ws[3])])?;
+    let wf = imp.gather_const(cx, wm, 2, (0..ws[2] as i64).rev().collect())?;
+    let wf = imp.gather_const(cx, wf, 3, (0..ws[3] as i64).rev().collect())?;
+    let op = Op::Conv2d {
+        stride: [1, 1],
+        padding: [padding[0], padding[1], padding[2], padding[3]],
+        dilation: [dil[0] as u64, dil[1] as u64],
+        groups: g,
+    };
+    let operands: Vec<NodeId> = [Some(spread), Some(wf), b].into_iter().flatten().collect();
+    let y = imp.add(cx, op, &operands, None)?;
+    one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
+}
+
+fn pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    if cx.wants(1) {
+        return Err(cx.unsupported("the `Indices` output"));
+    }
+    let x = imp.input(cx, 0)?;
+    let (sp, input) = spatial(imp, cx, x)?;
+    let ceil_mode = cx.int("ceil_mode", 0)? != 0;
+    let win = window(cx, sp, input, cx.ints("kernel_shape")?, ceil_mode)?;
+    if win.dilation != [1, 1] {
+        return Err(cx.bad_attr("dilations", &format!("{:?}", cx.ints("dilations")?.unwrap_or_default())));
+    }
+    let x = if sp == 1 { lift_1d(imp, cx, x)? } else { x };
+    let Window { kernel, stride, padding, .. } = win;
+    let y = match cx.op() {
+        "MaxPool" => imp.add(
+            cx,
+            Op::Pool2d { kind: PoolKind::Max, kernel, stride, padding, count_include_pad: false },
+            &[x],
+            None,
+        )?,
+        "AveragePool" => {
+            let include = cx.int("count_include_pad", 0)? != 0;
+            if include && ceil_mode {
+                return Err(cx.unsupported("`count_include_pad` together with `ceil_mode`"));
+            }
+            imp.add(
+                cx,
+                Op::Pool2d { kind: PoolKind::Avg, kernel, stride, padding, count_include_pad: include },
+                &[x],
+                None,
+            )?
+        }
+        // lp_pool = (sum over the window of |x|^p)^(1/p) = (k * avg_pool(|x|^p, with padding))^(1/p)
+        _ => {
+            let p = cx.int("p", 2)? as f64;
+            let a = imp.unary(cx, UnaryOp::Abs, x)?;
+            let ap = imp.binary_scalar(cx, BinaryOp::Pow, a, p)?;
+            let op = Op::Pool2d { kind: PoolKind::Avg, kernel, stride, padding, count_include_pad: true };
+            let avg = imp.add(cx, op, &[ap], None)?;
+            let sum = imp.binary_scalar(cx, BinaryOp::Mul, avg, (kernel[0] * kernel[1]) as f64)?;
+            imp.binary_scalar(cx, BinaryOp::Pow, sum, 1.0 / p)?
+        }
+    };
+    one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
+}
+
+fn global_pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let op = if cx.op() == "GlobalMaxPool" { ReduceOp::Max } else { ReduceOp::Mean };
+    let axes = (2..imp.rank(x)).collect();
+    one(imp.reduce(cx, op, x, axes, true)?)
+}
+
+/// A per-channel vector `[C]` reshaped to `[C, 1, ...]` to broadcast against NC... data.
+fn per_channel(imp: &mut Importer, cx: &NodeCx, v: NodeId, rank: usize) -> R<NodeId> {
+    let mut shape = imp.ty(v).shape;
+    shape.extend((2..rank).map(|_| Dim::known(1)));
+    imp.reshape(cx, v, shape)
+}
+
+/// `(x - mean) * rsqrt(var + eps)`, with the mean and (biased) variance over `axes`.
+fn normalize(imp: &mut Importer, cx: &NodeCx, x: NodeId, axes: Vec<usize>, eps: f64) -> R<NodeId> {
+    let mu = imp.reduce(cx, ReduceOp::Mean, x, axes.clone(), true)?;
+    let d = imp.binary(cx, BinaryOp::Sub, x, mu)?;
+    let sq = imp.binary(cx, BinaryOp::Mul, d, d)?;
+    let var = imp.reduce(cx, ReduceOp::Mean, sq, axes, true)?;
+    let ve = imp.binary_scalar(cx, BinaryOp::Add, var, eps)?;
+    let r = imp.unary(cx, UnaryOp::Rsqrt, ve)?;
+    imp.binary(cx, BinaryOp::Mul, d, r)
+}
+
+/// `y * scale + bias`, both per channel.
+fn scale_shift(imp: &mut Importer, cx: &NodeCx, y: NodeId, scale: NodeId, bias: NodeId) -> R<NodeId> {
+    let r = imp.rank(y);
+    let s = per_channel(imp, cx, scale, r)?;
+    let b = per_channel(imp, cx, bias, r)?;
+    let ys = imp.binary(cx, BinaryOp::Mul, y, s)?;
+    imp.binary(cx, BinaryOp::Add, ys, b)
+}
+
+/// Inference-mode batch norm: `(x - mean) / sqrt(var + eps) * scale + bias` per channel.
+fn batch_norm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    if cx.int("training_mode", 0)? != 0 {
+        return Err(cx.bad_attr("training_mode", "1"));
+    }
+    if cx.int("spatial", 1)? != 1 {
+        return Err(cx.bad_attr("spatial", "0"));
+    }
+    let x = imp.input(cx, 0)?;
+    let [scale, bias, mean, var] = [1, 2, 3, 4].map(|i| imp.input(cx, i));
+    let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
+    let r = imp.rank(x);
+    let eps = cx.float("epsilon", 1e-5)? as f64;
+    let m = per_channel(imp, cx, mean, r)?;
+    let v = per_channel(imp, cx, var, r)?;
+    let d = imp.binary(cx, BinaryOp::Sub, x, m)?;
+    let ve = imp.binary_scalar(cx, BinaryOp::Add, v, eps)?;
+    let s = imp.unary(cx, UnaryOp::Sqrt, ve)?;
+    let y = imp.binary(cx, BinaryOp::Div, d, s)?;
+    one(scale_shift(imp, cx, y, scale, bias)?)
+}
+
+fn instance_norm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, scale, bias) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
+    let axes = (2..imp.rank(x)).collect();
+    let y = normalize(imp, cx, x, axes, cx.float("epsilon", 1e-5)? as f64)?;
+    one(scale_shift(imp, cx, y, scale, bias)?)
+}
+
+/// Group norm: the channels split into `num_groups` groups, each normalised over its
+/// channels and the spatial axes. The scale and bias are per channel (opset 21) or per
+/// group (opset 18).
+fn group_norm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, scale, bias) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
+    let g = cx.opt_int("num_groups")?.ok_or_else(|| cx.invalid("`num_groups` is required"))?;
+    let shape = imp.ty(x).shape;
+    let (g, rank) = (Dim::known(g as u64), shape.len());
+    if rank < 2 {
+        return Err(cx.invalid("the input must have rank >= 2"));
+    }
+    let per_group = shape[1].div(&g).ok_or_else(|| cx.invalid("`num_groups` does not divide the channels"))?;
+    let mut grouped = vec![shape[0].clone(), g.clone(), per_group.clone()];
+    grouped.extend(shape[2..].iter().cloned());
+    let xg = imp.reshape(cx, x, grouped)?;
+    let axes = (2..rank + 1).collect();
+    let yg = normalize(imp, cx, xg, axes, cx.float("epsilon", 1e-5)? as f64)?;
+    let (scale, bias) = if imp.ty(scale).shape == [g.clone()] && (imp.opset < 21 || g != shape[1]) {
+        // Per group: repeat each value over the group's channels.
+        let rep = |imp: &mut Importer, v: NodeId| -> R<NodeId> {
+            let col = imp.reshape(cx, v, vec![g.clone(), Dim::known(1)])?;
+            let b = imp.broadcast(cx, col, vec![g.clone(), per_group.clone()])?;
+            imp.reshape(cx, b, vec![shape[1].clone()])
+        };
+        (rep(imp, scale)?, rep(imp, bias)?)
+    } else {
+        (scale, bias)
+    };
+    let y = imp.reshape(cx, yg, shape)?;
+    one(scale_shift(imp, cx, y, scale, bias)?)
+}
+
+/// `x / ||x||_p` along `axis` (p = 1 or 2).
+fn lp_norm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let a = axis(cx, cx.int("axis", -1)?, imp.rank(x))?;
+    let norm = match cx.int("p", 2)? {
+        1 => {
+            let abs = imp.unary(cx, UnaryOp::Abs, x)?;
+            imp.reduce(cx, ReduceOp::Sum, abs, vec![a], true)?
+        }
+        2 => {
+            let sq = imp.binary(cx, BinaryOp::Mul, x, x)?;
+            let s = imp.reduce(cx, ReduceOp::Sum, sq, vec![a], true)?;
+            imp.unary(cx, UnaryOp::Sqrt, s)?
+        }
+        p => return Err(cx.refuse_int("p", p)),
+    };
+    // A zero norm gives 0, not 0/0, as ONNX's reference does.
+    let y = imp.binary(cx, BinaryOp::Div, x, norm)?;
+    let zero = imp.compare_scalar(cx, CompareOp::Eq, norm, 0.0)?;
+    let z = imp.scalar(imp.dtype(x), 0.0);
+    one(imp.select(cx, zero, z, y)?)
+}
+
+/// `(x - mean) / sqrt(mean(x^2) - mean^2)` over `axes` (default N, H, W), as ONNX's function
+/// body computes it.
+fn mvn(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let raw = cx.ints("axes")?.unwrap_or_else(|| vec![0, 2, 3]);
+    let ax = axes(cx, &raw, imp.rank(x))?;
+    let mu = imp.reduce(cx, ReduceOp::Mean, x, ax.clone(), true)?;
+    let sq = imp.binary(cx, BinaryOp::Mul, x, x)?;
+    let msq = imp.reduce(cx, ReduceOp::Mean, sq, ax, true)?;
+    let mu2 = imp.binary(cx, BinaryOp::Mul, mu, mu)?;
+    let var = imp.binary(cx, BinaryOp::Sub, msq, mu2)?;
+    let sd = imp.unary(cx, UnaryOp::Sqrt, var)?;
+    let d = imp.binary(cx, BinaryOp::Sub, x, mu)?;
+    one(imp.binary(cx, BinaryOp::Div, d, sd)?)
+}

@@ -1,0 +1,413 @@
+//! `Resize` and `Upsample`. Resizing is separable: along each resized axis, output `o` is
+//! `sum_i M[o, i] * x[i]` for an interpolation matrix `M` that depends only on the sizes and
+//! the attributes. The matrix is computed here in f64 exactly as ONNX's reference computes
+//! its coefficients (nearest, linear, cubic, antialiasing, `exclude_outside`, every
+//! coordinate transformation); the graph applies it as a `matmul` (or, when each row picks one
+//! element, as a `gather`, which is exact for every dtype).
+
+use super::build::one;
+use super::{entry, Entry, Importer, NodeCx, Value};
+use crate::interp::Tensor;
+use crate::ir::*;
+use crate::onnx::OnnxError;
+
+type R<T> = Result<T, OnnxError>;
+
+pub(crate) const OPS: &[(&str, Entry)] = &[
+    (
+        "Resize",
+        entry(
+            resize,
+            &[
+                "antialias",
+                "axes",
+                "coordinate_transformation_mode",
+                "cubic_coeff_a",
+                "exclude_outside",
+                "extrapolation_value",
+                "keep_aspect_ratio_policy",
+                "mode",
+                "nearest_mode",
+            ],
+        ),
+    ),
+    ("Upsample", entry(upsample, &["mode", "scales"])),
+];
+
+/// How coefficients are chosen; see ONNX's `Resize`.
+struct Kernel {
+    mode: String,
+    nearest_mode: String,
+    cubic_a: f64,
+    antialias: bool,
+}
+
+impl Kernel {
+    fn coeffs(&self, ratio: f64, scale: f64) -> Vec<f64> {
+        match (self.mode.as_str(), self.antialias) {
+            ("nearest", _) => nearest_coeffs(ratio, &self.nearest_mode),
+            ("linear", false) => vec![1.0 - ratio, ratio],
+            ("linear", true) => linear_antialias(ratio, scale),
+            (_, false) => cubic_coeffs(ratio, self.cubic_a),
+            (_, true) => cubic_antialias(ratio, scale, self.cubic_a),
+        }
+    }
+}
+
+fn nearest_coeffs(ratio: f64, mode: &str) -> Vec<f64> {
+    let b = |x: bool| f64::from(u8::from(x));
+    if ratio.fract() == 0.0 {
+        return vec![0.0, 1.0];
+    }
+    match mode {
+        "round_prefer_floor" => vec![b(ratio <= 0.5), b(ratio > 0.5)],
+        "round_prefer_ceil" => vec![b(ratio < 0.5), b(ratio >= 0.5)],
+        "floor" => vec![1.0, 0.0],
+        _ => vec![0.0, 1.0],
+    }
+}
+
+fn cubic_coeffs(r: f64, a: f64) -> Vec<f64> {
+    let s = 1.0 - r;
+    vec![
+        ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+        ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+        ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
+        ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
+    ]
+}
+
+fn normalized(c: Vec<f64>) -> Vec<f64> {
+    let sum: f64 = c.iter().sum();
+    c.into_iter().map(|x| x / sum).collect()
+}
+
+fn cubic_antialias(ratio: f64, scale: f64, a: f64) -> Vec<f64> {
+    let scale = scale.min(1.0);
+    let coeff = |x: f64| {
+        let x = x.abs();
+        let (x2, x3) = (x * x, x * x * x);
+        if x <= 1.0 {
+            (a + 2.0) * x3 - (a + 3.0) * x2 + 1.0
+        } else if x < 2.0 {
+            a * x3 - 5.0 * a * x2 + 8.0 * a * x - 4.0 * a
+        } else {
+            0.0
+        }
+    };
+    let start = (-2.0 / scale).floor() as i64 + 1;
+    normalized((start..2 - start).map(|i| coeff(scale * (i as f64 - ratio))).collect())
+}
+
+fn linear_antialias(ratio: f64, scale: f64) -> Vec<f64> {
+    let scale = scale.min(1.0);
+    let start = (-1.0 / scale).floor() as i64 + 1;
+    let footprint = 2 - 2 * start;
+    normalized((start..start + footprint).map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0)).collect())
+}
+
+/// The source coordinate of each output position (and whether it lies outside the input,
+/// for `tf_crop_and_resize`).
+fn source_coords(
+    cx: &NodeCx,
+    mode: &str,
+    n_in: usize,
+    n_out: usize,
+    scale: f64,
+    roi: (f64, f64),
+) -> R<Vec<(f64, bool)>> {
+    let out_w = scale * n_in as f64;
+    let (win, wout) = (n_in as f64, n_out as f64);
+    (0..n_out)
+        .map(|o| {
+            let y = o as f64;
+            Ok(match mode {
+                "align_corners" => (if out_w == 1.0 { 0.0 } else { y * (win - 1.0) / (out_w - 1.0) }, false),
+                "asymmetric" => (y / scale, false),
+                "tf_crop_and_resize" => {
+                    let x = if out_w == 1.0 {
+                        (roi.1 - roi.0) * (win - 1.0) / 2.0
+                    } else {
+                        y * (roi.1 - roi.0) * (win - 1.0) / (out_w - 1.0)
+                    } + roi.0 * (win - 1.0);
+                    (x, x < 0.0 || x > win - 1.0)
+                }
+                "pytorch_half_pixel" => (if out_w == 1.0 { -0.5 } else { (y + 0.5) / scale - 0.5 }, false),
+                "half_pixel" => ((y + 0.5) / scale - 0.5, false),
+                "half_pixel_symmetric" => {
+                    let offset = win / 2.0 * (1.0 - wout / out_w);
+                    (offset + (y + 0.5) / scale - 0.5, false)
+                }
+                other => return Err(cx.bad_attr("coordinate_transformation_mode", &format!("{other:?}"))),
+            })
+        })
+        .collect()
+}
+
+/// The interpolation matrix `[n_out, n_in]` (row-major) of one axis, and the rows that take
+/// the extrapolation value.
+fn matrix(
+    cx: &NodeCx,
+    k: &Kernel,
+    ctm: &str,
+    exclude: bool,
+    n_in: usize,
+    n_out: usize,
+    scale: f64,
+    roi: (f64, f64),
+) -> R<(Vec<f64>, Vec<bool>)> {
+    let coords = source_coords(cx, ctm, n_in, n_out, scale, roi)?;
+    let mut m = vec![0.0; n_out * n_in];
+    let mut extrapolated = vec![false; n_out];
+    for (o, &(x, outside)) in coords.iter().enumerate() {
+        let xi = x.floor();
+        let ratio = if x == xi { 1.0 } else { x - xi };
+        let mut c = k.coeffs(ratio, scale);
+        let n = c.len() as i64;
+        let pad = (n + 1) / 2;
+        let xp = x + pad as f64;
+        let p = xp.floor();
+        let frac = xp - p;
+        let off = if n % 2 == 0 {
+            if frac == 0.0 {
+                -(n / 2)
+            } else {
+                -(n / 2) + 1
+            }
+        } else if frac <= 0.5 {
+            -((n - 1) / 2)
+        } else {
+            -((n - 1) / 2) + 1
+        };
+        let start = p as i64 + off;
+        let idx: Vec<i64> = (0..n).map(|j| start + j - pad).collect();
+        if exclude {
+            for (cj, &i) in c.iter_mut().zip(&idx) {
+                if i < 0 || i >= n_in as i64 {
+                    *cj = 0.0;
+                }
+            }
+            let sum: f64 = c.iter().sum();
+            let sum = if sum == 0.0 { 1.0 } else { sum };
+            c.iter_mut().for_each(|x| *x /= sum);
+        }
+        for (cj, &i) in c.iter().zip(&idx) {
+            m[o * n_in + i.clamp(0, n_in as i64 - 1) as usize] += cj;
+        }
+        extrapolated[o] = outside;
+    }
+    for (o, &e) in extrapolated.iter().enumerate() {
+        if e {
+            m[o * n_in..(o + 1) * n_in].iter_mut().for_each(|x| *x = 0.0);
+        }
+    }
+    Ok((m, extrapolated))
+}
+
+/// A constant input that may be omitted or given as an empty tensor.
+fn floats_input(imp: &Importer, cx: &NodeCx, i: usize) -> R<Option<Vec<f64>>> {
+    if !cx.has(i) {
+        return Ok(None);
+    }
+    let t = imp.const_input(cx, i)?;
+    Ok((t.numel() > 0).then(|| t.to_f64_vec()))
+}
+
+struct Plan {
+    /// Per axis: output length and scale.
+    out: Vec<usize>,
+    scale: Vec<f64>,
+    roi: Vec<(f64, f64)>,
+    axes: Vec<usize>,
+}
+
+/// Output sizes and scales per axis, following ONNX's reference (`_interpolate_nd`).
+fn plan(
+    imp: &Importer,
+    cx: &NodeCx,
+    ctm: &str,
+    shape: &[usize],
+    scales_slot: usize,
+    sizes_slot: Option<usize>,
+) -> R<Plan> {
+    let r = shape.len();
+    // In the attribute's order, which the scales and sizes follow.
+    let axes: Vec<usize> = match cx.ints("axes")? {
+        Some(a) => {
+            super::build::axes(cx, &a, r)?;
+            a.iter().map(|&x| super::build::axis(cx, x, r)).collect::<R<_>>()?
+        }
+        None => (0..r).collect(),
+    };
+    let widen = |v: Vec<f64>, fill: &dyn Fn(usize) -> f64| -> R<Vec<f64>> {
+        if v.len() != axes.len() {
+            return Err(cx.invalid(format!("{} values for {} axes", v.len(), axes.len())));
+        }
+        let mut full: Vec<f64> = (0..r).map(fill).collect();
+        for (k, &a) in axes.iter().enumerate() {
+            full[a] = v[k];
+        }
+        Ok(full)
+    };
+    // The region of interest matters only to `tf_crop_and_resize`.
+    let roi_given = if ctm == "tf_crop_and_resize" { floats_input(imp, cx, 1)? } else { None };
+    let roi = match roi_given {
+        Some(v) if v.len() == 2 * axes.len() => {
+            let starts = widen(v[..axes.len()].to_vec(), &|_| 0.0)?;
+            let ends = widen(v[axes.len()..].to_vec(), &|_| 1.0)?;
+            starts.into_iter().zip(ends).collect()
+        }
+        _ => vec![(0.0, 1.0); r],
+    };
+    let sizes = match sizes_slot {
+        Some(s) => floats_input(imp, cx, s)?,
+        None => None,
+    };
+    let (out, scale) = match (
+        sizes,
+        floats_input(imp, cx, scales_slot)?.or(cx.floats("scales")?.map(|v| v.iter().map(|&x| x as f64).collect())),
+    ) {
+        (Some(sizes), _) => {
+            let sizes = widen(sizes, &|i| shape[i] as f64)?;
+            let mut scale: Vec<f64> = (0..r).map(|i| sizes[i] / shape[i] as f64).collect();
+            let policy = cx.string("keep_aspect_ratio_policy", "stretch")?;
+            if policy == "stretch" {
+                (sizes.iter().map(|&s| s as usize).collect(), scale)
+            } else {
+                let picked = axes.iter().map(|&a| scale[a]);
+                let s = match policy.as_str() {
+                    "not_larger" => picked.fold(f64::INFINITY, f64::min),
+                    "not_smaller" => picked.fold(f64::NEG_INFINITY, f64::max),
+                    other => return Err(cx.bad_attr("keep_aspect_ratio_policy", &format!("{other:?}"))),
+                };
+                scale = (0..r).map(|i| if axes.contains(&i) { s } else { 1.0 }).collect();
+                let out = (0..r)
+                    .map(|i| if axes.contains(&i) { (s * shape[i] as f64 + 0.5) as usize } else { shape[i] })
+                    .collect();
+                (out, scale)
+            }
+        }
+        (None, Some(scales)) => {
+            let scales = if cx.op() == "Resize" { widen(scales, &|_| 1.0)? } else { scales };
+            if scales.len() != r {
+                return Err(cx.invalid("one scale per axis is needed"));
+            }
+            ((0..r).map(|i| (scales[i] * shape[i] as f64) as usize).collect(), scales)
+        }
+        (None, None) => return Err(cx.invalid("neither `scales` nor `sizes` is given")),
+    };
+    Ok(Plan { out, scale, roi, axes })
+}
+
+fn resize(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    // Opset 10 has (X, scales); later opsets (X, roi, scales, sizes).
+    let (scales_slot, sizes_slot) = if imp.opset < 11 { (1, None) } else { (2, Some(3)) };
+    let k = Kernel {
+        mode: cx.string("mode", "nearest")?,
+        nearest_mode: cx.string("nearest_mode", "round_prefer_floor")?,
+        cubic_a: cx.float("cubic_coeff_a", -0.75)? as f64,
+        antialias: cx.int("antialias", 0)? != 0,
+    };
+    let ctm = cx.string("coordinate_transformation_mode", "half_pixel")?;
+    run(imp, cx, &k, &ctm, scales_slot, sizes_slot)
+}
+
+/// `Upsample` is `Resize` with asymmetric coordinates (nearest rounds down).
+fn upsample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let k =
+        Kernel { mode: cx.string("mode", "nearest")?, nearest_mode: "floor".into(), cubic_a: -0.75, antialias: false };
+    run(imp, cx, &k, "asymmetric", 1, None)
+}
+
+fn run(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    k: &Kernel,
+    ctm: &str,
+    scales_slot: usize,
+    sizes_slot: Option<usize>,
+) -> R<Vec<Value>> {
+    if !["nearest", "linear", "cubic"].contains(&k.mode.as_str()) {
+        return Err(cx.bad_attr("mode", &format!("{:?}", k.mode)));
+    }
+    if !["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"].contains(&k.nearest_mode.as_str()) {
+        return Err(cx.bad_attr("nearest_mode", &format!("{:?}", k.nearest_mode)));
+    }
+    let mut x = imp.input(cx, 0)?;
+    let ty = imp.ty(x);
+    let shape: Vec<usize> = ty
+        .shape
+        .iter()
+        .map(|d| d.as_known().map(|v| v as usize))
+        .collect::<Option<_>>()
+        .ok_or_else(|| cx.unsupported("resizing a symbolic shape"))?;
+    let p = plan(imp, cx, ctm, &shape, scales_slot, sizes_slot)?;
+    let exclude = cx.int("exclude_outside", 0)? != 0;
+    let extrapolation = cx.float("extrapolation_value", 0.0)? as f64;
+    for &a in &p.axes {
+        let (n_in, n_out) = (shape[a], p.out[a]);
+        let trivial = (p.scale[a] - 1.0).abs() <= 1e-9 && n_out == n_in && p.roi[a] == (0.0, 1.0);
+        if trivial {
+            continue;
+        }
+        if n_out == 0 {
+            return Err(cx.unsupported("a resize to length 0"));
+        }
+        let (m, extrapolated) = matrix(cx, k, ctm, exclude, n_in, n_out, p.scale[a], p.roi[a])?;
+        x = apply(imp, cx, x, a, &m, n_in, n_out, &extrapolated, extrapolation)?;
+    }
+    one(x)
+}
+
+/// Applies the `[n_out, n_in]` matrix `m` along `axis` of `x`.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    x: NodeId,
+    axis: usize,
+    m: &[f64],
+    n_in: usize,
+    n_out: usize,
+    extrapolated: &[bool],
+    value: f64,
+) -> R<NodeId> {
+    // One 1 per row: a gather (exact for every dtype).
+    let picks: Option<Vec<i64>> = (0..n_out)
+        .map(|o| {
+            let row = &m[o * n_in..(o + 1) * n_in];
+            let ones: Vec<usize> = (0..n_in).filter(|&i| row[i] != 0.0).collect();
+            match ones.as_slice() {
+                [i] if row[*i] == 1.0 && !extrapolated[o] => Some(*i as i64),
+                _ => None,
+            }
+        })
+        .collect();
+    if let Some(idx) = picks {
+        return imp.gather_const(cx, x, axis, idx);
+    }
+    let dtype = imp.dtype(x);
+    if !dtype.is_float() {
+        return Err(cx.unsupported(format!("interpolating {dtype} data")));
+    }
+    let r = imp.rank(x);
+    let mut perm: Vec<usize> = (0..r).filter(|&i| i != axis).collect();
+    perm.push(axis);
+    let xt = imp.permute(cx, x, perm.clone())?;
+    // x[..., in] @ Mᵀ[in, out]
+    let mt: Vec<f64> = (0..n_in * n_out).map(|k| m[(k % n_out) * n_in + k / n_out]).collect();
+    let t = Tensor::from_f64(dtype, &[n_in, n_out], mt).map_err(|e| cx.invalid(e.to_string()))?;
+    let w = imp.tensor(cx, &format!("resize{axis}"), &t)?;
+    let mut y = super::nn::matmul_nd(imp, cx, xt, w)?;
+    if value != 0.0 && extrapolated.iter().any(|&e| e) {
+        let e = extrapolated.iter().map(|&e| if e { value } else { 0.0 }).collect();
+        let t = Tensor::from_f64(dtype, &[n_out], e).map_err(|e| cx.invalid(e.to_string()))?;
+        let c = imp.tensor(cx, &format!("extrapolation{axis}"), &t)?;
+        y = imp.binary(cx, BinaryOp::Add, y, c)?;
+    }
+    let mut inverse = vec![0; r];
+    for (k, &p) in perm.iter().enumerate() {
+        inverse[p] = k;
+    }
+    imp.permute(cx, y, inverse)
+}

@@ -1,0 +1,313 @@
+//! Ops that compute shapes and constants at import time: `Shape`, `Size`, `Constant`,
+//! `ConstantOfShape`, `Range`, `EyeLike`; and shape arithmetic on dims vectors
+//! ([`dims_rule`]), which keeps a symbolic shape symbolic through `Gather`, `Concat`,
+//! `Slice`, `Unsqueeze`, `Mul`, ... so that a later `Reshape` still reads it at import time.
+
+use super::build::one;
+use super::movement::splat;
+use super::{entry, DimOrInt, Entry, Importer, NodeCx, Value};
+use crate::interp::Tensor;
+use crate::ir::infer::numel;
+use crate::ir::*;
+use crate::onnx::{tensor, OnnxError};
+
+type R<T> = Result<T, OnnxError>;
+
+pub(crate) const OPS: &[(&str, Entry)] = &[
+    ("Shape", entry(shape, &["start", "end"])),
+    ("Size", entry(size, &[])),
+    (
+        "Constant",
+        entry(
+            constant,
+            &[
+                "value",
+                "value_float",
+                "value_floats",
+                "value_int",
+                "value_ints",
+                "sparse_value",
+                "value_string",
+                "value_strings",
+            ],
+        ),
+    ),
+    ("ConstantOfShape", entry(constant_of_shape, &["value"])),
+    ("Range", entry(range, &[])),
+    ("EyeLike", entry(eye_like, &["dtype", "k"])),
+];
+
+fn shape(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let dims = imp.type_of(cx.value(0)?).shape;
+    let r = dims.len() as i64;
+    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let start = clamp(cx.int("start", 0)?);
+    let end = clamp(cx.int("end", r)?);
+    let items = dims[start..end.max(start)].iter().cloned().map(DimOrInt::Dim).collect();
+    Ok(vec![Value::dims(items, false)])
+}
+
+fn size(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let n = numel(&imp.type_of(cx.value(0)?).shape);
+    Ok(vec![Value::dims(vec![DimOrInt::Dim(n)], true)])
+}
+
+fn constant(_: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let t = if let Some(t) = cx.tensor_attr("value")? {
+        t
+    } else if let Some(v) = cx.opt_float("value_float")? {
+        Tensor::from_f64(DType::F32, &[], vec![v as f64]).map_err(|e| cx.invalid(e.to_string()))?
+    } else if let Some(v) = cx.floats("value_floats")? {
+        Tensor::from_f64(DType::F32, &[v.len()], v.iter().map(|&x| x as f64).collect())
+            .map_err(|e| cx.invalid(e.to_string()))?
+    } else if let Some(v) = cx.opt_int("value_int")? {
+        Tensor::from_i64(DType::I64, &[], vec![v]).map_err(|e| cx.invalid(e.to_string()))?
+    } else if let Some(v) = cx.ints("value_ints")? {
+        Tensor::from_i64(DType::I64, &[v.len()], v).map_err(|e| cx.invalid(e.to_string()))?
+    } else if let Some(a) = ["sparse_value", "value_string", "value_strings"].into_iter().find(|a| cx.attr(a).is_some())
+    {
+        return Err(cx.bad_attr(a, "<given>"));
+    } else {
+        return Err(cx.invalid("no value attribute"));
+    };
+    Ok(vec![Value::constant(t)])
+}
+
+fn constant_of_shape(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (dtype, value) = match cx.tensor_attr("value")? {
+        Some(t) => (t.dtype, t.to_f64_vec().first().copied().unwrap_or(0.0)),
+        None => (DType::F32, 0.0),
+    };
+    let spec = imp.const_dims(cx, 0)?;
+    let shape: Shape = spec
+        .iter()
+        .map(|e| e.as_dim().ok_or_else(|| cx.invalid(format!("invalid shape entry {e:?}"))))
+        .collect::<R<_>>()?;
+    if let Some(concrete) = shape.iter().map(|d| d.as_known().map(|v| v as usize)).collect::<Option<Vec<usize>>>() {
+        return Ok(vec![Value::constant(splat(cx, dtype, &concrete, value)?)]);
+    }
+    let s = imp.scalar(dtype, value);
+    one(imp.broadcast(cx, s, shape)?)
+}
+
+/// `range(start, limit, delta)`: `max(ceil((limit - start) / delta), 0)` elements.
+fn range(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let dtype = imp.dtype_of(cx, 0)?;
+    let (start, limit, delta) = (imp.const_scalar(cx, 0)?, imp.const_scalar(cx, 1)?, imp.const_scalar(cx, 2)?);
+    if delta == 0.0 {
+        return Err(cx.invalid("`delta` is 0"));
+    }
+    let n = ((limit - start) / delta).ceil().max(0.0) as usize;
+    let t = match dtype {
+        d if d.is_int() => {
+            let (s, dl) = (start as i64, delta as i64);
+            Tensor::from_i64(d, &[n], (0..n as i64).map(|i| s + i * dl).collect())
+        }
+        // The reference adds `delta` repeatedly in the output's dtype; one multiply-add per
+        // element agrees with it to within rounding.
+        d => Tensor::from_f64(d, &[n], (0..n).map(|i| start + i as f64 * delta).collect()),
+    };
+    Ok(vec![Value::constant(t.map_err(|e| cx.invalid(e.to_string()))?)])
+}
+
+fn eye_like(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let ty = imp.type_of(cx.value(0)?);
+    let dtype = match cx.opt_int("dtype")? {
+        Some(code) => tensor::dtype(code as i32, &|| format!("{}: attribute `dtype`", cx.node_ref()))?,
+        None => ty.dtype,
+    };
+    let [m, n] = ty.shape.as_slice() else { return Err(cx.invalid("the input must have rank 2")) };
+    let (Some(m), Some(n)) = (m.as_known(), n.as_known()) else {
+        return Err(cx.unsupported("`EyeLike` of a symbolic shape"));
+    };
+    let k = cx.int("k", 0)?;
+    let mut t = splat(cx, dtype, &[m as usize, n as usize], 0.0)?;
+    let ones = (0..m as i64).filter_map(|i| u64::try_from(i + k).ok().filter(|&j| j < n).map(|j| i as u64 * n + j));
+    let ones: Vec<u64> = ones.collect();
+    let mut values = t.to_f64_vec();
+    for i in ones {
+        values[i as usize] = 1.0;
+    }
+    t = match dtype {
+        d if d.is_float() => Tensor::from_f64(d, t.shape(), values),
+        d if d.is_int() => Tensor::from_i64(d, t.shape(), values.into_iter().map(|v| v as i64).collect()),
+        _ => Tensor::from_bool(t.shape(), values.into_iter().map(|v| v != 0.0).collect()),
+    }
+    .map_err(|e| cx.invalid(e.to_string()))?;
+    Ok(vec![Value::constant(t)])
+}
+
+/// A rank-0/1 integer value as a list of entries, if it is a dims vector or a constant.
+fn as_list(v: &Value) -> Option<(Vec<DimOrInt>, bool)> {
+    match v {
+        Value::Dims { dims, scalar } => Some((dims.clone(), *scalar)),
+        Value::Const(t) if t.shape().len() <= 1 => {
+            let a = t.as_i64()?;
+            Some((a.iter().map(|&v| DimOrInt::Int(v)).collect(), t.shape().is_empty()))
+        }
+        _ => None,
+    }
+}
+
+/// Shape arithmetic on a node with a dims-vector input, when it stays a dims vector;
+/// `None` sends the node to its ordinary handler (which computes the dims at run time).
+///
+/// Constant integer vectors take the same rules (rather than folding through the
+/// interpreter), so empty shape vectors, which Flint's IR cannot hold, fold too.
+pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>> {
+    let dims = cx.inputs.iter().flatten().any(|v| matches!(v, Value::Dims { .. }));
+    let int_vectors = cx.all_const() && cx.inputs.iter().flatten().all(|v| as_list(v).is_some());
+    if !dims && !int_vectors {
+        return None;
+    }
+    let lists: Vec<Option<(Vec<DimOrInt>, bool)>> = cx.inputs.iter().map(|v| v.as_ref().and_then(as_list)).collect();
+    let (data, scalar) = lists.first()?.clone()?;
+    let mut dtype = imp.dtype_of(cx, 0).ok()?;
+    let ints = |i: usize| -> Option<Vec<i64>> { lists.get(i)?.as_ref()?.0.iter().map(DimOrInt::as_int).collect() };
+    let result = match cx.op() {
+        "Identity" => Some((data, scalar)),
+        "Cast" => {
+            let to = cx.opt_int("to").ok()??;
+            dtype = tensor::dtype(to as i32, &String::new).ok()?;
+            dtype.is_int().then_some((data, scalar))
+        }
+        "Gather" if !scalar => {
+            let (idx, idx_scalar) = lists.get(1)?.clone()?;
+            let n = data.len() as i64;
+            let picked = idx.iter().map(|i| {
+                let i = i.as_int()?;
+                data.get(usize::try_from(if i < 0 { i + n } else { i }).ok()?).cloned()
+            });
+            Some((picked.collect::<Option<Vec<_>>>()?, idx_scalar))
+        }
+        "Unsqueeze" if scalar => Some((data, false)),
+        "Squeeze" | "Reshape" if !scalar && data.len() == 1 => {
+            let target = if cx.op() == "Reshape" { ints(1)? } else { vec![] };
+            Some((data, target.is_empty()))
+        }
+        "Concat" => {
+            let mut all = Vec::new();
+            for l in lists.iter() {
+                let (items, s) = l.clone()?;
+                if s {
+                    return None;
+                }
+                all.extend(items);
+            }
+            Some((all, false))
+        }
+        "Slice" if !scalar && cx.has(1) => {
+            let (starts, ends) = (ints(1)?, ints(2)?);
+            let steps = if cx.has(4) { ints(4)? } else { vec![1] };
+            match (starts.as_slice(), ends.as_slice(), steps.as_slice()) {
+                ([s], [e], [st]) if *st != 0 => {
+                    let idx = slice_positions(data.len() as i64, *s, *e, *st);
+                    Some((idx.into_iter().map(|i| data[i as usize].clone()).collect(), false))
+                }
+                _ => None,
+            }
+        }
+        "Mul" | "Div" | "Add" | "Sub" => {
+            let (other, other_scalar) = lists.get(1)?.clone()?;
+            elementwise_dims(cx.op(), &data, &other).map(|v| (v, scalar && other_scalar))
+        }
+        "Range" if dims => return range_of_dims(imp, cx, &lists),
+        _ => None,
+    };
+    let value = match result? {
+        (items, scalar) if dtype == DType::I64 => Value::dims(items, scalar),
+        (items, scalar) => {
+            // Another integer dtype: only a constant keeps it.
+            let ints = items.iter().map(DimOrInt::as_int).collect::<Option<Vec<i64>>>()?;
+            let shape: &[usize] = if scalar { &[] } else { &[ints.len()] };
+            Value::constant(Tensor::from_i64(dtype, shape, ints).ok()?)
+        }
+    };
+    Some(Ok(vec![value]))
+}
+
+fn slice_positions(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
+    let norm = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
+    let (s, e) = (norm(start), norm(end));
+    let (s, e) = if step > 0 { (s.clamp(0, n), e.clamp(0, n)) } else { (s.clamp(0, n - 1), e.clamp(-1, n - 1)) };
+    let mut out = Vec::new();
+    let mut i = s;
+    while (step > 0 && i < e) || (step < 0 && i > e) {
+        out.push(i);
+        i += step;
+    }
+    out
+}
+
+/// `Mul`/`Div` of dims vectors (one side may have one element): a product of monomials, or
+/// an exact quotient.
+fn elementwise_dims(op: &str, a: &[DimOrInt], b: &[DimOrInt]) -> Option<Vec<DimOrInt>> {
+    let n = a.len().max(b.len());
+    let at = |v: &[DimOrInt], i: usize| if v.len() == 1 { v[0].clone() } else { v[i].clone() };
+    if (a.len() != n && a.len() != 1) || (b.len() != n && b.len() != 1) {
+        return None;
+    }
+    (0..n)
+        .map(|i| {
+            let (x, y) = (at(a, i), at(b, i));
+            if let (Some(x), Some(y)) = (x.as_int(), y.as_int()) {
+                return Some(DimOrInt::Int(match op {
+                    "Mul" => x.checked_mul(y)?,
+                    "Div" => x.checked_div(y)?,
+                    "Add" => x.checked_add(y)?,
+                    _ => x.checked_sub(y)?,
+                }));
+            }
+            let (x, y) = (x.as_dim()?, y.as_dim()?);
+            let r = match op {
+                "Mul" => Some(x.mul(&y)),
+                "Div" => x.div(&y),
+                _ => None,
+            }?;
+            Some(DimOrInt::Dim(r))
+        })
+        .collect()
+}
+
+/// `Range(0, n, 1)` with a symbolic `n` is an `iota`.
+fn range_of_dims(imp: &mut Importer, cx: &NodeCx, lists: &[Option<(Vec<DimOrInt>, bool)>]) -> Option<R<Vec<Value>>> {
+    let item = |i: usize| lists.get(i)?.as_ref()?.0.first().cloned();
+    if item(0)?.as_int()? != 0 || item(2)?.as_int()? != 1 {
+        return None;
+    }
+    let n = item(1)?.as_dim()?;
+    let dtype = imp.dtype_of(cx, 0).ok()?;
+    Some(imp.iota(cx, vec![n], 0, dtype).and_then(one))
+}
+
+/// A dims vector computed at run time: a symbol's value is `sum(broadcast(1, [N]))`.
+pub(crate) fn dims_node(imp: &mut Importer, dims: &[DimOrInt], scalar: bool) -> R<NodeId> {
+    let mut items = Vec::new();
+    for d in dims {
+        let item = match d {
+            DimOrInt::Int(v) => imp.scalar(DType::I64, *v as f64),
+            DimOrInt::Dim(d) => {
+                let mut acc = imp.scalar(DType::I64, d.coeff as f64);
+                for &s in &d.syms {
+                    let one = imp.scalar(DType::I64, 1.0);
+                    let ones = imp.graph_add(Op::Broadcast, TensorType::new(DType::I64, vec![Dim::sym(s)]), &[one])?;
+                    let op = Op::Reduce { op: ReduceOp::Sum, axes: vec![0], keepdims: false };
+                    let v = imp.graph_add(op, TensorType::scalar(DType::I64), &[ones])?;
+                    acc = imp.graph_add(Op::Binary(BinaryOp::Mul), TensorType::scalar(DType::I64), &[acc, v])?;
+                }
+                acc
+            }
+        };
+        items.push(item);
+    }
+    if scalar {
+        return items.first().copied().ok_or_else(|| OnnxError::InvalidModel {
+            place: "shape".into(),
+            message: "an empty scalar dims value".into(),
+        });
+    }
+    let one = TensorType::new(DType::I64, vec![Dim::known(1)]);
+    let parts = items.into_iter().map(|i| imp.graph_add(Op::Reshape, one.clone(), &[i])).collect::<R<Vec<_>>>()?;
+    let ty = TensorType::new(DType::I64, vec![Dim::known(parts.len() as u64)]);
+    imp.graph_add(Op::Concat { axis: 0 }, ty, &parts)
+}

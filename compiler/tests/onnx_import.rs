@@ -1,0 +1,334 @@
+//! ONNX import: a fixed subset of ONNX's backend node tests (copied under `tests/onnx/` by
+//! `scripts/onnx-subset.sh`), errors that name what is unsupported, symbolic dims, the source
+//! writer with params, and the `flint import` command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flint_compiler::interp::{self, Tensor, TensorMap};
+use flint_compiler::ir::{DType, Dim, SymId};
+use flint_compiler::onnx::conformance::{self, Outcome};
+use flint_compiler::onnx::proto::attribute_proto::AttributeType;
+use flint_compiler::onnx::proto::tensor_proto::DataType;
+use flint_compiler::onnx::proto::tensor_shape_proto::{dimension, Dimension};
+use flint_compiler::onnx::proto::{
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
+};
+use flint_compiler::onnx::{self, writer, ImportOptions, OnnxError};
+use flint_compiler::random::random_inputs;
+use flint_compiler::syntax;
+use prost::Message;
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_node_test_subset_passes() {
+    let cases = conformance::cases(&manifest().join("tests/onnx")).expect("tests/onnx exists");
+    assert!(cases.len() >= 60, "only {} cases under tests/onnx", cases.len());
+    let mut failures = Vec::new();
+    for dir in &cases {
+        let r = conformance::run_case(dir);
+        if r.outcome != Outcome::Pass {
+            failures.push(format!("{} ({}): {:?}", r.name, r.op, r.outcome));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases did not pass:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+// ----- building small models by hand -----
+
+/// A dim: a number, or a name (`dim_param`).
+enum D {
+    N(i64),
+    P(&'static str),
+}
+
+fn value_info(name: &str, dtype: DataType, dims: &[D]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            denotation: None,
+            value: Some(match d {
+                D::N(n) => dimension::Value::DimValue(*n),
+                D::P(p) => dimension::Value::DimParam(p.to_string()),
+            }),
+        })
+        .collect();
+    let tensor = type_proto::Tensor { elem_type: Some(dtype as i32), shape: Some(TensorShapeProto { dim }) };
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto { denotation: None, value: Some(type_proto::Value::TensorType(tensor)) }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+fn i64_tensor(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: vec![values.len() as i64],
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    init: Vec<TensorProto>,
+) -> ModelProto {
+    ModelProto {
+        ir_version: Some(9),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
+        producer_name: Some("flint-tests".into()),
+        graph: Some(GraphProto {
+            name: Some("m".into()),
+            node: nodes,
+            input: inputs,
+            output: outputs,
+            initializer: init,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn import(m: &ModelProto, bounds: &[(&str, u64)]) -> Result<onnx::Imported, OnnxError> {
+    let mut options = ImportOptions::default();
+    options.dim_bounds.extend(bounds.iter().map(|(k, v)| (k.to_string(), *v)));
+    onnx::import_model(m, &options)
+}
+
+// ----- errors name what is unsupported -----
+
+#[test]
+fn an_unsupported_op_is_named_with_its_node() {
+    let m = model(
+        vec![node("Relu", "first", &["x"], &["h"], vec![]), node("NonZero", "where_are_they", &["h"], &["y"], vec![])],
+        vec![value_info("x", DataType::Float, &[D::N(4)])],
+        vec![value_info("y", DataType::Int64, &[D::N(1), D::N(4)])],
+        vec![],
+    );
+    let e = import(&m, &[]).expect_err("NonZero has no Flint form");
+    assert!(e.is_unsupported());
+    assert_eq!(e.to_string(), "node 1 `where_are_they` (NonZero): op `NonZero` is not supported");
+}
+
+#[test]
+fn an_unsupported_attribute_value_is_named() {
+    let m = model(
+        vec![node("Pad", "p", &["x", "pads"], &["y"], vec![string("mode", "mirror")])],
+        vec![value_info("x", DataType::Float, &[D::N(4)])],
+        vec![value_info("y", DataType::Float, &[D::N(6)])],
+        vec![i64_tensor("pads", &[1, 1])],
+    );
+    let e = import(&m, &[]).expect_err("mode mirror does not exist");
+    assert_eq!(e.to_string(), "node 0 `p` (Pad): attribute `mode` = \"mirror\" is not supported");
+}
+
+#[test]
+fn an_unknown_attribute_is_refused_not_ignored() {
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"], vec![ints("future_knob", &[1])])],
+        vec![value_info("x", DataType::Float, &[D::N(4)])],
+        vec![value_info("y", DataType::Float, &[D::N(4)])],
+        vec![],
+    );
+    let e = import(&m, &[]).expect_err("unknown attributes are refused");
+    assert_eq!(e.to_string(), "node 0 `r` (Relu): attribute `future_knob` = [1] is not supported");
+}
+
+#[test]
+fn an_unsupported_dtype_is_named() {
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"], vec![])],
+        vec![value_info("x", DataType::Double, &[D::N(4)])],
+        vec![value_info("y", DataType::Double, &[D::N(4)])],
+        vec![],
+    );
+    let e = import(&m, &[]).expect_err("f64 is not a Flint dtype");
+    assert!(e.to_string().starts_with("input `x`: ONNX dtype DOUBLE is not supported"), "{e}");
+}
+
+// ----- symbolic dims -----
+
+/// `x: [N, 4, 8]` reshaped to `[N, 32]` through `Shape -> Gather -> Unsqueeze -> Concat`, the
+/// way exporters write a flatten that keeps the batch dynamic.
+fn dynamic_flatten() -> ModelProto {
+    model(
+        vec![
+            node("Shape", "shape", &["x"], &["s"], vec![]),
+            node("Gather", "batch", &["s", "zero"], &["n"], vec![]),
+            node("Unsqueeze", "batch1", &["n", "axes0"], &["n1"], vec![]),
+            node(
+                "Concat",
+                "target",
+                &["n1", "rest"],
+                &["shape"],
+                vec![AttributeProto {
+                    name: Some("axis".into()),
+                    r#type: Some(AttributeType::Int as i32),
+                    i: Some(0),
+                    ..Default::default()
+                }],
+            ),
+            node("Reshape", "flat", &["x", "shape"], &["f"], vec![]),
+            node("MatMul", "proj", &["f", "w"], &["y"], vec![]),
+        ],
+        vec![value_info("x", DataType::Float, &[D::P("batch size"), D::N(4), D::N(8)])],
+        vec![value_info("y", DataType::Float, &[D::P("batch size"), D::N(2)])],
+        vec![
+            TensorProto { dims: vec![], ..i64_tensor("zero", &[0]) },
+            i64_tensor("axes0", &[0]),
+            i64_tensor("rest", &[32]),
+            f32_tensor("w", &[32, 2], &(0..64).map(|i| (i as f32 - 30.0) / 16.0).collect::<Vec<_>>()),
+        ],
+    )
+}
+
+#[test]
+fn a_symbolic_dim_needs_a_bound() {
+    let e = import(&dynamic_flatten(), &[]).expect_err("no bound given");
+    assert_eq!(
+        e.to_string(),
+        "symbolic dim `batch size` (of input `x`) needs an upper bound: pass --dim-bound batch size=N"
+    );
+}
+
+#[test]
+fn shape_arithmetic_keeps_a_symbolic_batch() {
+    let imported = import(&dynamic_flatten(), &[("batch size", 16)]).expect("imports");
+    let g = &imported.graph;
+    assert_eq!(g.symbols.len(), 1);
+    assert_eq!((g.symbols[0].name.as_str(), g.symbols[0].bound), ("batch_size", 16));
+    let (_, y) = &g.outputs[0];
+    assert_eq!(g.ty(*y).shape, vec![Dim::sym(SymId(0)), Dim::known(2)], "the batch stays symbolic");
+    // Three rows through the graph equal three rows by hand.
+    let x: Vec<f64> = (0..96).map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5).collect();
+    let mut inputs = TensorMap::new();
+    inputs.insert("x".into(), Tensor::from_f64(DType::F32, &[3, 4, 8], x.clone()).expect("tensor"));
+    let out = interp::run(g, &inputs, &imported.params).expect("evaluates");
+    let w: Vec<f64> = (0..64).map(|i| (i as f32 - 30.0) as f64 / 16.0).collect();
+    let y = out[0].1.to_f64_vec();
+    for r in 0..3 {
+        for c in 0..2 {
+            let want: f64 = (0..32).map(|k| x[r * 32 + k] * w[k * 2 + c]).sum();
+            assert!((y[r * 2 + c] - want).abs() <= 1e-5 * want.abs().max(1.0), "row {r} col {c}");
+        }
+    }
+}
+
+// ----- the source writer -----
+
+#[test]
+fn written_source_with_params_and_literals_evaluates_the_same() {
+    // y = relu(x @ w + b) * 0.5 - inf-masked where x < -10
+    let m = model(
+        vec![
+            node("MatMul", "mm", &["x", "w"], &["h"], vec![]),
+            node("Add", "bias", &["h", "b"], &["hb"], vec![]),
+            node("Relu", "act", &["hb"], &["r"], vec![]),
+            node("Mul", "half", &["r", "c05"], &["y"], vec![]),
+            node("Less", "low", &["x", "cm10"], &["lowmask"], vec![]),
+        ],
+        vec![value_info("x", DataType::Float, &[D::P("N"), D::N(3)])],
+        vec![
+            value_info("y", DataType::Float, &[D::P("N"), D::N(2)]),
+            value_info("lowmask", DataType::Bool, &[D::P("N"), D::N(3)]),
+        ],
+        vec![
+            f32_tensor("w", &[3, 2], &[0.5, -1.0, 2.0, 0.25, -0.75, 1.5]),
+            f32_tensor("b", &[2], &[0.1, -0.2]),
+            f32_tensor("c05", &[], &[0.5]),
+            f32_tensor("cm10", &[], &[-10.0]),
+        ],
+    );
+    let imported = import(&m, &[("N", 8)]).expect("imports");
+    assert_eq!(imported.params.keys().collect::<Vec<_>>(), ["b", "w"], "matrices are params, scalars constants");
+    let source = writer::write_source(&imported.graph, &["a header line".into()]).expect("writes");
+    assert!(source.starts_with("# a header line\ngraph m(x: f32[N<=8, 3]) -> (y: f32[N, 2], lowmask: bool[N, 3]) {\n"));
+    assert!(source.contains("    param w: f32[3, 2]\n"), "{source}");
+    assert!(source.contains("* 0.5"), "the scalar is a literal:\n{source}");
+    let again = syntax::compile_str(&source).expect("the source compiles");
+    let dims = interp::DimValues::from_iter([(SymId(0), 5)]);
+    let inputs = random_inputs(&imported.graph, &dims, 7).expect("inputs");
+    let want = interp::run(&imported.graph, &inputs, &imported.params).expect("imported graph runs");
+    let got = interp::run(&again, &inputs, &imported.params).expect("written source runs");
+    assert_eq!(want, got);
+}
+
+// ----- the command line -----
+
+fn flint(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flint")).args(args).current_dir(dir).output().expect("the flint binary runs")
+}
+
+#[test]
+fn flint_import_writes_source_and_weights_that_check_and_eval() {
+    let dir = std::env::temp_dir().join(format!("flint-onnx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("flat.onnx"), dynamic_flatten().encode_to_vec()).expect("model written");
+
+    let o = flint(&["import", "flat.onnx", "-o", "flat.tg", "--dim-bound", "batch size=4"], &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let source = std::fs::read_to_string(dir.join("flat.tg")).expect("source written");
+    assert!(source.contains("graph m(x: f32[batch_size<=4, 4, 8]) -> (y: f32[batch_size, 2])"), "{source}");
+    assert!(source.contains("flint eval flat.tg --weights flat.safetensors"), "{source}");
+    assert!(!source.contains(dir.to_str().unwrap_or("/")), "no machine paths in the source");
+    assert!(dir.join("flat.safetensors").is_file());
+
+    let o = flint(&["check", "flat.tg"], &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tg = flint(&["eval", "flat.tg", "--weights", "flat.safetensors", "--seed", "3"], &dir);
+    let onnx = flint(&["eval", "flat.onnx", "--dim-bound", "batch size=4", "--seed", "3"], &dir);
+    assert!(tg.status.success() && onnx.status.success(), "{}", String::from_utf8_lossy(&onnx.stderr));
+    assert_eq!(tg.stdout, onnx.stdout, "the source and the model compute the same");
+
+    let o = flint(&["check", "flat.onnx"], &dir);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dim-bound batch size=N"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
