@@ -35,6 +35,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("RotaryEmbedding", entry(rotary, &["interleaved", "num_heads", "rotary_embedding_dim"])),
     ("Dropout", entry(dropout, &["seed", "ratio", "is_test"])),
     ("CumSum", entry(cumsum, &["exclusive", "reverse"])),
+    ("CumProd", entry(cumsum, &["exclusive", "reverse"])),
     ("NegativeLogLikelihoodLoss", entry(loss, &["ignore_index", "reduction"])),
     ("SoftmaxCrossEntropyLoss", entry(loss, &["ignore_index", "reduction"])),
 ];
@@ -167,8 +168,20 @@ fn cumsum(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         (true, true) => CompareOp::Gt,
     };
     let c = imp.compare(cx, cmp, j, i)?;
-    let t = imp.cast(cx, c, imp.dtype(x))?;
-    let y = if r == 1 { super::nn::matmul_nd(imp, cx, xt, t)? } else { imp.matmul(cx, xt, t)? };
+    let y = if cx.op() == "CumProd" {
+        // y[..., i] = prod_j (T[j, i] ? x[..., j] : 1)
+        let xe = imp.unsqueeze(cx, xt, &[r])?;
+        let one = imp.scalar(imp.dtype(x), 1.0);
+        let masked = imp.select(cx, c, xe, one)?;
+        imp.reduce(cx, ReduceOp::Prod, masked, vec![r - 1], false)?
+    } else {
+        let t = imp.cast(cx, c, imp.dtype(x))?;
+        if r == 1 {
+            super::nn::matmul_nd(imp, cx, xt, t)?
+        } else {
+            imp.matmul(cx, xt, t)?
+        }
+    };
     let mut inverse = vec![0; r];
     for (k, &p) in perm.iter().enumerate() {
         inverse[p] = k;

@@ -32,6 +32,9 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("SpaceToDepth", entry(space_to_depth, &["blocksize"])),
     ("Trilu", entry(trilu, &["upper"])),
     ("OneHot", entry(one_hot, &["axis"])),
+    ("CenterCropPad", entry(center_crop_pad, &["axes"])),
+    ("Compress", entry(compress, &["axis"])),
+    ("ReverseSequence", entry(reverse_sequence, &["batch_axis", "time_axis"])),
 ];
 
 /// The target shape of a `Reshape`: `0` copies the input's dim (unless `allowzero`), one
@@ -536,4 +539,76 @@ pub(crate) fn splat(cx: &NodeCx, dtype: DType, shape: &[usize], value: f64) -> R
         _ => Tensor::from_bool(shape, vec![value != 0.0; n]),
     };
     t.map_err(|e| cx.invalid(e.to_string()))
+}
+
+/// `CenterCropPad`: each listed axis is cropped or zero-padded to its target length, centred
+/// (an odd difference puts the extra element at the end).
+fn center_crop_pad(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let target = imp.const_ints(cx, 1)?;
+    let mut x = imp.input(cx, 0)?;
+    let r = imp.rank(x);
+    let ax: Vec<usize> = match cx.ints("axes")? {
+        Some(a) => a.iter().map(|&v| axis(cx, v, r)).collect::<R<_>>()?,
+        None => (0..r).collect(),
+    };
+    if ax.len() != target.len() {
+        return Err(cx.invalid("one target length per axis is needed"));
+    }
+    let (mut low, mut high) = (vec![0u64; r], vec![0u64; r]);
+    for (&a, &t) in ax.iter().zip(&target) {
+        let n = static_len(imp, cx, x, a)? as i64;
+        let d = (t - n).abs();
+        if t < n {
+            x = imp.slice(cx, x, a, (d / 2) as u64, (d / 2 + t) as u64, 1)?;
+        } else if t > n {
+            (low[a], high[a]) = ((d / 2) as u64, (d - d / 2) as u64);
+        }
+    }
+    if low.iter().chain(&high).all(|&p| p == 0) {
+        return one(x);
+    }
+    one(imp.add(cx, Op::Pad { low, high, value: 0.0 }, &[x], None)?)
+}
+
+/// `Compress` with a constant condition: a gather of the selected positions (of the flattened
+/// input when there is no axis).
+fn compress(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let cond = imp.const_input(cx, 1)?;
+    let keep: Vec<i64> =
+        cond.to_f64_vec().iter().enumerate().filter(|(_, &c)| c != 0.0).map(|(i, _)| i as i64).collect();
+    let mut x = imp.input(cx, 0)?;
+    let a = match cx.opt_int("axis")? {
+        Some(v) => axis(cx, v, imp.rank(x))?,
+        None => {
+            x = imp.reshape(cx, x, vec![numel(&imp.ty(x).shape)])?;
+            0
+        }
+    };
+    let n = static_len(imp, cx, x, a)? as i64;
+    let keep: Vec<i64> = keep.into_iter().filter(|&i| i < n).collect();
+    if keep.is_empty() {
+        return Ok(vec![empty_along(imp, cx, x, a)?]);
+    }
+    one(imp.gather_const(cx, x, a, keep)?)
+}
+
+/// `ReverseSequence` with constant lengths: one gather on the flattened input, reading
+/// `x[len - 1 - t]` for the first `len` steps of each batch entry and `x[t]` after.
+fn reverse_sequence(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let lens = imp.const_ints(cx, 1)?;
+    let x = imp.input(cx, 0)?;
+    let shape = static_shape(imp, cx, x)?;
+    let (b, t) = (axis(cx, cx.int("batch_axis", 1)?, shape.len())?, axis(cx, cx.int("time_axis", 0)?, shape.len())?);
+    let st = strides(&shape);
+    let total: u64 = shape.iter().product();
+    let mut idx = Vec::with_capacity(total as usize);
+    for flat in 0..total {
+        let (tb, tt) = ((flat / st[b]) % shape[b], (flat / st[t]) % shape[t]);
+        let len = lens.get(tb as usize).copied().unwrap_or(0).clamp(0, shape[t] as i64) as u64;
+        let src_t = if tt < len { len - 1 - tt } else { tt };
+        idx.push((flat - tt * st[t] + src_t * st[t]) as i64);
+    }
+    let flat = imp.reshape(cx, x, vec![Dim::known(total)])?;
+    let g = imp.gather_const(cx, flat, 0, idx)?;
+    one(imp.reshape(cx, g, imp.ty(x).shape)?)
 }

@@ -6,6 +6,7 @@
 
 use super::build::{axes, axis, one};
 use super::{entry, Entry, Importer, NodeCx, Value};
+use crate::ir::infer::numel;
 use crate::ir::*;
 use crate::onnx::OnnxError;
 
@@ -36,6 +37,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("GroupNormalization", entry(group_norm, &["epsilon", "num_groups", "stash_type"])),
     ("LpNormalization", entry(lp_norm, &["axis", "p"])),
     ("MeanVarianceNormalization", entry(mvn, &["axes"])),
+    ("LRN", entry(lrn, &["alpha", "beta", "bias", "size"])),
 ];
 
 /// NumPy `matmul`: a rank-1 operand is promoted to a matrix and its added axis removed.
@@ -445,10 +447,10 @@ fn scale_shift(imp: &mut Importer, cx: &NodeCx, y: NodeId, scale: NodeId, bias: 
 }
 
 /// Inference-mode batch norm: `(x - mean) / sqrt(var + eps) * scale + bias` per channel.
+///
+/// In training mode (opset 14+) the statistics are the batch's (biased variance, over every
+/// axis but the channels), and the running statistics are updated with `momentum`.
 fn batch_norm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    if cx.int("training_mode", 0)? != 0 {
-        return Err(cx.bad_attr("training_mode", "1"));
-    }
     if cx.int("spatial", 1)? != 1 {
         return Err(cx.bad_attr("spatial", "0"));
     }
@@ -457,13 +459,31 @@ fn batch_norm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
     let r = imp.rank(x);
     let eps = cx.float("epsilon", 1e-5)? as f64;
-    let m = per_channel(imp, cx, mean, r)?;
-    let v = per_channel(imp, cx, var, r)?;
+    let mut extra = Vec::new();
+    let (m, v) = if cx.int("training_mode", 0)? != 0 {
+        let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+        let bm = imp.reduce(cx, ReduceOp::Mean, x, axes.clone(), true)?;
+        let d = imp.binary(cx, BinaryOp::Sub, x, bm)?;
+        let sq = imp.binary(cx, BinaryOp::Mul, d, d)?;
+        let bv = imp.reduce(cx, ReduceOp::Mean, sq, axes, true)?;
+        let momentum = cx.float("momentum", 0.9)? as f64;
+        for (running, batch) in [(mean, bm), (var, bv)] {
+            let flat = imp.reshape(cx, batch, imp.ty(running).shape)?;
+            let a = imp.binary_scalar(cx, BinaryOp::Mul, running, momentum)?;
+            let b = imp.binary_scalar(cx, BinaryOp::Mul, flat, 1.0 - momentum)?;
+            extra.push(Value::Node(imp.binary(cx, BinaryOp::Add, a, b)?));
+        }
+        (bm, bv)
+    } else {
+        (per_channel(imp, cx, mean, r)?, per_channel(imp, cx, var, r)?)
+    };
     let d = imp.binary(cx, BinaryOp::Sub, x, m)?;
     let ve = imp.binary_scalar(cx, BinaryOp::Add, v, eps)?;
     let s = imp.unary(cx, UnaryOp::Sqrt, ve)?;
     let y = imp.binary(cx, BinaryOp::Div, d, s)?;
-    one(scale_shift(imp, cx, y, scale, bias)?)
+    let mut out = vec![Value::Node(scale_shift(imp, cx, y, scale, bias)?)];
+    out.extend(extra);
+    Ok(out)
 }
 
 fn instance_norm(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
@@ -542,4 +562,36 @@ fn mvn(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let sd = imp.unary(cx, UnaryOp::Sqrt, var)?;
     let d = imp.binary(cx, BinaryOp::Sub, x, mu)?;
     one(imp.binary(cx, BinaryOp::Div, d, sd)?)
+}
+
+/// Local response normalisation across channels: `x / (bias + alpha / size * S)^beta`, with
+/// `S` the sum of squares over the channel window `[c - (size-1)/2, c + ceil((size-1)/2)]`,
+/// computed as a zero-padded average pool over the channel axis times `size`.
+fn lrn(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let shape = imp.ty(x).shape;
+    if shape.len() < 3 {
+        return Err(cx.invalid("the input must have rank >= 3"));
+    }
+    let size = cx.opt_int("size")?.filter(|&s| s > 0).ok_or_else(|| cx.invalid("`size` must be positive"))? as u64;
+    let (alpha, beta, bias) =
+        (cx.float("alpha", 1e-4)? as f64, cx.float("beta", 0.75)? as f64, cx.float("bias", 1.0)? as f64);
+    let sq = imp.binary(cx, BinaryOp::Mul, x, x)?;
+    let rest = numel(&shape[2..]);
+    let col = imp.reshape(cx, sq, vec![shape[0].clone(), Dim::known(1), shape[1].clone(), rest])?;
+    let (before, after) = ((size - 1) / 2, (size - 1).div_ceil(2));
+    let op = Op::Pool2d {
+        kind: PoolKind::Avg,
+        kernel: [size, 1],
+        stride: [1, 1],
+        padding: [before, 0, after, 0],
+        count_include_pad: true,
+    };
+    let avg = imp.add(cx, op, &[col], None)?;
+    let avg = imp.reshape(cx, avg, shape)?;
+    // bias + alpha / size * (size * avg) = bias + alpha * avg
+    let scaled = imp.binary_scalar(cx, BinaryOp::Mul, avg, alpha)?;
+    let base = imp.binary_scalar(cx, BinaryOp::Add, scaled, bias)?;
+    let den = imp.binary_scalar(cx, BinaryOp::Pow, base, beta)?;
+    one(imp.binary(cx, BinaryOp::Div, x, den)?)
 }

@@ -23,6 +23,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("ReduceLogSumExp", entry(reduce, REDUCE_ATTRS)),
     ("ArgMax", entry(arg_reduce, &["axis", "keepdims", "select_last_index"])),
     ("ArgMin", entry(arg_reduce, &["axis", "keepdims", "select_last_index"])),
+    ("TopK", entry(top_k, &["axis", "largest", "sorted"])),
 ];
 
 /// The axes a `Reduce*` node reduces: from input 1 or the `axes` attribute; none given (or
@@ -167,4 +168,80 @@ fn arg_reduce(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let i = imp.add(cx, Op::ArgReduce { op, axis: a, keepdims }, &[reversed], None)?;
     let last = imp.scalar(DType::I64, (n - 1) as f64);
     one(imp.binary(cx, BinaryOp::Sub, last, i)?)
+}
+
+/// `TopK` with a constant `k`. The rank of element `i` along the axis is the number of
+/// elements that beat it (larger, or equal at a lower index: ties go to the lower index, as
+/// ONNX requires); output `r` gathers the element of rank `r` through an `==` mask. That is
+/// exact for every value, infinities included, at `n²` comparisons per row; above
+/// [`TOPK_RANK_LIMIT`] float rows take `k` rounds of `argmax` instead, masking each pick
+/// with `-inf` (which is exact unless the row itself holds infinities or NaN).
+fn top_k(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let k = imp.const_scalar(cx, 1)?;
+    let x = imp.input(cx, 0)?;
+    let ty = imp.ty(x);
+    let a = axis(cx, cx.int("axis", -1)?, ty.rank())?;
+    let n = ty.shape[a].as_known().ok_or_else(|| cx.unsupported("`TopK` along a symbolic axis"))?;
+    if k < 1.0 || k > n as f64 {
+        return Err(cx.unsupported(format!("k = {k} on an axis of length {n}")));
+    }
+    let largest = cx.int("largest", 1)? != 0;
+    if n > TOPK_RANK_LIMIT && ty.dtype.is_float() {
+        return top_k_rounds(imp, cx, x, a, k as u64, largest);
+    }
+    let r = ty.rank();
+    // Move the axis last: xt [..., n].
+    let mut perm: Vec<usize> = (0..r).filter(|&i| i != a).collect();
+    perm.push(a);
+    let xt = imp.permute(cx, x, perm.clone())?;
+    let xi = imp.unsqueeze(cx, xt, &[r])?; // [..., n(i), 1]
+    let xj = imp.unsqueeze(cx, xt, &[r - 1])?; // [..., 1, n(j)]
+    let beats = imp.compare(cx, if largest { CompareOp::Gt } else { CompareOp::Lt }, xj, xi)?;
+    let same = imp.compare(cx, CompareOp::Eq, xj, xi)?;
+    let nn = vec![Dim::known(n), Dim::known(n)];
+    let (ii, jj) = (imp.iota(cx, nn.clone(), 0, DType::I64)?, imp.iota(cx, nn, 1, DType::I64)?);
+    let earlier = imp.compare(cx, CompareOp::Lt, jj, ii)?;
+    let tie = imp.binary(cx, BinaryOp::And, same, earlier)?;
+    let better = imp.binary(cx, BinaryOp::Or, beats, tie)?;
+    let counts = imp.cast(cx, better, DType::I64)?;
+    let rank = imp.reduce(cx, ReduceOp::Sum, counts, vec![r], false)?; // [..., n]
+                                                                       // M[..., q, i] = rank[..., i] == q for q < k
+    let rank_q = imp.unsqueeze(cx, rank, &[r - 1])?; // [..., 1, n]
+    let q = imp.iota(cx, vec![Dim::known(k as u64), Dim::known(1)], 0, DType::I64)?;
+    let m = imp.compare(cx, CompareOp::Eq, rank_q, q)?; // [..., k, n]
+    let xq = imp.unsqueeze(cx, xt, &[r - 1])?;
+    let zero = imp.scalar(ty.dtype, 0.0);
+    let picked = imp.select(cx, m, xq, zero)?;
+    let values = imp.reduce(cx, ReduceOp::Sum, picked, vec![r], false)?; // [..., k]
+    let pos = imp.iota(cx, vec![Dim::known(n)], 0, DType::I64)?;
+    let zero_i = imp.scalar(DType::I64, 0.0);
+    let at = imp.select(cx, m, pos, zero_i)?;
+    let indices = imp.reduce(cx, ReduceOp::Sum, at, vec![r], false)?;
+    let mut inverse = vec![0; r];
+    for (k, &p) in perm.iter().enumerate() {
+        inverse[p] = k;
+    }
+    Ok(vec![Value::Node(imp.permute(cx, values, inverse.clone())?), Value::Node(imp.permute(cx, indices, inverse)?)])
+}
+
+/// Rows longer than this use `k` rounds of `argmax` in `TopK` (the rank method needs `n²`).
+const TOPK_RANK_LIMIT: u64 = 1024;
+
+fn top_k_rounds(imp: &mut Importer, cx: &NodeCx, x: NodeId, a: usize, k: u64, largest: bool) -> R<Vec<Value>> {
+    let ty = imp.ty(x);
+    let (op, fill) =
+        if largest { (ArgReduceOp::ArgMax, f64::NEG_INFINITY) } else { (ArgReduceOp::ArgMin, f64::INFINITY) };
+    let pos = imp.iota(cx, ty.shape.clone(), a, DType::I64)?;
+    let fill = imp.scalar(ty.dtype, fill);
+    let zero = imp.scalar(ty.dtype, 0.0);
+    let (mut rest, mut values, mut indices) = (x, Vec::new(), Vec::new());
+    for _ in 0..k {
+        let i = imp.add(cx, Op::ArgReduce { op, axis: a, keepdims: true }, &[rest], None)?;
+        let hit = imp.compare(cx, CompareOp::Eq, pos, i)?;
+        let picked = imp.select(cx, hit, x, zero)?;
+        values.push(imp.reduce(cx, ReduceOp::Sum, picked, vec![a], true)?);
+        indices.push(i);
+        rest = imp.select(cx, hit, fill, rest)?;
+    }
+    Ok(vec![Value::Node(imp.concat(cx, &values, a)?), Value::Node(imp.concat(cx, &indices, a)?)])
 }

@@ -35,6 +35,9 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("ConstantOfShape", entry(constant_of_shape, &["value"])),
     ("Range", entry(range, &[])),
     ("EyeLike", entry(eye_like, &["dtype", "k"])),
+    ("HannWindow", entry(window, &["output_datatype", "periodic"])),
+    ("HammingWindow", entry(window, &["output_datatype", "periodic"])),
+    ("BlackmanWindow", entry(window, &["output_datatype", "periodic"])),
 ];
 
 fn shape(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
@@ -310,4 +313,31 @@ pub(crate) fn dims_node(imp: &mut Importer, dims: &[DimOrInt], scalar: bool) -> 
     let parts = items.into_iter().map(|i| imp.graph_add(Op::Reshape, one.clone(), &[i])).collect::<R<Vec<_>>>()?;
     let ty = TensorType::new(DType::I64, vec![Dim::known(parts.len() as u64)]);
     imp.graph_add(Op::Concat { axis: 0 }, ty, &parts)
+}
+
+/// The window functions, computed at import time for a constant size (in f64, then rounded
+/// to the output dtype).
+fn window(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let size = imp.const_scalar(cx, 0)?.max(0.0) as usize;
+    let dtype = tensor::dtype(cx.int("output_datatype", 1)? as i32, &|| {
+        format!("{}: attribute `output_datatype`", cx.node_ref())
+    })?;
+    let n = if cx.int("periodic", 1)? == 1 { size as f64 } else { size as f64 - 1.0 };
+    let pi = std::f64::consts::PI;
+    let w: Vec<f64> = (0..size)
+        .map(|i| {
+            let x = i as f64;
+            match cx.op() {
+                "HannWindow" => (x * pi / n).sin().powi(2),
+                "HammingWindow" => 25.0 / 46.0 - (x * pi * 2.0 / n).cos() * (21.0 / 46.0),
+                _ => 0.42 - 0.5 * (x * pi * 2.0 / n).cos() + 0.08 * (x * pi * 4.0 / n).cos(),
+            }
+        })
+        .collect();
+    let t = match dtype {
+        d if d.is_float() => Tensor::from_f64(d, &[size], w),
+        d if d.is_int() => Tensor::from_i64(d, &[size], w.into_iter().map(|v| v as i64).collect()),
+        _ => return Err(cx.invalid("a window of bools")),
+    };
+    Ok(vec![Value::constant(t.map_err(|e| cx.invalid(e.to_string()))?)])
 }

@@ -1,0 +1,143 @@
+//! Scatters (`ScatterElements`, `Scatter`, `ScatterND`). Flint has no scatter op; a scatter
+//! of `U` updates into `D` rows is written with a `[D, U]` match mask `M[d, u] = (target[u]
+//! == d)`: a reduction over `u` of `M ? update : neutral` for `add`, `mul`, `max`, `min`, and
+//! for plain assignment the last matching update (`max` over `M ? u : -1`, then a `gather`),
+//! which is the order ONNX's reference writes in. The cost is `D·U` comparisons, fine for the
+//! index updates models make (KV caches, embeddings) at moderate sizes.
+
+use super::build::{axis, one};
+use super::movement::static_shape;
+use super::{entry, Entry, Importer, NodeCx, Value};
+use crate::ir::*;
+use crate::onnx::OnnxError;
+
+type R<T> = Result<T, OnnxError>;
+
+pub(crate) const OPS: &[(&str, Entry)] = &[
+    ("ScatterElements", entry(scatter_elements, &["axis", "reduction"])),
+    ("Scatter", entry(scatter_elements, &["axis"])),
+    ("ScatterND", entry(scatter_nd, &["reduction"])),
+];
+
+fn strides(shape: &[u64]) -> Vec<u64> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Indices as i64 with negative ones wrapped once.
+fn wrapped(imp: &mut Importer, cx: &NodeCx, idx: NodeId, n: u64) -> R<NodeId> {
+    let idx = imp.cast(cx, idx, DType::I64)?;
+    let neg = imp.compare_scalar(cx, CompareOp::Lt, idx, 0.0)?;
+    let shifted = imp.binary_scalar(cx, BinaryOp::Add, idx, n as f64)?;
+    imp.select(cx, neg, shifted, idx)
+}
+
+/// `data [D, R]` with the rows `targets [U]` combined with `updates [U, R]`.
+fn scatter_rows(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    data: NodeId,
+    targets: NodeId,
+    updates: NodeId,
+    reduction: &str,
+) -> R<NodeId> {
+    let d = imp.ty(data).shape[0].clone();
+    let u = imp.ty(targets).shape[0].clone();
+    let rows = imp.iota(cx, vec![d.clone(), Dim::known(1)], 0, DType::I64)?;
+    let t = imp.unsqueeze(cx, targets, &[0])?; // [1, U]
+    let m = imp.compare(cx, CompareOp::Eq, t, rows)?; // [D, U]
+    if reduction == "none" {
+        let pos = imp.iota(cx, vec![Dim::known(1), u], 1, DType::I64)?;
+        let none = imp.scalar(DType::I64, -1.0);
+        let cand = imp.select(cx, m, pos, none)?;
+        let last = imp.reduce(cx, ReduceOp::Max, cand, vec![1], false)?; // [D]
+        let hit = imp.compare_scalar(cx, CompareOp::Ge, last, 0.0)?;
+        let src = imp.binary_scalar(cx, BinaryOp::Maximum, last, 0.0)?;
+        let value = imp.add(cx, Op::Gather { axis: 0 }, &[updates, src], None)?; // [D, R]
+        let hit = imp.unsqueeze(cx, hit, &[1])?;
+        return imp.select(cx, hit, value, data);
+    }
+    let m3 = imp.unsqueeze(cx, m, &[2])?; // [D, U, 1]
+    let u3 = imp.unsqueeze(cx, updates, &[0])?; // [1, U, R]
+    let d3 = imp.unsqueeze(cx, data, &[1])?; // [D, 1, R]
+    let dtype = imp.dtype(data);
+    match reduction {
+        "add" | "mul" => {
+            let (neutral, op, red) = if reduction == "add" {
+                (0.0, BinaryOp::Add, ReduceOp::Sum)
+            } else {
+                (1.0, BinaryOp::Mul, ReduceOp::Prod)
+            };
+            let n = imp.scalar(dtype, neutral);
+            let sel = imp.select(cx, m3, u3, n)?;
+            let c = imp.reduce(cx, red, sel, vec![1], false)?;
+            imp.binary(cx, op, data, c)
+        }
+        "max" | "min" => {
+            // Unmatched entries read the data itself, so rows no update reaches keep it.
+            let sel = imp.select(cx, m3, u3, d3)?;
+            let red = if reduction == "max" { ReduceOp::Max } else { ReduceOp::Min };
+            let c = imp.reduce(cx, red, sel, vec![1], false)?;
+            let op = if reduction == "max" { BinaryOp::Maximum } else { BinaryOp::Minimum };
+            imp.binary(cx, op, data, c)
+        }
+        other => Err(cx.bad_attr("reduction", &format!("{other:?}"))),
+    }
+}
+
+fn scatter_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, idx, upd) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
+    let xs = static_shape(imp, cx, x)?;
+    let is = static_shape(imp, cx, idx)?;
+    let a = axis(cx, cx.int("axis", 0)?, xs.len())?;
+    let st = strides(&xs);
+    let idx_shape: Shape = is.iter().map(|&d| Dim::known(d)).collect();
+    let mut flat = wrapped(imp, cx, idx, xs[a])?;
+    flat = imp.binary_scalar(cx, BinaryOp::Mul, flat, st[a] as f64)?;
+    for d in (0..xs.len()).filter(|&d| d != a) {
+        let p = imp.iota(cx, idx_shape.clone(), d, DType::I64)?;
+        let term = imp.binary_scalar(cx, BinaryOp::Mul, p, st[d] as f64)?;
+        flat = imp.binary(cx, BinaryOp::Add, flat, term)?;
+    }
+    let (total, count): (u64, u64) = (xs.iter().product(), is.iter().product());
+    let data = imp.reshape(cx, x, vec![Dim::known(total), Dim::known(1)])?;
+    let targets = imp.reshape(cx, flat, vec![Dim::known(count)])?;
+    let updates = imp.reshape(cx, upd, vec![Dim::known(count), Dim::known(1)])?;
+    let y = scatter_rows(imp, cx, data, targets, updates, &cx.string("reduction", "none")?)?;
+    one(imp.reshape(cx, y, imp.ty(x).shape)?)
+}
+
+fn scatter_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, idx, upd) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
+    let xs = static_shape(imp, cx, x)?;
+    let is = static_shape(imp, cx, idx)?;
+    let k = *is.last().ok_or_else(|| cx.invalid("indices must have rank >= 1"))? as usize;
+    if k == 0 || k > xs.len() {
+        return Err(cx.invalid("the last dim of indices must be in 1..=rank(data)"));
+    }
+    let st = strides(&xs[..k]);
+    let lead: u64 = xs[..k].iter().product();
+    let rest: u64 = xs[k..].iter().product();
+    let count: u64 = is[..is.len() - 1].iter().product();
+    let pos_shape: Shape = is[..is.len() - 1].iter().map(|&d| Dim::known(d)).collect();
+    let mut flat: Option<NodeId> = None;
+    for (j, &s) in st.iter().enumerate() {
+        let col = imp.slice(cx, idx, is.len() - 1, j as u64, j as u64 + 1, 1)?;
+        let col = imp.reshape(cx, col, pos_shape.clone())?;
+        let col = wrapped(imp, cx, col, xs[j])?;
+        let term = imp.binary_scalar(cx, BinaryOp::Mul, col, s as f64)?;
+        flat = Some(match flat {
+            Some(f) => imp.binary(cx, BinaryOp::Add, f, term)?,
+            None => term,
+        });
+    }
+    let flat = flat.ok_or_else(|| cx.invalid("no indexed axis"))?;
+    let data = imp.reshape(cx, x, vec![Dim::known(lead), Dim::known(rest)])?;
+    let targets = imp.reshape(cx, flat, vec![Dim::known(count)])?;
+    let updates = imp.reshape(cx, upd, vec![Dim::known(count), Dim::known(rest)])?;
+    let y = scatter_rows(imp, cx, data, targets, updates, &cx.string("reduction", "none")?)?;
+    one(imp.reshape(cx, y, imp.ty(x).shape)?)
+}
