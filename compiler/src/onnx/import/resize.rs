@@ -151,8 +151,7 @@ fn matrix(
     k: &Kernel,
     ctm: &str,
     exclude: bool,
-    n_in: usize,
-    n_out: usize,
+    (n_in, n_out): (usize, usize),
     scale: f64,
     roi: (f64, f64),
 ) -> R<(Vec<f64>, Vec<bool>)> {
@@ -353,7 +352,7 @@ fn run(
         if n_out == 0 {
             return Err(cx.unsupported("a resize to length 0"));
         }
-        let (m, extrapolated) = matrix(cx, k, ctm, exclude, n_in, n_out, p.scale[a], p.roi[a])?;
+        let (m, extrapolated) = matrix(cx, k, ctm, exclude, (n_in, n_out), p.scale[a], p.roi[a])?;
         x = apply(imp, cx, x, a, &m, n_in, n_out, &extrapolated, extrapolation)?;
     }
     one(x)
