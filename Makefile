@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: deps build run test check-snapshots
+.PHONY: deps build run test check-snapshots conformance
 
 deps:
 	./scripts/install-deps.sh
@@ -32,3 +32,8 @@ check-snapshots:
 	    echo "pending insta snapshots (review with cargo insta review, or delete):"; \
 	    echo "$$pending"; exit 1; \
 	fi
+
+# The ONNX backend node tests (onnx==1.22.0) through import and the reference interpreter;
+# writes conformance/RESULTS.md. Slow and needs the Python registry; not part of `make test`.
+conformance: deps
+	./scripts/conformance.sh
