@@ -24,6 +24,7 @@ mod movement;
 mod nn;
 mod reduce;
 mod resize;
+mod rnn;
 mod scatter;
 mod shape;
 
@@ -100,8 +101,17 @@ pub(crate) const fn entry(run: Handler, attrs: &'static [&'static str]) -> Entry
 }
 
 /// The op tables of every family, searched in order.
-const FAMILIES: &[&[(&str, Entry)]] =
-    &[elementwise::OPS, reduce::OPS, movement::OPS, shape::OPS, nn::OPS, composite::OPS, resize::OPS, scatter::OPS];
+const FAMILIES: &[&[(&str, Entry)]] = &[
+    elementwise::OPS,
+    reduce::OPS,
+    movement::OPS,
+    shape::OPS,
+    nn::OPS,
+    composite::OPS,
+    resize::OPS,
+    scatter::OPS,
+    rnn::OPS,
+];
 
 fn lookup(op_type: &str) -> Option<&'static Entry> {
     FAMILIES.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, e)| e)

@@ -1,3 +1,5 @@
+//! Linear maps along one axis: `Resize`, `Upsample` and `DFT`.
+//!
 //! `Resize` and `Upsample`. Resizing is separable: along each resized axis, output `o` is
 //! `sum_i M[o, i] * x[i]` for an interpolation matrix `M` that depends only on the sizes and
 //! the attributes. The matrix is computed here in f64 exactly as ONNX's reference computes
@@ -32,6 +34,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
         ),
     ),
     ("Upsample", entry(upsample, &["mode", "scales"])),
+    ("DFT", entry(dft, &["axis", "inverse", "onesided"])),
 ];
 
 /// How coefficients are chosen; see ONNX's `Resize`.
@@ -410,4 +413,104 @@ fn apply(
         inverse[p] = k;
     }
     imp.permute(cx, y, inverse)
+}
+
+/// `DFT` as complex matrix products along the signal axis: `y = M x` with `M = A + iB`
+/// computed in f64 (`e^{∓2πi kn/L}`, scaled by `1/L` for the inverse; for the one-sided
+/// inverse, numpy's `irfft` weights with the Hermitian half doubled), applied as
+/// `y_re = x_re Aᵀ - x_im Bᵀ`, `y_im = x_re Bᵀ + x_im Aᵀ`.
+fn dft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let shape = super::movement::static_shape(imp, cx, x)?;
+    let r = shape.len();
+    let raw_axis = if imp.opset >= 20 {
+        if cx.has(2) {
+            imp.const_scalar(cx, 2)? as i64
+        } else {
+            -2
+        }
+    } else {
+        cx.int("axis", 1)?
+    };
+    let a = super::build::axis(cx, raw_axis, r)?;
+    if a == r - 1 || !(shape[r - 1] == 1 || shape[r - 1] == 2) {
+        return Err(cx.invalid("the last axis holds the real (and imaginary) part; the signal axis is another"));
+    }
+    let (inverse, onesided) = (cx.int("inverse", 0)? != 0, cx.int("onesided", 0)? != 0);
+    let n_in = shape[a] as usize;
+    let len = match cx.has(1) {
+        true => imp.const_scalar(cx, 1)? as usize,
+        false if inverse && onesided => 2 * (n_in - 1),
+        false => n_in,
+    };
+    if len == 0 {
+        return Err(cx.invalid("`dft_length` must be positive"));
+    }
+    let l = len as f64;
+    let tau = 2.0 * std::f64::consts::PI;
+    // M[k, n] over the used inputs n < min(n_in, len) (the rest is zero padding).
+    let used = n_in.min(if inverse && onesided { len / 2 + 1 } else { len });
+    let (n_out, real_out) = match (inverse, onesided) {
+        (false, false) => (len, false),
+        (false, true) => (len / 2 + 1, false),
+        (true, false) => (len, false),
+        (true, true) => (len, true),
+    };
+    let mut am = vec![0.0; n_out * n_in];
+    let mut bm = vec![0.0; n_out * n_in];
+    for k in 0..n_out {
+        for n in 0..used {
+            let (kf, nf) = (k as f64, n as f64);
+            let (re, im) = match (inverse, onesided) {
+                (false, _) => ((tau * kf * nf / l).cos(), -(tau * kf * nf / l).sin()),
+                (true, false) => ((tau * kf * nf / l).cos() / l, (tau * kf * nf / l).sin() / l),
+                // irfft: output t = k, one-sided input n; the half-spectrum counts twice
+                (true, true) => {
+                    let weight = if n == 0 || (len % 2 == 0 && n == len / 2) { 1.0 } else { 2.0 };
+                    (weight * (tau * kf * nf / l).cos() / l, weight * (tau * kf * nf / l).sin() / l)
+                }
+            };
+            am[k * n_in + n] = re;
+            bm[k * n_in + n] = im;
+        }
+    }
+    let dtype = imp.dtype(x);
+    let matrix = |imp: &mut Importer, m: &[f64], what: &str| -> R<NodeId> {
+        let t: Vec<f64> = (0..n_in * n_out).map(|q| m[(q % n_out) * n_in + q / n_out]).collect();
+        let t = Tensor::from_f64(dtype, &[n_in, n_out], t).map_err(|e| cx.invalid(e.to_string()))?;
+        imp.tensor(cx, what, &t)
+    };
+    let (at, bt) = (matrix(imp, &am, "dft_re")?, matrix(imp, &bm, "dft_im")?);
+    // Parts as [..., n] with the signal axis last.
+    let mut perm: Vec<usize> = (0..r - 1).filter(|&i| i != a).collect();
+    perm.push(a);
+    let part = |imp: &mut Importer, p: u64| -> R<NodeId> {
+        let s = imp.slice(cx, x, r - 1, p, p + 1, 1)?;
+        let s = imp.reshape(cx, s, imp.ty(s).shape[..r - 1].to_vec())?;
+        imp.permute(cx, s, perm.clone())
+    };
+    let xr = part(imp, 0)?;
+    let xi = if shape[r - 1] == 2 { Some(part(imp, 1)?) } else { None };
+    let mm = |imp: &mut Importer, v: NodeId, m: NodeId| super::nn::matmul_nd(imp, cx, v, m);
+    let mut yr = mm(imp, xr, at)?;
+    let mut yi = mm(imp, xr, bt)?;
+    if let Some(xi) = xi {
+        let (ib, ia) = (mm(imp, xi, bt)?, mm(imp, xi, at)?);
+        yr = imp.binary(cx, BinaryOp::Sub, yr, ib)?;
+        yi = imp.binary(cx, BinaryOp::Add, yi, ia)?;
+    }
+    let mut inverse_perm = vec![0; r - 1];
+    for (k, &p) in perm.iter().enumerate() {
+        inverse_perm[p] = k;
+    }
+    let back = |imp: &mut Importer, v: NodeId| -> R<NodeId> {
+        let v = imp.permute(cx, v, inverse_perm.clone())?;
+        imp.unsqueeze(cx, v, &[r - 1])
+    };
+    let yr = back(imp, yr)?;
+    if real_out {
+        return one(yr);
+    }
+    let yi = back(imp, yi)?;
+    one(imp.concat(cx, &[yr, yi], r - 1)?)
 }
