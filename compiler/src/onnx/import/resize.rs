@@ -43,6 +43,18 @@ struct Kernel {
     nearest_mode: String,
     cubic_a: f64,
     antialias: bool,
+    /// `coordinate_transformation_mode`.
+    ctm: String,
+    exclude_outside: bool,
+}
+
+/// The interpolation matrix `m` (`[n_out, n_in]`, row-major) of one axis, and the rows that
+/// take the extrapolation value.
+struct AxisMap {
+    m: Vec<f64>,
+    n_in: usize,
+    n_out: usize,
+    extrapolated: Vec<bool>,
 }
 
 impl Kernel {
@@ -147,19 +159,9 @@ fn source_coords(
         .collect()
 }
 
-/// The interpolation matrix `[n_out, n_in]` (row-major) of one axis, and the rows that take
-/// the extrapolation value.
-fn matrix(
-    cx: &NodeCx,
-    k: &Kernel,
-    ctm: &str,
-    exclude: bool,
-    n_in: usize,
-    n_out: usize,
-    scale: f64,
-    roi: (f64, f64),
-) -> R<(Vec<f64>, Vec<bool>)> {
-    let coords = source_coords(cx, ctm, n_in, n_out, scale, roi)?;
+/// The interpolation matrix of one axis.
+fn matrix(cx: &NodeCx, k: &Kernel, n_in: usize, n_out: usize, scale: f64, roi: (f64, f64)) -> R<AxisMap> {
+    let coords = source_coords(cx, &k.ctm, n_in, n_out, scale, roi)?;
     let mut m = vec![0.0; n_out * n_in];
     let mut extrapolated = vec![false; n_out];
     for (o, &(x, outside)) in coords.iter().enumerate() {
@@ -184,7 +186,7 @@ fn matrix(
         };
         let start = p as i64 + off;
         let idx: Vec<i64> = (0..n).map(|j| start + j - pad).collect();
-        if exclude {
+        if k.exclude_outside {
             for (cj, &i) in c.iter_mut().zip(&idx) {
                 if i < 0 || i >= n_in as i64 {
                     *cj = 0.0;
@@ -204,7 +206,7 @@ fn matrix(
             m[o * n_in..(o + 1) * n_in].iter_mut().for_each(|x| *x = 0.0);
         }
     }
-    Ok((m, extrapolated))
+    Ok(AxisMap { m, n_in, n_out, extrapolated })
 }
 
 /// A constant input that may be omitted or given as an empty tensor.
@@ -310,26 +312,26 @@ fn resize(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         nearest_mode: cx.string("nearest_mode", "round_prefer_floor")?,
         cubic_a: cx.float("cubic_coeff_a", -0.75)? as f64,
         antialias: cx.int("antialias", 0)? != 0,
+        ctm: cx.string("coordinate_transformation_mode", "half_pixel")?,
+        exclude_outside: cx.int("exclude_outside", 0)? != 0,
     };
-    let ctm = cx.string("coordinate_transformation_mode", "half_pixel")?;
-    run(imp, cx, &k, &ctm, scales_slot, sizes_slot)
+    run(imp, cx, &k, scales_slot, sizes_slot)
 }
 
 /// `Upsample` is `Resize` with asymmetric coordinates (nearest rounds down).
 fn upsample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    let k =
-        Kernel { mode: cx.string("mode", "nearest")?, nearest_mode: "floor".into(), cubic_a: -0.75, antialias: false };
-    run(imp, cx, &k, "asymmetric", 1, None)
+    let k = Kernel {
+        mode: cx.string("mode", "nearest")?,
+        nearest_mode: "floor".into(),
+        cubic_a: -0.75,
+        antialias: false,
+        ctm: "asymmetric".into(),
+        exclude_outside: false,
+    };
+    run(imp, cx, &k, 1, None)
 }
 
-fn run(
-    imp: &mut Importer,
-    cx: &NodeCx,
-    k: &Kernel,
-    ctm: &str,
-    scales_slot: usize,
-    sizes_slot: Option<usize>,
-) -> R<Vec<Value>> {
+fn run(imp: &mut Importer, cx: &NodeCx, k: &Kernel, scales_slot: usize, sizes_slot: Option<usize>) -> R<Vec<Value>> {
     if !["nearest", "linear", "cubic"].contains(&k.mode.as_str()) {
         return Err(cx.bad_attr("mode", &format!("{:?}", k.mode)));
     }
@@ -344,8 +346,7 @@ fn run(
         .map(|d| d.as_known().map(|v| v as usize))
         .collect::<Option<_>>()
         .ok_or_else(|| cx.unsupported("resizing a symbolic shape"))?;
-    let p = plan(imp, cx, ctm, &shape, scales_slot, sizes_slot)?;
-    let exclude = cx.int("exclude_outside", 0)? != 0;
+    let p = plan(imp, cx, &k.ctm, &shape, scales_slot, sizes_slot)?;
     let extrapolation = cx.float("extrapolation_value", 0.0)? as f64;
     for &a in &p.axes {
         let (n_in, n_out) = (shape[a], p.out[a]);
@@ -356,25 +357,16 @@ fn run(
         if n_out == 0 {
             return Err(cx.unsupported("a resize to length 0"));
         }
-        let (m, extrapolated) = matrix(cx, k, ctm, exclude, n_in, n_out, p.scale[a], p.roi[a])?;
-        x = apply(imp, cx, x, a, &m, n_in, n_out, &extrapolated, extrapolation)?;
+        let map = matrix(cx, k, n_in, n_out, p.scale[a], p.roi[a])?;
+        x = apply(imp, cx, x, a, &map, extrapolation)?;
     }
     one(x)
 }
 
-/// Applies the `[n_out, n_in]` matrix `m` along `axis` of `x`.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    imp: &mut Importer,
-    cx: &NodeCx,
-    x: NodeId,
-    axis: usize,
-    m: &[f64],
-    n_in: usize,
-    n_out: usize,
-    extrapolated: &[bool],
-    value: f64,
-) -> R<NodeId> {
+/// Applies an axis map along `axis` of `x`.
+fn apply(imp: &mut Importer, cx: &NodeCx, x: NodeId, axis: usize, map: &AxisMap, value: f64) -> R<NodeId> {
+    let AxisMap { m, n_in, n_out, extrapolated } = map;
+    let (n_in, n_out) = (*n_in, *n_out);
     // One 1 per row: a gather (exact for every dtype).
     let picks: Option<Vec<i64>> = (0..n_out)
         .map(|o| {

@@ -151,7 +151,8 @@ fn rnn(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         let h = h0.map(|h| direction(imp, cx, h, d)).transpose()?;
         let c = c0.map(|c| direction(imp, cx, c, d)).transpose()?;
         let pd = p.map(|p| direction(imp, cx, p, d)).transpose()?;
-        let (y, h, c) = unroll(imp, cx, &cell, x, [wd, rd], bd, [h, c], pd, reverse)?;
+        let wts = Weights { w: wd, r: rd, b: bd, h0: h, c0: c, p: pd };
+        let (y, h, c) = unroll(imp, cx, &cell, x, &wts, reverse)?;
         ys.push(imp.unsqueeze(cx, y, &[1])?);
         hs.push(imp.unsqueeze(cx, h, &[0])?);
         cs.push(imp.unsqueeze(cx, c, &[0])?);
@@ -193,19 +194,33 @@ fn running_masks(imp: &mut Importer, cx: &NodeCx, seq: u64, batch: &Dim) -> R<Ve
     Ok(masks)
 }
 
+/// One direction's weights, without the direction axis.
+struct Weights {
+    w: NodeId,
+    r: NodeId,
+    b: Option<NodeId>,
+    h0: Option<NodeId>,
+    c0: Option<NodeId>,
+    p: Option<NodeId>,
+}
+
+/// What every step reads: `Rᵀ`, the recurrent bias and the peepholes.
+struct StepWeights {
+    rt: NodeId,
+    rb: Option<NodeId>,
+    p: Option<NodeId>,
+}
+
 /// One direction over every step; returns `Y [seq, batch, hidden]`, the last `H` and `C`.
-#[allow(clippy::too_many_arguments)]
 fn unroll(
     imp: &mut Importer,
     cx: &NodeCx,
     cell: &Cell,
     x: NodeId,
-    [w, r]: [NodeId; 2],
-    b: Option<NodeId>,
-    [h0, c0]: [Option<NodeId>; 2],
-    p: Option<NodeId>,
+    wts: &Weights,
     reverse: bool,
 ) -> R<(NodeId, NodeId, NodeId)> {
+    let Weights { w, r, b, h0, c0, p } = *wts;
     let (gh, hd) = (cell.kind.gates() * cell.hidden, cell.hidden);
     let dtype = imp.dtype(x);
     let zero = imp.scalar(dtype, 0.0);
@@ -235,7 +250,7 @@ fn unroll(
     for t in steps {
         let xt = imp.slice(cx, xw, 0, t, t + 1, 1)?;
         let xt = imp.reshape(cx, xt, vec![cell.batch.clone(), Dim::known(gh)])?;
-        let (hn, cn) = step(imp, cx, cell, xt, h, c, rt, rb, p)?;
+        let (hn, cn) = step(imp, cx, cell, xt, (h, c), &StepWeights { rt, rb, p })?;
         let (hn, cn, y) = match cell.running[t as usize] {
             Some(on) => {
                 let y = imp.select(cx, on, hn, zero)?;
@@ -251,18 +266,15 @@ fn unroll(
 }
 
 /// One step of the cell: `xt` is `X_t W^T + Wb`.
-#[allow(clippy::too_many_arguments)]
 fn step(
     imp: &mut Importer,
     cx: &NodeCx,
     cell: &Cell,
     xt: NodeId,
-    h: NodeId,
-    c: NodeId,
-    rt: NodeId,
-    rb: Option<NodeId>,
-    p: Option<NodeId>,
+    (h, c): (NodeId, NodeId),
+    sw: &StepWeights,
 ) -> R<(NodeId, NodeId)> {
+    let StepWeights { rt, rb, p } = *sw;
     use BinaryOp::{Add, Mul, Sub};
     let hd = cell.hidden;
     let mut hr = imp.matmul(cx, h, rt)?; // H R^T: [batch, G*hidden]
