@@ -35,6 +35,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ),
     ("Upsample", entry(upsample, &["mode", "scales"])),
     ("DFT", entry(dft, &["axis", "inverse", "onesided"])),
+    ("AffineGrid", entry(affine_grid, &["align_corners"])),
 ];
 
 /// How coefficients are chosen; see ONNX's `Resize`.
@@ -505,4 +506,49 @@ fn dft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     }
     let yi = back(imp, yi)?;
     one(imp.concat(cx, &[yr, yi], r - 1)?)
+}
+
+/// `AffineGrid`: `theta [N, k, k+1]` applied to the homogeneous base grid `(x, y[, z], 1)`
+/// of normalised coordinates (a constant `[k+1, P]`), as one `matmul`.
+fn affine_grid(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let size: Vec<usize> = imp.const_ints(cx, 1)?.into_iter().map(|v| v.max(1) as usize).collect();
+    let theta = imp.input(cx, 0)?;
+    let spatial = &size[2.min(size.len())..];
+    let k = spatial.len();
+    if !(k == 2 || k == 3) || imp.ty(theta).shape.get(1) != Some(&Dim::known(k as u64)) {
+        return Err(cx.invalid("`size` must be [N, C, H, W] or [N, C, D, H, W] and theta [N, k, k+1]"));
+    }
+    let align = cx.int("align_corners", 0)? != 0;
+    let coord = |i: usize, n: usize| -> f64 {
+        if align {
+            if n == 1 {
+                -1.0
+            } else {
+                -1.0 + 2.0 * i as f64 / (n - 1) as f64
+            }
+        } else {
+            -1.0 + (2 * i + 1) as f64 / n as f64
+        }
+    };
+    let p: usize = spatial.iter().product();
+    // Rows x, y[, z], 1 (x runs along the last spatial axis).
+    let mut g = vec![0.0; (k + 1) * p];
+    for flat in 0..p {
+        let mut rest = flat;
+        for (axis, &n) in spatial.iter().enumerate().rev() {
+            let row = k - 1 - axis;
+            g[row * p + flat] = coord(rest % n, n);
+            rest /= n;
+        }
+        g[k * p + flat] = 1.0;
+    }
+    let dtype = imp.dtype(theta);
+    let t = Tensor::from_f64(dtype, &[k + 1, p], g).map_err(|e| cx.invalid(e.to_string()))?;
+    let grid = imp.tensor(cx, "base_grid", &t)?;
+    let y = imp.matmul(cx, theta, grid)?; // [N, k, P]
+    let y = imp.permute(cx, y, vec![0, 2, 1])?;
+    let mut shape = vec![imp.ty(theta).shape[0].clone()];
+    shape.extend(spatial.iter().map(|&n| Dim::known(n as u64)));
+    shape.push(Dim::known(k as u64));
+    one(imp.reshape(cx, y, shape)?)
 }
