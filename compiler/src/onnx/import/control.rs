@@ -163,9 +163,9 @@ fn scan(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (out_axes, out_dirs) = (list("scan_output_axes", k)?, list("scan_output_directions", k)?);
     let mut xs = Vec::new();
     let mut len = None;
-    for j in 0..m {
+    for (j, &raw_axis) in in_axes.iter().enumerate().take(m) {
         let x = imp.input(cx, n + j)?;
-        let a = super::build::axis(cx, in_axes[j], imp.rank(x))?;
+        let a = super::build::axis(cx, raw_axis, imp.rank(x))?;
         let l = imp.ty(x).shape[a].as_known().ok_or_else(|| cx.unsupported("scanning a symbolic axis"))?;
         if len.is_some_and(|v| v != l) {
             return Err(cx.invalid("the scan inputs differ in length"));
