@@ -161,6 +161,9 @@ fn scan(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let list = |name: &str, len: usize| -> R<Vec<i64>> { Ok(cx.ints(name)?.unwrap_or_else(|| vec![0; len])) };
     let (in_axes, in_dirs) = (list("scan_input_axes", m)?, list("scan_input_directions", m)?);
     let (out_axes, out_dirs) = (list("scan_output_axes", k)?, list("scan_output_directions", k)?);
+    if in_axes.len() != m || in_dirs.len() != m || out_axes.len() != k || out_dirs.len() != k {
+        return Err(cx.invalid("the scan axes and directions must have one entry per scan input and output"));
+    }
     let mut xs = Vec::new();
     let mut len = None;
     for (j, &raw_axis) in in_axes.iter().enumerate().take(m) {
