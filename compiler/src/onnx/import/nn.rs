@@ -242,6 +242,7 @@ fn drop_1d(imp: &mut Importer, cx: &NodeCx, y: NodeId) -> R<NodeId> {
 fn conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, w, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
     let (sp, input) = spatial(imp, cx, x)?;
+    imp.need_rank(cx, w, sp + 2, "the weight")?;
     let kernel_dims: Option<Vec<i64>> = imp.ty(w).shape[2..].iter().map(|d| d.as_known().map(|v| v as i64)).collect();
     let kernel = cx.ints("kernel_shape")?.or(kernel_dims);
     let win = window(cx, sp, input, kernel)?;
@@ -260,6 +261,7 @@ fn conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, w, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
     let (sp, input) = spatial(imp, cx, x)?;
+    imp.need_rank(cx, w, sp + 2, "the weight")?;
     let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
     let ws = super::movement::static_shape(imp, cx, w)?;
     let xs = imp.ty(x).shape;

@@ -110,6 +110,9 @@ fn rnn(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         x = imp.permute(cx, x, vec![1, 0, 2])?;
     }
     let (w, r) = (imp.input(cx, 1)?, imp.input(cx, 2)?);
+    for (v, what) in [(x, "X"), (w, "W"), (r, "R")] {
+        imp.need_rank(cx, v, 3, what)?;
+    }
     let xs = imp.ty(x).shape;
     let seq = xs[0].as_known().ok_or_else(|| cx.unsupported("a symbolic sequence length (the layer is unrolled)"))?;
     let hidden = cx
