@@ -177,7 +177,7 @@ fn is_tensor(v: &crate::onnx::proto::ValueInfoProto) -> bool {
 /// Imports the model; where a node needs a graph input's value at import time (a shape, axes,
 /// a size given as an input tensor), fixes that input to the test's value and tries again.
 /// When the needed value is computed from inputs, every integer input of rank <= 1 (the
-/// shape-like ones) is fixed.
+/// shape-like ones) is fixed, or failing those, every scalar input.
 fn import_frozen(
     model: &crate::onnx::proto::ModelProto,
     options: &mut ImportOptions,
@@ -187,14 +187,19 @@ fn import_frozen(
         match import_model(model, options) {
             Err(OnnxError::NeedsConstant { node, input, value }) => {
                 let direct = fed.iter().find(|(n, _)| *n == value && !options.constants.contains_key(n));
+                let open = |(n, _): &&(String, &Tensor)| !options.constants.contains_key(n);
+                let shape_like = |(_, t): &&(String, &Tensor)| !t.dtype.is_float() && t.shape().len() <= 1;
+                let scalar = |(_, t): &&(String, &Tensor)| t.shape().is_empty();
                 let candidates: Vec<&(String, &Tensor)> = match direct {
                     Some(d) => vec![d],
-                    None => fed
-                        .iter()
-                        .filter(|(n, t)| {
-                            !options.constants.contains_key(n) && !t.dtype.is_float() && t.shape().len() <= 1
-                        })
-                        .collect(),
+                    None => {
+                        let ints: Vec<_> = fed.iter().filter(open).filter(shape_like).collect();
+                        if ints.is_empty() {
+                            fed.iter().filter(open).filter(scalar).collect()
+                        } else {
+                            ints
+                        }
+                    }
                 };
                 if candidates.is_empty() {
                     return Err(OnnxError::NeedsConstant { node, input, value });

@@ -34,11 +34,13 @@ pub(crate) struct NodeCx<'n> {
     pub node: &'n NodeProto,
     /// One entry per declared input; `None` where the input name is empty (omitted).
     pub inputs: Vec<Option<Value>>,
+    /// Each input's materialisation key (its name qualified by its scope).
+    keys: Vec<String>,
 }
 
 impl<'n> NodeCx<'n> {
-    pub fn new(index: usize, node: &'n NodeProto, inputs: Vec<Option<Value>>) -> NodeCx<'n> {
-        NodeCx { index, node, inputs }
+    pub fn new(index: usize, node: &'n NodeProto, inputs: Vec<Option<Value>>, keys: Vec<String>) -> NodeCx<'n> {
+        NodeCx { index, node, inputs, keys }
     }
 
     pub fn op(&self) -> &str {
@@ -154,7 +156,8 @@ impl Importer {
     /// The graph node of input `i` (materialising a constant).
     pub fn input(&mut self, cx: &NodeCx, i: usize) -> Result<NodeId, OnnxError> {
         let v = cx.value(i)?.clone();
-        self.materialize(cx.input_name(i), &v)
+        let key = cx.keys.get(i).cloned().unwrap_or_default();
+        self.materialize(cx.input_name(i), &key, &v)
     }
 
     /// The graph node of input `i`, or `None` when it is omitted.

@@ -9,6 +9,14 @@ use crate::onnx::OnnxError;
 type R<T> = Result<T, OnnxError>;
 
 impl Importer {
+    /// Refuses an operand whose rank is not `rank`, before a handler reads its dims.
+    pub fn need_rank(&self, cx: &NodeCx, x: NodeId, rank: usize, what: &str) -> R<()> {
+        match self.rank(x) {
+            r if r == rank => Ok(()),
+            r => Err(cx.invalid(format!("{what} must have rank {rank}, found {r}"))),
+        }
+    }
+
     pub fn unary(&mut self, cx: &NodeCx, u: UnaryOp, x: NodeId) -> R<NodeId> {
         self.add(cx, Op::Unary(u), &[x], None)
     }
@@ -70,6 +78,9 @@ impl Importer {
     /// Swaps the last two axes.
     pub fn transpose(&mut self, cx: &NodeCx, x: NodeId) -> R<NodeId> {
         let r = self.rank(x);
+        if r < 2 {
+            return Err(cx.invalid(format!("transposing an operand of rank {r}")));
+        }
         let mut perm: Vec<usize> = (0..r).collect();
         perm.swap(r - 2, r - 1);
         self.permute(cx, x, perm)

@@ -309,6 +309,7 @@ fn attention(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let mut k = heads(imp, cx, k0, cx.opt_int("kv_num_heads")?)?;
     let mut v = heads(imp, cx, v0, cx.opt_int("kv_num_heads")?)?;
     if let Some(p) = past_k {
+        imp.need_rank(cx, p, 4, "the past key")?;
         k = imp.concat(cx, &[p, k], 2)?;
     }
     if let Some(p) = past_v {

@@ -19,11 +19,13 @@
 mod attrs;
 mod build;
 mod composite;
+mod control;
 mod elementwise;
 mod movement;
 mod nn;
 mod reduce;
 mod resize;
+mod rnn;
 mod scatter;
 mod shape;
 
@@ -86,6 +88,13 @@ impl Value {
     }
 }
 
+/// One scope of ONNX value names.
+#[derive(Default)]
+pub(crate) struct Scope {
+    uid: usize,
+    map: HashMap<String, Value>,
+}
+
 /// An op handler: reads the node's inputs and attributes, returns one value per output.
 pub(crate) type Handler = fn(&mut Importer, &NodeCx) -> Result<Vec<Value>, OnnxError>;
 
@@ -100,8 +109,18 @@ pub(crate) const fn entry(run: Handler, attrs: &'static [&'static str]) -> Entry
 }
 
 /// The op tables of every family, searched in order.
-const FAMILIES: &[&[(&str, Entry)]] =
-    &[elementwise::OPS, reduce::OPS, movement::OPS, shape::OPS, nn::OPS, composite::OPS, resize::OPS, scatter::OPS];
+const FAMILIES: &[&[(&str, Entry)]] = &[
+    elementwise::OPS,
+    reduce::OPS,
+    movement::OPS,
+    shape::OPS,
+    nn::OPS,
+    composite::OPS,
+    resize::OPS,
+    scatter::OPS,
+    rnn::OPS,
+    control::OPS,
+];
 
 fn lookup(op_type: &str) -> Option<&'static Entry> {
     FAMILIES.iter().flat_map(|f| f.iter()).find(|(name, _)| *name == op_type).map(|(_, e)| e)
@@ -116,8 +135,12 @@ pub fn is_supported_op(op_type: &str) -> bool {
 pub(crate) struct Importer {
     pub graph: Graph,
     params: TensorMap,
-    values: HashMap<String, Value>,
-    /// Constants already materialised, by ONNX value name.
+    /// ONNX values by name, innermost scope last (a subgraph of `If`, `Loop` or `Scan` is a
+    /// scope; names resolve outward).
+    scopes: Vec<Scope>,
+    /// Scopes opened so far, for unique scope ids.
+    scope_count: usize,
+    /// Constants already materialised, by [`Importer::key`].
     materialized: HashMap<String, NodeId>,
     /// Identifiers taken by inputs, params and outputs.
     names: HashSet<String>,
@@ -133,7 +156,8 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Impor
     let mut imp = Importer {
         graph: Graph::new(identifier(g.name.as_deref().unwrap_or("model"))),
         params: TensorMap::new(),
-        values: HashMap::new(),
+        scopes: vec![Scope::default()],
+        scope_count: 1,
         materialized: HashMap::new(),
         names: HashSet::new(),
         opset,
@@ -171,7 +195,7 @@ impl Importer {
         }
         for t in &g.initializer {
             let name = t.name.clone().unwrap_or_default();
-            self.values.insert(name, Value::constant(tensor::decode(t)?));
+            self.bind(&name, Value::constant(tensor::decode(t)?));
         }
         Ok(())
     }
@@ -181,17 +205,17 @@ impl Importer {
         let mut symbols: BTreeMap<String, SymId> = BTreeMap::new();
         for info in &g.input {
             let raw = info.name.clone().unwrap_or_default();
-            if self.values.contains_key(&raw) {
+            if self.lookup(&raw).is_some() {
                 continue;
             }
             if let Some(t) = options.constants.get(&raw) {
-                self.values.insert(raw, Value::constant(t.clone()));
+                self.bind(&raw, Value::constant(t.clone()));
                 continue;
             }
             let name = self.fresh_name(&raw);
             let ty = self.value_type(info, &name, &mut symbols, options)?;
             let id = self.graph.add_input(name, ty);
-            self.values.insert(raw, Value::Node(id));
+            self.bind(&raw, Value::Node(id));
         }
         let declared: Vec<&str> = g.input.iter().filter_map(|i| i.name.as_deref()).collect();
         if let Some(unknown) = options.constants.keys().find(|k| !declared.contains(&k.as_str())) {
@@ -273,8 +297,8 @@ impl Importer {
         for info in &g.output {
             let raw = info.name.clone().unwrap_or_default();
             let place = format!("graph output `{raw}`");
-            let value = self.values.get(&raw).cloned().ok_or_else(|| invalid_model(&place, "no node computes it"))?;
-            let id = self.materialize(&raw, &value)?;
+            let (value, key) = self.lookup(&raw).ok_or_else(|| invalid_model(&place, "no node computes it"))?;
+            let id = self.materialize(&raw, &key, &value)?;
             if let Some(proto::type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
                 let declared = tensor::dtype(t.elem_type.unwrap_or(0), &|| place.clone())?;
                 let found = self.graph.ty(id).dtype;
@@ -305,21 +329,22 @@ impl Importer {
         name
     }
 
-    fn import_node(&mut self, index: usize, node: &NodeProto) -> Result<(), OnnxError> {
-        let mut inputs = Vec::new();
+    pub(crate) fn import_node(&mut self, index: usize, node: &NodeProto) -> Result<(), OnnxError> {
+        let (mut inputs, mut keys) = (Vec::new(), Vec::new());
         for name in &node.input {
             if name.is_empty() {
                 inputs.push(None);
+                keys.push(String::new());
                 continue;
             }
-            let v = self.values.get(name).cloned();
-            let r = attrs::node_ref(index, node);
-            inputs.push(Some(v.ok_or_else(|| OnnxError::Invalid {
-                node: r,
+            let (v, key) = self.lookup(name).ok_or_else(|| OnnxError::Invalid {
+                node: attrs::node_ref(index, node),
                 message: format!("input `{name}` is not computed by any earlier node"),
-            })?));
+            })?;
+            inputs.push(Some(v));
+            keys.push(key);
         }
-        let cx = NodeCx::new(index, node, inputs);
+        let cx = NodeCx::new(index, node, inputs, keys);
         let domain = node.domain.as_deref().unwrap_or("");
         let entry = match lookup(cx.op()) {
             Some(e) if domain.is_empty() || domain == "ai.onnx" => e,
@@ -330,6 +355,7 @@ impl Importer {
         }
         let outputs = match shape::dims_rule(self, &cx) {
             Some(r) => r?,
+            None if control::is_control(cx.op()) => (entry.run)(self, &cx)?,
             None if cx.all_const() => match elementwise::empty_rule(self, &cx) {
                 Some(r) => r?,
                 None => self.fold(&cx, entry)?,
@@ -353,7 +379,7 @@ impl Importer {
                     node.name = Some(value_name(name));
                 }
             }
-            self.values.insert(name.clone(), v.clone());
+            self.bind(name, v.clone());
         }
         Ok(())
     }
@@ -364,9 +390,9 @@ impl Importer {
         scratch.symbols = self.graph.symbols.clone();
         let graph = std::mem::replace(&mut self.graph, scratch);
         let materialized = std::mem::take(&mut self.materialized);
-        self.folding = true;
+        let folding = std::mem::replace(&mut self.folding, true);
         let result = (entry.run)(self, cx);
-        self.folding = false;
+        self.folding = folding;
         let mut scratch = std::mem::replace(&mut self.graph, graph);
         self.materialized = materialized;
         let outputs = result?;
@@ -401,16 +427,38 @@ impl Importer {
         }
     }
 
-    /// The graph node holding `v`, materialising a constant under the ONNX name `name`.
-    fn materialize(&mut self, name: &str, v: &Value) -> Result<NodeId, OnnxError> {
+    /// The value named `name` in the innermost scope that has it, with its materialisation
+    /// key (the name, qualified by the scope).
+    pub(crate) fn lookup(&self, name: &str) -> Option<(Value, String)> {
+        self.scopes.iter().rev().find_map(|s| s.map.get(name).map(|v| (v.clone(), format!("{}:{name}", s.uid))))
+    }
+
+    pub(crate) fn bind(&mut self, name: &str, v: Value) {
+        if let Some(s) = self.scopes.last_mut() {
+            s.map.insert(name.to_string(), v);
+        }
+    }
+
+    /// Runs `body` in a new innermost scope.
+    pub(crate) fn scoped<T>(&mut self, body: impl FnOnce(&mut Importer) -> T) -> T {
+        self.scopes.push(Scope { uid: self.scope_count, map: HashMap::new() });
+        self.scope_count += 1;
+        let r = body(self);
+        self.scopes.pop();
+        r
+    }
+
+    /// The graph node holding `v`, materialising a constant (once per `key`) under the ONNX
+    /// name `name`.
+    fn materialize(&mut self, name: &str, key: &str, v: &Value) -> Result<NodeId, OnnxError> {
         match v {
             Value::Node(id) => Ok(*id),
             Value::Const(t) => {
-                if let Some(id) = self.materialized.get(name) {
+                if let Some(id) = self.materialized.get(key) {
                     return Ok(*id);
                 }
                 let id = self.const_node(name, t)?;
-                self.materialized.insert(name.to_string(), id);
+                self.materialized.insert(key.to_string(), id);
                 Ok(id)
             }
             Value::Dims { dims, scalar } => shape::dims_node(self, dims, *scalar),

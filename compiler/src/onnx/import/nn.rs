@@ -158,7 +158,6 @@ fn einsum(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 
 /// Window attributes of a 2-D conv or pool, NCHW.
 struct Window {
-    kernel: [u64; 2],
     stride: [u64; 2],
     dilation: [u64; 2],
     /// `[top, left, bottom, right]`.
@@ -167,7 +166,7 @@ struct Window {
 
 /// Reads `kernel_shape`, `strides`, `dilations`, `pads` and `auto_pad` for `spatial` (1 or
 /// 2) spatial axes of lengths `input`, lifting 1-D windows to 2-D.
-fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>, ceil_mode: bool) -> R<Window> {
+fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>) -> R<Window> {
     let kernel = kernel.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
     let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
         let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
@@ -209,29 +208,12 @@ fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>
             }
             other => return Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
         };
-        let hi = if ceil_mode {
-            // One more window when the last one still starts inside the input or the
-            // leading padding (PyTorch's rule); its overhang counts as padding.
-            let padded = n + lo + hi;
-            let mut out = (padded - span + stride[i] - 1) / stride[i] + 1;
-            if (out - 1) * stride[i] >= n + lo {
-                out -= 1;
-            }
-            hi + ((out - 1) * stride[i] + span - padded).max(0)
-        } else {
-            hi
-        };
         pads[i] = lo;
         pads[i + spatial] = hi;
     }
     let (top, bottom) = if spatial == 1 { (0, 0) } else { (pads[0] as u64, pads[2] as u64) };
     let (left, right) = if spatial == 1 { (pads[0] as u64, pads[1] as u64) } else { (pads[1] as u64, pads[3] as u64) };
-    Ok(Window {
-        kernel: lift(&kernel, 1),
-        stride: lift(&stride, 1),
-        dilation: lift(&dilation, 1),
-        padding: [top, left, bottom, right],
-    })
+    Ok(Window { stride: lift(&stride, 1), dilation: lift(&dilation, 1), padding: [top, left, bottom, right] })
 }
 
 /// The spatial lengths of an NCL or NCHW input, lifted to 2-D, and how many there are.
@@ -260,9 +242,10 @@ fn drop_1d(imp: &mut Importer, cx: &NodeCx, y: NodeId) -> R<NodeId> {
 fn conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, w, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
     let (sp, input) = spatial(imp, cx, x)?;
+    imp.need_rank(cx, w, sp + 2, "the weight")?;
     let kernel_dims: Option<Vec<i64>> = imp.ty(w).shape[2..].iter().map(|d| d.as_known().map(|v| v as i64)).collect();
     let kernel = cx.ints("kernel_shape")?.or(kernel_dims);
-    let win = window(cx, sp, input, kernel, false)?;
+    let win = window(cx, sp, input, kernel)?;
     let groups = u64::try_from(cx.int("group", 1)?).map_err(|_| cx.invalid("`group` must be positive"))?;
     let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
     let op = Op::Conv2d { stride: win.stride, padding: win.padding, dilation: win.dilation, groups };
@@ -278,6 +261,7 @@ fn conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, w, b) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.opt_input(cx, 2)?);
     let (sp, input) = spatial(imp, cx, x)?;
+    imp.need_rank(cx, w, sp + 2, "the weight")?;
     let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
     let ws = super::movement::static_shape(imp, cx, w)?;
     let xs = imp.ty(x).shape;
@@ -366,37 +350,124 @@ fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
 }
 
+/// One spatial axis of a pool, as ONNX's reference lays it out: the input padded by `lo`
+/// and `hi` (the declared pads, plus the room `ceil_mode` needs, split as the reference
+/// splits it), windows at `i * stride`, and only padded positions `p < bound` (input plus
+/// declared pads) taking part.
+struct PoolAxis {
+    n: u64,
+    k: u64,
+    s: u64,
+    d: u64,
+    out: u64,
+    lo: u64,
+    hi: u64,
+    /// Declared pads.
+    pb: u64,
+    pe: u64,
+}
+
+impl PoolAxis {
+    fn extra(&self) -> u64 {
+        self.lo + self.hi - self.pb - self.pe
+    }
+}
+
+fn pool_geometry(cx: &NodeCx, input: &[u64]) -> R<Vec<PoolAxis>> {
+    let sp = input.len();
+    let kernel = cx.ints("kernel_shape")?.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
+    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
+        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
+        if v.len() != len || v.iter().any(|&x| x < 0) {
+            return Err(cx.invalid(format!("`{name}` = {v:?} does not fit {sp} spatial axes")));
+        }
+        Ok(v)
+    };
+    let (stride, dilation, pads) = (list("strides", 1, sp)?, list("dilations", 1, sp)?, list("pads", 0, 2 * sp)?);
+    if kernel.len() != sp || kernel.iter().chain(&stride).chain(&dilation).any(|&v| v < 1) {
+        return Err(cx.invalid("kernel, strides and dilations must be positive, one per spatial axis"));
+    }
+    let ceil_mode = cx.int("ceil_mode", 0)? != 0;
+    let auto_pad = cx.string("auto_pad", "NOTSET")?;
+    (0..sp)
+        .map(|i| {
+            let (n, k, s, d) = (input[i] as i64, kernel[i], stride[i], dilation[i]);
+            let span = d * (k - 1) + 1;
+            let (pb, pe) = match auto_pad.as_str() {
+                "NOTSET" => (pads[i], pads[i + sp]),
+                "VALID" => (0, 0),
+                "SAME_UPPER" | "SAME_LOWER" => {
+                    let out = (n + s - 1) / s;
+                    let total = ((out - 1) * s + span - n).max(0);
+                    if auto_pad == "SAME_UPPER" {
+                        (total / 2, total - total / 2)
+                    } else {
+                        (total - total / 2, total / 2)
+                    }
+                }
+                other => return Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
+            };
+            let padded = n + pb + pe - span;
+            if padded < 0 {
+                return Err(cx.invalid("the window is larger than the padded input"));
+            }
+            let mut out = if ceil_mode && auto_pad == "NOTSET" { (padded + s - 1) / s + 1 } else { padded / s + 1 };
+            if ceil_mode && auto_pad == "NOTSET" && (out - 1) * s >= n + pb {
+                out -= 1;
+            }
+            let extra = ((out - 1) * s + span - n - pb - pe).max(0);
+            let u = |v: i64| v as u64;
+            Ok(PoolAxis {
+                n: u(n),
+                k: u(k),
+                s: u(s),
+                d: u(d),
+                out: u(out),
+                lo: u(pb + extra / 2),
+                hi: u(pe + extra - extra / 2),
+                pb: u(pb),
+                pe: u(pe),
+            })
+        })
+        .collect()
+}
+
 fn pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     if cx.wants(1) {
         return Err(cx.unsupported("the `Indices` output"));
     }
     let x = imp.input(cx, 0)?;
-    let (sp, input) = spatial(imp, cx, x)?;
-    let ceil_mode = cx.int("ceil_mode", 0)? != 0;
-    let win = window(cx, sp, input, cx.ints("kernel_shape")?, ceil_mode)?;
-    if win.dilation != [1, 1] {
-        return Err(cx.bad_attr("dilations", &format!("{:?}", cx.ints("dilations")?.unwrap_or_default())));
+    let shape = super::movement::static_shape(imp, cx, x)?;
+    if shape.len() < 3 {
+        return Err(cx.invalid("the input must have rank >= 3"));
     }
-    let x = if sp == 1 { lift_1d(imp, cx, x)? } else { x };
-    let Window { kernel, stride, padding, .. } = win;
+    let geo = pool_geometry(cx, &shape[2..])?;
+    let include = cx.op() == "LpPool" || cx.int("count_include_pad", 0)? != 0;
+    // Flint's pool: 1-D or 2-D, no dilation, and the ceil-mode room (at most one element,
+    // at the end, where the reference puts it) not counted as padding.
+    let native = geo.len() <= 2
+        && geo
+            .iter()
+            .all(|g| g.d == 1 && (g.extra() == 0 || (g.extra() == 1 && !(include && cx.op() == "AveragePool"))));
+    if !native {
+        return one(pool_by_slices(imp, cx, x, &geo, include)?);
+    }
+    let lifted = geo.len() == 1;
+    let x = if lifted { lift_1d(imp, cx, x)? } else { x };
+    let g2: Vec<&PoolAxis> = geo.iter().collect();
+    let (kernel, stride, padding) = if lifted {
+        ([1, g2[0].k], [1, g2[0].s], [0, g2[0].lo, 0, g2[0].hi])
+    } else {
+        ([g2[0].k, g2[1].k], [g2[0].s, g2[1].s], [g2[0].lo, g2[1].lo, g2[0].hi, g2[1].hi])
+    };
     let y = match cx.op() {
-        "MaxPool" => imp.add(
-            cx,
-            Op::Pool2d { kind: PoolKind::Max, kernel, stride, padding, count_include_pad: false },
-            &[x],
-            None,
-        )?,
+        "MaxPool" => {
+            let op = Op::Pool2d { kind: PoolKind::Max, kernel, stride, padding, count_include_pad: false };
+            imp.add(cx, op, &[x], None)?
+        }
         "AveragePool" => {
-            let include = cx.int("count_include_pad", 0)? != 0;
-            if include && ceil_mode {
-                return Err(cx.unsupported("`count_include_pad` together with `ceil_mode`"));
-            }
-            imp.add(
-                cx,
-                Op::Pool2d { kind: PoolKind::Avg, kernel, stride, padding, count_include_pad: include },
-                &[x],
-                None,
-            )?
+            let op = Op::Pool2d { kind: PoolKind::Avg, kernel, stride, padding, count_include_pad: include };
+            imp.add(cx, op, &[x], None)?
         }
         // lp_pool = (sum over the window of |x|^p)^(1/p) = (k * avg_pool(|x|^p, with padding))^(1/p)
         _ => {
@@ -409,7 +480,99 @@ fn pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
             imp.binary_scalar(cx, BinaryOp::Pow, sum, 1.0 / p)?
         }
     };
-    one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
+    one(if lifted { drop_1d(imp, cx, y)? } else { y })
+}
+
+/// Any pool as the reduction of `prod(kernel)` strided slices of the padded input, one per
+/// kernel offset: any number of spatial axes, dilation, and the reference's ceil-mode layout.
+/// Which padded positions count is a mask built from `iota`.
+fn pool_by_slices(imp: &mut Importer, cx: &NodeCx, x: NodeId, geo: &[PoolAxis], include: bool) -> R<NodeId> {
+    let dtype = imp.dtype(x);
+    if !dtype.is_float() {
+        return Err(cx.invalid("pools take floats"));
+    }
+    let r = 2 + geo.len();
+    let (mut low, mut high) = (vec![0u64; r], vec![0u64; r]);
+    for (i, g) in geo.iter().enumerate() {
+        (low[i + 2], high[i + 2]) = (g.lo, g.hi);
+    }
+    let max = cx.op() == "MaxPool";
+    let padded = if low.iter().chain(&high).any(|&p| p > 0) {
+        imp.add(cx, Op::Pad { low: low.clone(), high: high.clone(), value: 0.0 }, &[x], None)?
+    } else {
+        x
+    };
+    // valid[p] = p < n + pb + pe, and (unless padding counts) p is an input element.
+    let mut mask_shape = vec![Dim::known(1); r];
+    for (i, g) in geo.iter().enumerate() {
+        mask_shape[i + 2] = Dim::known(g.lo + g.n + g.hi);
+    }
+    let mut valid: Option<NodeId> = None;
+    for (i, g) in geo.iter().enumerate() {
+        let p = imp.iota(cx, mask_shape.clone(), i + 2, DType::I64)?;
+        let mut ok = imp.compare_scalar(cx, CompareOp::Lt, p, (g.n + g.pb + g.pe) as f64)?;
+        if !include || max {
+            let a = imp.compare_scalar(cx, CompareOp::Ge, p, g.lo as f64)?;
+            let b = imp.compare_scalar(cx, CompareOp::Lt, p, (g.lo + g.n) as f64)?;
+            let inside = imp.binary(cx, BinaryOp::And, a, b)?;
+            ok = imp.binary(cx, BinaryOp::And, ok, inside)?;
+        }
+        valid = Some(match valid {
+            Some(v) => imp.binary(cx, BinaryOp::And, v, ok)?,
+            None => ok,
+        });
+    }
+    let valid = valid.ok_or_else(|| cx.invalid("no spatial axis"))?;
+    let p = cx.int("p", 2)? as f64;
+    let source = match cx.op() {
+        "MaxPool" => {
+            let ninf = imp.scalar(dtype, f64::NEG_INFINITY);
+            imp.select(cx, valid, padded, ninf)?
+        }
+        "LpPool" => {
+            let a = imp.unary(cx, UnaryOp::Abs, padded)?;
+            let ap = imp.binary_scalar(cx, BinaryOp::Pow, a, p)?;
+            let zero = imp.scalar(dtype, 0.0);
+            imp.select(cx, valid, ap, zero)?
+        }
+        _ => {
+            let zero = imp.scalar(dtype, 0.0);
+            imp.select(cx, valid, padded, zero)?
+        }
+    };
+    let counts = imp.cast(cx, valid, dtype)?;
+    let offsets: u64 = geo.iter().map(|g| g.k).product();
+    let (mut acc, mut count): (Option<NodeId>, Option<NodeId>) = (None, None);
+    for flat in 0..offsets {
+        let (mut v, mut c, mut rest) = (source, counts, flat);
+        for (i, g) in geo.iter().enumerate().rev() {
+            let o = rest % g.k;
+            rest /= g.k;
+            let start = o * g.d;
+            let end = start + (g.out - 1) * g.s + 1;
+            v = imp.slice(cx, v, i + 2, start, end, g.s)?;
+            if !max {
+                c = imp.slice(cx, c, i + 2, start, end, g.s)?;
+            }
+        }
+        let op = if max { BinaryOp::Maximum } else { BinaryOp::Add };
+        acc = Some(match acc {
+            Some(a) => imp.binary(cx, op, a, v)?,
+            None => v,
+        });
+        if !max {
+            count = Some(match count {
+                Some(a) => imp.binary(cx, BinaryOp::Add, a, c)?,
+                None => c,
+            });
+        }
+    }
+    let acc = acc.ok_or_else(|| cx.invalid("an empty kernel"))?;
+    match (cx.op(), count) {
+        ("AveragePool", Some(c)) => imp.binary(cx, BinaryOp::Div, acc, c),
+        ("LpPool", _) => imp.binary_scalar(cx, BinaryOp::Pow, acc, 1.0 / p),
+        _ => Ok(acc),
+    }
 }
 
 fn global_pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {

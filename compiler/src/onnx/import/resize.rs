@@ -1,3 +1,5 @@
+//! Linear maps along one axis: `Resize`, `Upsample` and `DFT`.
+//!
 //! `Resize` and `Upsample`. Resizing is separable: along each resized axis, output `o` is
 //! `sum_i M[o, i] * x[i]` for an interpolation matrix `M` that depends only on the sizes and
 //! the attributes. The matrix is computed here in f64 exactly as ONNX's reference computes
@@ -32,6 +34,8 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
         ),
     ),
     ("Upsample", entry(upsample, &["mode", "scales"])),
+    ("DFT", entry(dft, &["axis", "inverse", "onesided"])),
+    ("AffineGrid", entry(affine_grid, &["align_corners"])),
 ];
 
 /// How coefficients are chosen; see ONNX's `Resize`.
@@ -40,6 +44,18 @@ struct Kernel {
     nearest_mode: String,
     cubic_a: f64,
     antialias: bool,
+    /// `coordinate_transformation_mode`.
+    ctm: String,
+    exclude_outside: bool,
+}
+
+/// The interpolation matrix `m` (`[n_out, n_in]`, row-major) of one axis, and the rows that
+/// take the extrapolation value.
+struct AxisMap {
+    m: Vec<f64>,
+    n_in: usize,
+    n_out: usize,
+    extrapolated: Vec<bool>,
 }
 
 impl Kernel {
@@ -144,18 +160,9 @@ fn source_coords(
         .collect()
 }
 
-/// The interpolation matrix `[n_out, n_in]` (row-major) of one axis, and the rows that take
-/// the extrapolation value.
-fn matrix(
-    cx: &NodeCx,
-    k: &Kernel,
-    ctm: &str,
-    exclude: bool,
-    (n_in, n_out): (usize, usize),
-    scale: f64,
-    roi: (f64, f64),
-) -> R<(Vec<f64>, Vec<bool>)> {
-    let coords = source_coords(cx, ctm, n_in, n_out, scale, roi)?;
+/// The interpolation matrix of one axis.
+fn matrix(cx: &NodeCx, k: &Kernel, n_in: usize, n_out: usize, scale: f64, roi: (f64, f64)) -> R<AxisMap> {
+    let coords = source_coords(cx, &k.ctm, n_in, n_out, scale, roi)?;
     let mut m = vec![0.0; n_out * n_in];
     let mut extrapolated = vec![false; n_out];
     for (o, &(x, outside)) in coords.iter().enumerate() {
@@ -180,7 +187,7 @@ fn matrix(
         };
         let start = p as i64 + off;
         let idx: Vec<i64> = (0..n).map(|j| start + j - pad).collect();
-        if exclude {
+        if k.exclude_outside {
             for (cj, &i) in c.iter_mut().zip(&idx) {
                 if i < 0 || i >= n_in as i64 {
                     *cj = 0.0;
@@ -200,7 +207,7 @@ fn matrix(
             m[o * n_in..(o + 1) * n_in].iter_mut().for_each(|x| *x = 0.0);
         }
     }
-    Ok((m, extrapolated))
+    Ok(AxisMap { m, n_in, n_out, extrapolated })
 }
 
 /// A constant input that may be omitted or given as an empty tensor.
@@ -306,26 +313,26 @@ fn resize(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         nearest_mode: cx.string("nearest_mode", "round_prefer_floor")?,
         cubic_a: cx.float("cubic_coeff_a", -0.75)? as f64,
         antialias: cx.int("antialias", 0)? != 0,
+        ctm: cx.string("coordinate_transformation_mode", "half_pixel")?,
+        exclude_outside: cx.int("exclude_outside", 0)? != 0,
     };
-    let ctm = cx.string("coordinate_transformation_mode", "half_pixel")?;
-    run(imp, cx, &k, &ctm, scales_slot, sizes_slot)
+    run(imp, cx, &k, scales_slot, sizes_slot)
 }
 
 /// `Upsample` is `Resize` with asymmetric coordinates (nearest rounds down).
 fn upsample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    let k =
-        Kernel { mode: cx.string("mode", "nearest")?, nearest_mode: "floor".into(), cubic_a: -0.75, antialias: false };
-    run(imp, cx, &k, "asymmetric", 1, None)
+    let k = Kernel {
+        mode: cx.string("mode", "nearest")?,
+        nearest_mode: "floor".into(),
+        cubic_a: -0.75,
+        antialias: false,
+        ctm: "asymmetric".into(),
+        exclude_outside: false,
+    };
+    run(imp, cx, &k, 1, None)
 }
 
-fn run(
-    imp: &mut Importer,
-    cx: &NodeCx,
-    k: &Kernel,
-    ctm: &str,
-    scales_slot: usize,
-    sizes_slot: Option<usize>,
-) -> R<Vec<Value>> {
+fn run(imp: &mut Importer, cx: &NodeCx, k: &Kernel, scales_slot: usize, sizes_slot: Option<usize>) -> R<Vec<Value>> {
     if !["nearest", "linear", "cubic"].contains(&k.mode.as_str()) {
         return Err(cx.bad_attr("mode", &format!("{:?}", k.mode)));
     }
@@ -340,8 +347,7 @@ fn run(
         .map(|d| d.as_known().map(|v| v as usize))
         .collect::<Option<_>>()
         .ok_or_else(|| cx.unsupported("resizing a symbolic shape"))?;
-    let p = plan(imp, cx, ctm, &shape, scales_slot, sizes_slot)?;
-    let exclude = cx.int("exclude_outside", 0)? != 0;
+    let p = plan(imp, cx, &k.ctm, &shape, scales_slot, sizes_slot)?;
     let extrapolation = cx.float("extrapolation_value", 0.0)? as f64;
     for &a in &p.axes {
         let (n_in, n_out) = (shape[a], p.out[a]);
@@ -352,25 +358,16 @@ fn run(
         if n_out == 0 {
             return Err(cx.unsupported("a resize to length 0"));
         }
-        let (m, extrapolated) = matrix(cx, k, ctm, exclude, (n_in, n_out), p.scale[a], p.roi[a])?;
-        x = apply(imp, cx, x, a, &m, n_in, n_out, &extrapolated, extrapolation)?;
+        let map = matrix(cx, k, n_in, n_out, p.scale[a], p.roi[a])?;
+        x = apply(imp, cx, x, a, &map, extrapolation)?;
     }
     one(x)
 }
 
-/// Applies the `[n_out, n_in]` matrix `m` along `axis` of `x`.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    imp: &mut Importer,
-    cx: &NodeCx,
-    x: NodeId,
-    axis: usize,
-    m: &[f64],
-    n_in: usize,
-    n_out: usize,
-    extrapolated: &[bool],
-    value: f64,
-) -> R<NodeId> {
+/// Applies an axis map along `axis` of `x`.
+fn apply(imp: &mut Importer, cx: &NodeCx, x: NodeId, axis: usize, map: &AxisMap, value: f64) -> R<NodeId> {
+    let AxisMap { m, n_in, n_out, extrapolated } = map;
+    let (n_in, n_out) = (*n_in, *n_out);
     // One 1 per row: a gather (exact for every dtype).
     let picks: Option<Vec<i64>> = (0..n_out)
         .map(|o| {
@@ -409,4 +406,149 @@ fn apply(
         inverse[p] = k;
     }
     imp.permute(cx, y, inverse)
+}
+
+/// `DFT` as complex matrix products along the signal axis: `y = M x` with `M = A + iB`
+/// computed in f64 (`e^{∓2πi kn/L}`, scaled by `1/L` for the inverse; for the one-sided
+/// inverse, numpy's `irfft` weights with the Hermitian half doubled), applied as
+/// `y_re = x_re Aᵀ - x_im Bᵀ`, `y_im = x_re Bᵀ + x_im Aᵀ`.
+fn dft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let shape = super::movement::static_shape(imp, cx, x)?;
+    let r = shape.len();
+    let raw_axis = if imp.opset >= 20 {
+        if cx.has(2) {
+            imp.const_scalar(cx, 2)? as i64
+        } else {
+            -2
+        }
+    } else {
+        cx.int("axis", 1)?
+    };
+    let a = super::build::axis(cx, raw_axis, r)?;
+    if a == r - 1 || !(shape[r - 1] == 1 || shape[r - 1] == 2) {
+        return Err(cx.invalid("the last axis holds the real (and imaginary) part; the signal axis is another"));
+    }
+    let (inverse, onesided) = (cx.int("inverse", 0)? != 0, cx.int("onesided", 0)? != 0);
+    let n_in = shape[a] as usize;
+    let len = match cx.has(1) {
+        true => imp.const_scalar(cx, 1)? as usize,
+        false if inverse && onesided => 2 * (n_in - 1),
+        false => n_in,
+    };
+    if len == 0 {
+        return Err(cx.invalid("`dft_length` must be positive"));
+    }
+    let l = len as f64;
+    let tau = 2.0 * std::f64::consts::PI;
+    // M[k, n] over the used inputs n < min(n_in, len) (the rest is zero padding).
+    let used = n_in.min(if inverse && onesided { len / 2 + 1 } else { len });
+    let (n_out, real_out) = match (inverse, onesided) {
+        (false, false) => (len, false),
+        (false, true) => (len / 2 + 1, false),
+        (true, false) => (len, false),
+        (true, true) => (len, true),
+    };
+    let mut am = vec![0.0; n_out * n_in];
+    let mut bm = vec![0.0; n_out * n_in];
+    for k in 0..n_out {
+        for n in 0..used {
+            let (kf, nf) = (k as f64, n as f64);
+            let (re, im) = match (inverse, onesided) {
+                (false, _) => ((tau * kf * nf / l).cos(), -(tau * kf * nf / l).sin()),
+                (true, false) => ((tau * kf * nf / l).cos() / l, (tau * kf * nf / l).sin() / l),
+                // irfft: output t = k, one-sided input n; the half-spectrum counts twice
+                (true, true) => {
+                    let weight = if n == 0 || (len % 2 == 0 && n == len / 2) { 1.0 } else { 2.0 };
+                    (weight * (tau * kf * nf / l).cos() / l, weight * (tau * kf * nf / l).sin() / l)
+                }
+            };
+            am[k * n_in + n] = re;
+            bm[k * n_in + n] = im;
+        }
+    }
+    let dtype = imp.dtype(x);
+    let matrix = |imp: &mut Importer, m: &[f64], what: &str| -> R<NodeId> {
+        let t: Vec<f64> = (0..n_in * n_out).map(|q| m[(q % n_out) * n_in + q / n_out]).collect();
+        let t = Tensor::from_f64(dtype, &[n_in, n_out], t).map_err(|e| cx.invalid(e.to_string()))?;
+        imp.tensor(cx, what, &t)
+    };
+    let (at, bt) = (matrix(imp, &am, "dft_re")?, matrix(imp, &bm, "dft_im")?);
+    // Parts as [..., n] with the signal axis last.
+    let mut perm: Vec<usize> = (0..r - 1).filter(|&i| i != a).collect();
+    perm.push(a);
+    let part = |imp: &mut Importer, p: u64| -> R<NodeId> {
+        let s = imp.slice(cx, x, r - 1, p, p + 1, 1)?;
+        let s = imp.reshape(cx, s, imp.ty(s).shape[..r - 1].to_vec())?;
+        imp.permute(cx, s, perm.clone())
+    };
+    let xr = part(imp, 0)?;
+    let xi = if shape[r - 1] == 2 { Some(part(imp, 1)?) } else { None };
+    let mm = |imp: &mut Importer, v: NodeId, m: NodeId| super::nn::matmul_nd(imp, cx, v, m);
+    let mut yr = mm(imp, xr, at)?;
+    let mut yi = mm(imp, xr, bt)?;
+    if let Some(xi) = xi {
+        let (ib, ia) = (mm(imp, xi, bt)?, mm(imp, xi, at)?);
+        yr = imp.binary(cx, BinaryOp::Sub, yr, ib)?;
+        yi = imp.binary(cx, BinaryOp::Add, yi, ia)?;
+    }
+    let mut inverse_perm = vec![0; r - 1];
+    for (k, &p) in perm.iter().enumerate() {
+        inverse_perm[p] = k;
+    }
+    let back = |imp: &mut Importer, v: NodeId| -> R<NodeId> {
+        let v = imp.permute(cx, v, inverse_perm.clone())?;
+        imp.unsqueeze(cx, v, &[r - 1])
+    };
+    let yr = back(imp, yr)?;
+    if real_out {
+        return one(yr);
+    }
+    let yi = back(imp, yi)?;
+    one(imp.concat(cx, &[yr, yi], r - 1)?)
+}
+
+/// `AffineGrid`: `theta [N, k, k+1]` applied to the homogeneous base grid `(x, y[, z], 1)`
+/// of normalised coordinates (a constant `[k+1, P]`), as one `matmul`.
+fn affine_grid(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let size: Vec<usize> = imp.const_ints(cx, 1)?.into_iter().map(|v| v.max(1) as usize).collect();
+    let theta = imp.input(cx, 0)?;
+    let spatial = &size[2.min(size.len())..];
+    let k = spatial.len();
+    if !(k == 2 || k == 3) || imp.ty(theta).shape.get(1) != Some(&Dim::known(k as u64)) {
+        return Err(cx.invalid("`size` must be [N, C, H, W] or [N, C, D, H, W] and theta [N, k, k+1]"));
+    }
+    let align = cx.int("align_corners", 0)? != 0;
+    let coord = |i: usize, n: usize| -> f64 {
+        if align {
+            if n == 1 {
+                -1.0
+            } else {
+                -1.0 + 2.0 * i as f64 / (n - 1) as f64
+            }
+        } else {
+            -1.0 + (2 * i + 1) as f64 / n as f64
+        }
+    };
+    let p: usize = spatial.iter().product();
+    // Rows x, y[, z], 1 (x runs along the last spatial axis).
+    let mut g = vec![0.0; (k + 1) * p];
+    for flat in 0..p {
+        let mut rest = flat;
+        for (axis, &n) in spatial.iter().enumerate().rev() {
+            let row = k - 1 - axis;
+            g[row * p + flat] = coord(rest % n, n);
+            rest /= n;
+        }
+        g[k * p + flat] = 1.0;
+    }
+    let dtype = imp.dtype(theta);
+    let t = Tensor::from_f64(dtype, &[k + 1, p], g).map_err(|e| cx.invalid(e.to_string()))?;
+    let grid = imp.tensor(cx, "base_grid", &t)?;
+    let y = imp.matmul(cx, theta, grid)?; // [N, k, P]
+    let y = imp.permute(cx, y, vec![0, 2, 1])?;
+    let mut shape = vec![imp.ty(theta).shape[0].clone()];
+    shape.extend(spatial.iter().map(|&n| Dim::known(n as u64)));
+    shape.push(Dim::known(k as u64));
+    one(imp.reshape(cx, y, shape)?)
 }

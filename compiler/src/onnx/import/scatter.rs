@@ -17,6 +17,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("ScatterElements", entry(scatter_elements, &["axis", "reduction"])),
     ("Scatter", entry(scatter_elements, &["axis"])),
     ("ScatterND", entry(scatter_nd, &["reduction"])),
+    ("MaxUnpool", entry(max_unpool, &["kernel_shape", "pads", "strides"])),
 ];
 
 fn strides(shape: &[u64]) -> Vec<u64> {
@@ -140,4 +141,41 @@ fn scatter_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let updates = imp.reshape(cx, upd, vec![Dim::known(count), Dim::known(rest)])?;
     let y = scatter_rows(imp, cx, data, targets, updates, &cx.string("reduction", "none")?)?;
     one(imp.reshape(cx, y, imp.ty(x).shape)?)
+}
+
+/// `MaxUnpool`: zeros of the unpooled shape with `x` written at the flat `indices` (as
+/// `MaxPool` reports them).
+fn max_unpool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
+    let xs = static_shape(imp, cx, x)?;
+    let sp = xs.len().saturating_sub(2);
+    // The indices address the default unpooled shape; an explicit `output_shape` pads it at
+    // the end of each axis, as ONNX's reference does.
+    let kernel = cx.ints("kernel_shape")?.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
+    let strides = cx.ints("strides")?.unwrap_or_else(|| vec![1; sp]);
+    let pads = cx.ints("pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
+    if kernel.len() != sp || strides.len() != sp || pads.len() != 2 * sp {
+        return Err(cx.invalid("kernel, strides and pads must fit the spatial axes"));
+    }
+    let spatial =
+        (0..sp).map(|i| ((xs[i + 2] as i64 - 1) * strides[i] + kernel[i] - pads[i] - pads[i + sp]).max(1) as u64);
+    let out: Vec<u64> = xs[..2].iter().copied().chain(spatial).collect();
+    let wanted: Vec<u64> =
+        if cx.has(2) { imp.const_ints(cx, 2)?.into_iter().map(|v| v.max(0) as u64).collect() } else { out.clone() };
+    if wanted.len() != out.len() || wanted.iter().zip(&out).any(|(w, o)| w < o) {
+        return Err(cx.unsupported(format!("an output shape {wanted:?} smaller than the unpooled {out:?}")));
+    }
+    let (total, count): (u64, u64) = (out.iter().product(), xs.iter().product());
+    let zero = imp.scalar(imp.dtype(x), 0.0);
+    let data = imp.broadcast(cx, zero, vec![Dim::known(total), Dim::known(1)])?;
+    let targets = imp.cast(cx, idx, DType::I64)?;
+    let targets = imp.reshape(cx, targets, vec![Dim::known(count)])?;
+    let updates = imp.reshape(cx, x, vec![Dim::known(count), Dim::known(1)])?;
+    let y = scatter_rows(imp, cx, data, targets, updates, "none")?;
+    let y = imp.reshape(cx, y, out.iter().copied().map(Dim::known).collect())?;
+    if wanted == out {
+        return one(y);
+    }
+    let high = wanted.iter().zip(&out).map(|(w, o)| w - o).collect();
+    one(imp.add(cx, Op::Pad { low: vec![0; out.len()], high, value: 0.0 }, &[y], None)?)
 }
