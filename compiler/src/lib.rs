@@ -9,6 +9,7 @@ pub mod mlir;
 pub mod npy;
 pub mod onnx;
 pub mod passes;
+pub mod plan;
 pub mod random;
 pub mod syntax;
 pub mod weights;

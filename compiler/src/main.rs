@@ -12,6 +12,7 @@ use flint_compiler::syntax;
 mod compile;
 mod eval;
 mod import;
+mod plan_cmd;
 
 /// Flint: a compiler for tensor graphs.
 #[derive(Parser)]
@@ -88,6 +89,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Plan buffer offsets in one arena for a MiniMalloc CSV (`id,lower,upper,size`).
+    ///
+    /// Prints `buffers= arena_bytes= lower_bound= ratio= time_ms=`; the plan is checked
+    /// independently and the command fails if the check does.
+    Plan(plan_cmd::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +111,7 @@ fn main() -> ExitCode {
         Command::Eval { file, weights, inputs, dims, seed, out } => {
             eval::run(&file, weights.as_deref(), &inputs, &dims, seed, out.as_deref())
         }
+        Command::Plan(args) => plan_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
