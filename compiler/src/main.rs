@@ -39,8 +39,9 @@ enum Command {
     },
     /// Run the optimisation pipeline over a .tg file and report what each pass did.
     ///
-    /// Artifact output (kernels, host glue, memory plan) is not written yet; this runs the
-    /// passes that exist, verifying after each, and shows their effect.
+    /// Runs the graph passes (verifying after each), fuses into kernels, schedules them and
+    /// plans their memory; shows what each step did. Artifact output (kernel code, host
+    /// glue) is not written yet.
     Compile {
         /// The source file.
         #[arg(required_unless_present = "list_passes")]
@@ -54,6 +55,13 @@ enum Command {
         /// List the passes of the pipeline in order.
         #[arg(long)]
         list_passes: bool,
+        /// Print the memory plan: arena, lower bound, ratio, buffers, regions, and the bytes
+        /// each kernel reads and writes.
+        #[arg(long)]
+        report: bool,
+        /// Draw the memory plan as SVG (time across, offset up, a box per buffer).
+        #[arg(long, value_name = "OUT.svg")]
+        plan_svg: Option<PathBuf>,
     },
     /// Import an ONNX model: write it as Flint source and its weights as safetensors.
     Import {
@@ -102,9 +110,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Print { file } => load(&file).map(|g| print!("{}", ir::print::print(&g))),
-        Command::Compile { file, dump_after, dump_all, list_passes } => {
-            compile::run(file.as_deref(), dump_after.as_deref(), dump_all.as_deref(), list_passes)
-        }
+        Command::Compile { file, dump_after, dump_all, list_passes, report, plan_svg } => compile::run(
+            file.as_deref(),
+            &compile::Outputs {
+                dump_after: dump_after.as_deref(),
+                dump_all: dump_all.as_deref(),
+                report,
+                plan_svg: plan_svg.as_deref(),
+            },
+            list_passes,
+        ),
         Command::Import { model, output, weights_out } => {
             import::run(&model, output.as_deref(), weights_out.as_deref())
         }

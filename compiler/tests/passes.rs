@@ -7,7 +7,8 @@ use flint_compiler::interp::{self, DimValues, Tensor};
 use flint_compiler::ir::{self, DType, Graph, SymId};
 use flint_compiler::ir::{NodeId, Op};
 use flint_compiler::passes::kernels::KernelGraph;
-use flint_compiler::passes::{self, fusion, schedule, RunOptions};
+use flint_compiler::passes::{self, fusion, memory, schedule, RunOptions};
+use flint_compiler::plan::{self, PlanOptions};
 use flint_compiler::{random, syntax};
 
 fn lower(path: &Path) -> Graph {
@@ -40,6 +41,14 @@ fn every_pass_on_every_example() {
         let text = format!("peak {fused} B (unfused {unfused} B)\n{}", kernels.print(&graph));
         insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
             insta::assert_snapshot!(format!("{}@{:02}-fusion", stem(path), records.len() + 1), text);
+        });
+        let mp = memory::plan_memory(&graph, &kernels, &PlanOptions::default());
+        plan::check::check(&mp.buffers, &mp.plan, memory::ALIGNMENT)
+            .unwrap_or_else(|e| panic!("{}: invalid memory plan: {e}", path.display()));
+        assert!(mp.plan.arena <= mp.greedy_arena, "{}: worse than greedy", path.display());
+        assert!(mp.plan.offsets.iter().all(|o| o % memory::ALIGNMENT == 0));
+        insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
+            insta::assert_snapshot!(format!("{}@{:02}-plan", stem(path), records.len() + 2), memory::report(&graph, &kernels, &mp));
         });
     });
 }

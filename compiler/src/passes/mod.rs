@@ -12,6 +12,7 @@ mod dce;
 mod decompose;
 pub mod fusion;
 pub mod kernels;
+pub mod memory;
 pub mod schedule;
 mod simplify;
 
