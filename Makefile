@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: deps build run test check-snapshots conformance
+.PHONY: deps build run test check-snapshots conformance bench
 
 deps:
 	./scripts/install-deps.sh
@@ -37,3 +37,8 @@ check-snapshots:
 # writes conformance/RESULTS.md. Slow and needs the Python registry; not part of `make test`.
 conformance: deps
 	./scripts/conformance.sh
+
+# The memory planner against greedy best-fit on the MiniMalloc benchmarks and the examples;
+# writes bench/RESULTS.md.
+bench: deps
+	./scripts/bench.sh

@@ -167,3 +167,31 @@ fn check_kernels(graph: &Graph, kg: &KernelGraph, label: &str) {
         assert!(available.contains(o), "{label}: output {name} is never written");
     }
 }
+
+/// Every value written in place overwrites an input of the same elementwise kernel that is
+/// read there for the last time, at the same shape; cnn and the transformer example have one
+/// such pair each.
+#[test]
+fn in_place_pairs_follow_the_rules() {
+    let mut total = 0;
+    for path in ["../ir-spec/examples/cnn.tg", "../examples/transformer.tg", "../ir-spec/examples/gpt2_block.tg"] {
+        let mut graph = lower(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path));
+        passes::run_passes(&mut graph, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: false })
+            .expect("pipeline");
+        let kernels = fusion::fuse(&graph);
+        let mp = memory::plan_memory(&graph, &kernels, &PlanOptions::default());
+        for values in mp.values.iter().filter(|vs| vs.len() > 1) {
+            for pair in values.windows(2) {
+                let (old, new) = (pair[0], pair[1]);
+                let step = kernels.kernels.iter().position(|k| k.outputs.contains(&new)).expect("a producer");
+                let kernel = &kernels.kernels[step];
+                assert_eq!(kernel.kind, passes::kernels::KernelKind::Elementwise, "{path}");
+                assert!(kernel.inputs.contains(&old), "{path}: not an input of the writer");
+                assert_eq!(graph.ty(old), graph.ty(new), "{path}");
+                assert!(kernels.kernels[step + 1..].iter().all(|k| !k.inputs.contains(&old)), "{path}: read later");
+                total += 1;
+            }
+        }
+    }
+    assert_eq!(total, 2);
+}
