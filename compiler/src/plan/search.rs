@@ -402,7 +402,7 @@ impl<'r> State<'r> {
         if self.nodes > self.budget {
             return Err(Stop::Budget);
         }
-        if self.nodes % 1024 == 0 && self.limit.reached() {
+        if self.nodes.is_multiple_of(1024) && self.limit.reached() {
             return Err(Stop::Time);
         }
         let parts = self.parts(range);
