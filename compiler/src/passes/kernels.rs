@@ -20,6 +20,18 @@ pub enum KernelKind {
     Opaque,
 }
 
+impl KernelKind {
+    /// The kind's name in reports: `elementwise`, `row`, `contraction`, `opaque`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KernelKind::Elementwise => "elementwise",
+            KernelKind::Row { .. } => "row",
+            KernelKind::Contraction => "contraction",
+            KernelKind::Opaque => "opaque",
+        }
+    }
+}
+
 /// One kernel.
 #[derive(Clone, Debug)]
 pub struct Kernel {
@@ -67,10 +79,8 @@ impl KernelGraph {
         let mut out = String::new();
         for (k, kernel) in self.kernels.iter().enumerate() {
             let kind = match &kernel.kind {
-                KernelKind::Elementwise => "elementwise".to_string(),
                 KernelKind::Row { axes } => format!("row{axes:?}"),
-                KernelKind::Contraction => "contraction".to_string(),
-                KernelKind::Opaque => "opaque".to_string(),
+                other => other.name().to_string(),
             };
             let (read, written) = self.traffic(graph, k);
             let _ = writeln!(out, "kernel {k} {kind} [{}] reads {read} B, writes {written} B", dims(&kernel.domain));

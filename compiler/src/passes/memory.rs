@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::kernels::{bytes_at_bound, KernelGraph, KernelKind};
+use super::kernels::{bytes_at_bound, Kernel, KernelGraph, KernelKind};
 use super::schedule;
 use crate::ir::{Graph, NodeId, Op};
 use crate::plan::{self, Buffer, Plan, PlanOptions};
@@ -46,11 +46,6 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
-    /// The arena offset of a value's buffer.
-    pub fn offset(&self, value: NodeId) -> Option<u64> {
-        self.values.iter().position(|vs| vs.contains(&value)).map(|b| self.plan.offsets[b])
-    }
-
     /// How many values were written over an input in place.
     pub fn in_place(&self) -> usize {
         self.values.iter().map(|vs| vs.len() - 1).sum()
@@ -79,10 +74,15 @@ fn buffers(graph: &Graph, kg: &KernelGraph) -> (Vec<Buffer>, Vec<Vec<NodeId>>) {
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut values: Vec<Vec<NodeId>> = Vec::new();
     for life in &lifetimes {
-        let reuse = reusable_input(graph, kg, life.first, life.value, &lifetimes)
-            .and_then(|input| buffer_of.get(&input).copied())
-            // Not yet claimed by another output of this kernel.
-            .filter(|&b| buffers[b].upper == life.first as u64 + 1);
+        // The input's buffer must end at this step (read here for the last time, and not yet
+        // claimed by another output of this kernel) and be of the same size.
+        let kernel = &kg.kernels[life.first];
+        let reuse = kernel
+            .inputs
+            .iter()
+            .filter(|&&input| overwritable(graph, kernel, life.value, input))
+            .filter_map(|input| buffer_of.get(input).copied())
+            .find(|&b| buffers[b].upper == life.first as u64 + 1 && buffers[b].size == life.bytes);
         let b = reuse.unwrap_or_else(|| {
             buffers.push(Buffer { id: String::new(), lower: life.first as u64, upper: 0, size: life.bytes });
             values.push(Vec::new());
@@ -101,27 +101,14 @@ fn buffers(graph: &Graph, kg: &KernelGraph) -> (Vec<Buffer>, Vec<Vec<NodeId>>) {
     (buffers, values)
 }
 
-/// An input of kernel `step` that `value` may overwrite: an intermediate of the same size,
-/// read for the last time here, and read only elementwise at the output's index.
-fn reusable_input(
-    graph: &Graph,
-    kg: &KernelGraph,
-    step: usize,
-    value: NodeId,
-    lifetimes: &[schedule::Lifetime],
-) -> Option<NodeId> {
-    let kernel = &kg.kernels[step];
-    if kernel.kind != KernelKind::Elementwise || graph.ty(value).shape != kernel.domain {
-        return None;
-    }
-    let bytes = bytes_at_bound(graph, value);
-    kernel.inputs.iter().copied().find(|&input| {
-        let life = lifetimes.iter().find(|l| l.value == input);
-        let last_read_here = life.is_some_and(|l| l.last == step + 1 && l.bytes == bytes);
-        let same_index = graph.ty(input).shape == kernel.domain
-            && kernel.nodes.iter().filter(|n| graph.operands(**n).contains(&input)).all(|&n| is_pointwise(graph.op(n)));
-        last_read_here && same_index
-    })
+/// Whether `kernel` may write its output `value` over `input` as far as the kernel goes: it
+/// is elementwise, and the input has the output's shape and is read only pointwise, at the
+/// index being written.
+fn overwritable(graph: &Graph, kernel: &Kernel, value: NodeId, input: NodeId) -> bool {
+    kernel.kind == KernelKind::Elementwise
+        && graph.ty(value).shape == kernel.domain
+        && graph.ty(input).shape == kernel.domain
+        && kernel.nodes.iter().filter(|n| graph.operands(**n).contains(&input)).all(|&n| is_pointwise(graph.op(n)))
 }
 
 /// Ops that read each operand at the index they write.
@@ -172,13 +159,7 @@ pub fn report(graph: &Graph, kg: &KernelGraph, mp: &MemoryPlan) -> String {
     let _ = writeln!(out, "kernels {}", kg.kernels.len());
     for (k, kernel) in kg.kernels.iter().enumerate() {
         let (read, written) = kg.traffic(graph, k);
-        let kind = match &kernel.kind {
-            KernelKind::Elementwise => "elementwise",
-            KernelKind::Row { .. } => "row",
-            KernelKind::Contraction => "contraction",
-            KernelKind::Opaque => "opaque",
-        };
-        let _ = writeln!(out, "  {k:>3} {kind:<12} reads {read:>9} B  writes {written:>9} B");
+        let _ = writeln!(out, "  {k:>3} {:<12} reads {read:>9} B  writes {written:>9} B", kernel.kind.name());
     }
     out
 }

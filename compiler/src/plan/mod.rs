@@ -272,16 +272,9 @@ pub fn plan_with_report(buffers: &[Buffer], opts: &PlanOptions) -> (Plan, Report
     if report.optimal || opts.strategy == Strategy::Greedy {
         return (greedy, report);
     }
-    let found = search::solve(buffers, alignment, greedy.arena, std::time::Instant::now() + opts.time_limit);
+    let found = search::solve(buffers, alignment, std::time::Instant::now() + opts.time_limit);
     report.nodes = found.nodes;
-    match found.plan {
-        Some(better) if better.arena < greedy.arena => {
-            report.optimal = found.optimal || better.arena == lower_bound;
-            (better, report)
-        }
-        _ => {
-            report.optimal = found.optimal;
-            (greedy, report)
-        }
-    }
+    let best = if found.plan.arena < greedy.arena { found.plan } else { greedy };
+    report.optimal = found.optimal || best.arena == lower_bound;
+    (best, report)
 }

@@ -10,17 +10,22 @@
 //! its ends.
 //!
 //! **Search.** Within a component the search decides whether everything fits under a capacity.
-//! It builds the plan bottom-up, in the order of non-decreasing offset (the canonical order of
-//! MiniMalloc, Moffitt, ASPLOS 2023): every buffer either rests on a placed buffer it conflicts
-//! with or on the floor. At each node, `level` is the lowest offset at which some unplaced
-//! buffer could rest; the search branches on which of those buffers goes there, and on a last
-//! branch where none does (those buffers are then *blocked*: they can only rest on something
-//! placed later, strictly above the next level). Pruning:
-//! - a buffer whose lowest possible offset plus its size exceeds the capacity;
-//! - per time section, the lowest offset any unplaced buffer alive there could take plus the
-//!   bytes still unplaced there exceeds the capacity (the space below is wasted for good);
-//! - buffers placed at one level go in index order (any other order gives the same plan), and
-//!   of identical unplaced buffers only the first is tried.
+//! It builds the plan bottom-up in non-decreasing `(offset, rank)` order (the canonical plans
+//! of MiniMalloc, Moffitt, ASPLOS 2023): every buffer is placed at its lowest offset, the top
+//! of the highest placed buffer it conflicts with, and any unplaced buffer may go next.
+//! Pruning:
+//! - per time section, the floor (the lowest offset any unplaced buffer alive there can take)
+//!   plus the units still unplaced there must fit under the capacity;
+//! - a section that is full at the current offset must be covered by the next buffer;
+//! - a buffer placed at or above the top of another unplaced buffer's lowest spot leaves a gap
+//!   that buffer could fill, and is skipped;
+//! - a placement that raises no other buffer's lowest offset is not second-guessed;
+//! - whenever no unplaced lifetime crosses a section boundary, the two sides are searched
+//!   independently.
+//!
+//! Three static orders (by section total, lifetime, area) take turns with a node budget that
+//! doubles each round. Per component, one thread searches at the target (the lower bound)
+//! while another bisects down from greedy's top.
 //!
 //! Sizes are counted in units of the alignment, so every offset found is aligned.
 
@@ -29,31 +34,24 @@ use std::time::Instant;
 
 use super::{Buffer, Plan};
 
-/// What the search found: a plan at least as good as asked for, if any, and whether the
-/// arena is proven minimal.
+/// What the search found, and whether its arena is proven minimal.
 #[derive(Clone, Debug)]
 pub struct Found {
-    pub plan: Option<Plan>,
+    pub plan: Plan,
     pub optimal: bool,
     pub nodes: u64,
 }
 
-/// Searches for a plan with an arena below `incumbent` bytes, aiming at the lower bound,
-/// until `deadline`.
-pub fn solve(buffers: &[Buffer], alignment: u64, incumbent: u64, deadline: Instant) -> Found {
+/// Plans `buffers` aiming at the lower bound, until `deadline`.
+pub fn solve(buffers: &[Buffer], alignment: u64, deadline: Instant) -> Found {
     let units: Vec<u64> = buffers.iter().map(|b| b.size.div_ceil(alignment)).collect();
     let items: Vec<usize> = (0..buffers.len()).filter(|&i| buffers[i].occupies()).collect();
-    let target = Problem::new(buffers, &units, &items).lower_bound();
+    let target = super::peak(items.iter().map(|&i| (buffers[i].lower, buffers[i].upper, units[i])));
     let mut solver = Solver { buffers, units: &units, target, nodes: 0, offsets: vec![0; buffers.len()] };
     let mut proven = true;
     let top = solver.group(&items, 0, deadline, &mut proven);
     let offsets: Vec<u64> = solver.offsets.iter().map(|&o| o * alignment).collect();
-    let plan = Plan::new(buffers, offsets);
-    let (nodes, optimal) = (solver.nodes, proven || top <= target);
-    match plan.arena < incumbent {
-        true => Found { plan: Some(plan), optimal, nodes },
-        false => Found { plan: None, optimal, nodes },
-    }
+    Found { plan: Plan::new(buffers, offsets), optimal: proven || top <= target, nodes: solver.nodes }
 }
 
 struct Solver<'a> {
@@ -116,7 +114,7 @@ impl Solver<'_> {
                 (outcome, nodes)
             });
             let bisected = problem.bisect(target + 1, greedy, limit);
-            (at_target.join().unwrap_or((Outcome::OutOfTime, 0)), bisected)
+            (at_target.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), bisected)
         });
         self.nodes += at_target.1 + bisected.nodes;
         let target_refuted = matches!(at_target.0, Outcome::Refuted) || target >= greedy_top;
@@ -167,7 +165,8 @@ fn components(buffers: &[Buffer], items: &[usize]) -> Vec<Vec<usize>> {
             Some(part) if b.lower < end => part.push(i),
             _ => parts.push(vec![i]),
         }
-        end = if parts.last().is_some_and(|p| p.len() == 1) { b.upper } else { end.max(b.upper) };
+        // A new part starts at or after `end`, so this is its end as well.
+        end = end.max(b.upper);
     }
     parts
 }
@@ -210,6 +209,12 @@ struct Problem {
     conflicts: Vec<Vec<usize>>,
     /// The buffers alive in each section.
     members: Vec<Vec<usize>>,
+    /// Units alive in each section.
+    totals: Vec<u64>,
+    /// Per section boundary (after section `s`), the buffers alive on both sides of it.
+    crossing: Vec<usize>,
+    /// Each buffer's rank in every static order of [`ORDERS`].
+    ranks: Vec<Vec<usize>>,
 }
 
 impl Problem {
@@ -225,33 +230,30 @@ impl Problem {
         for (a, &(lo, hi)) in span.iter().enumerate() {
             members[lo..hi].iter_mut().for_each(|m| m.push(a));
         }
-        Problem {
-            size: items.iter().map(|&i| units[i]).collect(),
+        let size: Vec<u64> = items.iter().map(|&i| units[i]).collect();
+        let totals = members.iter().map(|m| m.iter().map(|&a| size[a]).sum()).collect();
+        let mut crossing = vec![0; members.len()];
+        for &(lo, hi) in &span {
+            crossing[lo..hi - 1].iter_mut().for_each(|c| *c += 1);
+        }
+        let mut problem = Problem {
+            size,
             width: items.iter().map(|&i| buffers[i].upper - buffers[i].lower).collect(),
             conflicts: (0..n)
                 .map(|a| (0..n).filter(|&b| b != a && span[a].0 < span[b].1 && span[b].0 < span[a].1).collect())
                 .collect(),
             span,
             members,
-        }
-    }
-
-    /// Units alive in each section.
-    fn totals(&self) -> Vec<u64> {
-        self.members.iter().map(|m| m.iter().map(|&a| self.size[a]).sum()).collect()
-    }
-
-    /// Per section boundary, the buffers alive on both sides of it.
-    fn crossing(&self) -> Vec<usize> {
-        let mut crossing = vec![0; self.members.len()];
-        for &(lo, hi) in &self.span {
-            crossing[lo..hi - 1].iter_mut().for_each(|c| *c += 1);
-        }
-        crossing
+            totals,
+            crossing,
+            ranks: Vec::new(),
+        };
+        problem.ranks = ORDERS.iter().map(|&keys| problem.rank(keys)).collect();
+        problem
     }
 
     fn lower_bound(&self) -> u64 {
-        self.totals().into_iter().max().unwrap_or(0)
+        self.totals.iter().copied().max().unwrap_or(0)
     }
 
     /// Greedy best-fit by size in units: the incumbent of the bisection.
@@ -292,10 +294,9 @@ impl Problem {
 
     /// The rank of every buffer in a static order.
     fn rank(&self, keys: [Key; 3]) -> Vec<usize> {
-        let totals = self.totals();
         let total = |a: usize| {
             let (lo, hi) = self.span[a];
-            totals[lo..hi].iter().copied().max().unwrap_or(0)
+            self.totals[lo..hi].iter().copied().max().unwrap_or(0)
         };
         let key = |a: usize, k: Key| match k {
             Key::Total => total(a),
@@ -312,11 +313,10 @@ impl Problem {
     /// Decides whether everything fits under `capacity`: each static order in turn gets a
     /// node budget that doubles every round, so one unlucky order cannot take all the time.
     fn fits(&self, capacity: u64, limit: Limit, nodes: &mut u64) -> Outcome {
-        let ranks: Vec<Vec<usize>> = ORDERS.iter().map(|&keys| self.rank(keys)).collect();
         let mut budget = self.size.len() as u64;
         loop {
             budget = budget.saturating_mul(2);
-            for rank in &ranks {
+            for rank in &self.ranks {
                 let mut state = State::new(self, rank, capacity, budget, limit);
                 let result = state.search(self, (0, 0), (0, self.members.len()));
                 *nodes += state.nodes;
@@ -385,8 +385,8 @@ impl<'r> State<'r> {
             placed: vec![false; n],
             min_offset: vec![0; n],
             floor: vec![0; p.members.len()],
-            unplaced: p.totals(),
-            crossing: p.crossing(),
+            unplaced: p.totals.clone(),
+            crossing: p.crossing.clone(),
             solution: vec![0; n],
             nodes: 0,
             budget,

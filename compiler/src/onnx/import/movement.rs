@@ -339,7 +339,7 @@ fn gather(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 }
 
 /// Row-major strides of a static shape.
-fn strides(shape: &[u64]) -> Vec<u64> {
+pub(super) fn strides(shape: &[u64]) -> Vec<u64> {
     let mut s = vec![1; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
         s[i] = s[i + 1] * shape[i + 1];
@@ -357,11 +357,27 @@ pub(crate) fn static_shape(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<Vec<u64>
 }
 
 /// Indices as i64 with negative ones wrapped once: `i < 0 ? i + n : i`.
-fn wrapped_indices(imp: &mut Importer, cx: &NodeCx, idx: NodeId, n: u64) -> R<NodeId> {
+pub(super) fn wrapped_indices(imp: &mut Importer, cx: &NodeCx, idx: NodeId, n: u64) -> R<NodeId> {
     let idx = imp.cast(cx, idx, DType::I64)?;
     let neg = imp.compare_scalar(cx, CompareOp::Lt, idx, 0.0)?;
     let shifted = imp.binary_scalar(cx, BinaryOp::Add, idx, n as f64)?;
     imp.select(cx, neg, shifted, idx)
+}
+
+/// The flat index into data of shape `xs` of every element of `idx` (the `*Elements` ops):
+/// `sum_d p_d * stride_d` over the element's position `p`, with `p_axis` replaced by the
+/// (wrapped) index.
+pub(super) fn element_flat_index(imp: &mut Importer, cx: &NodeCx, idx: NodeId, xs: &[u64], axis: usize) -> R<NodeId> {
+    let idx_shape = imp.ty(idx).shape;
+    let stride = strides(xs);
+    let mut flat = wrapped_indices(imp, cx, idx, xs[axis])?;
+    flat = imp.binary_scalar(cx, BinaryOp::Mul, flat, stride[axis] as f64)?;
+    for d in (0..xs.len()).filter(|&d| d != axis) {
+        let pos = imp.iota(cx, idx_shape.clone(), d, DType::I64)?;
+        let term = imp.binary_scalar(cx, BinaryOp::Mul, pos, stride[d] as f64)?;
+        flat = imp.binary(cx, BinaryOp::Add, flat, term)?;
+    }
+    Ok(flat)
 }
 
 /// `GatherElements` as one `gather` on the flattened data: the flat index of
@@ -370,15 +386,7 @@ fn gather_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
     let xs = static_shape(imp, cx, x)?;
     let a = axis(cx, cx.int("axis", 0)?, xs.len())?;
-    let idx_shape = imp.ty(idx).shape;
-    let stride = strides(&xs);
-    let mut flat = wrapped_indices(imp, cx, idx, xs[a])?;
-    flat = imp.binary_scalar(cx, BinaryOp::Mul, flat, stride[a] as f64)?;
-    for d in (0..xs.len()).filter(|&d| d != a) {
-        let pos = imp.iota(cx, idx_shape.clone(), d, DType::I64)?;
-        let term = imp.binary_scalar(cx, BinaryOp::Mul, pos, stride[d] as f64)?;
-        flat = imp.binary(cx, BinaryOp::Add, flat, term)?;
-    }
+    let flat = element_flat_index(imp, cx, idx, &xs, a)?;
     let total: u64 = xs.iter().product();
     let data = imp.reshape(cx, x, vec![Dim::known(total)])?;
     one(imp.add(cx, Op::Gather { axis: 0 }, &[data, flat], None)?)

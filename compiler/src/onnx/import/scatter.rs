@@ -6,7 +6,7 @@
 //! index updates models make (KV caches, embeddings) at moderate sizes.
 
 use super::build::{axis, one};
-use super::movement::static_shape;
+use super::movement::{element_flat_index, static_shape, strides, wrapped_indices};
 use super::{entry, Entry, Importer, NodeCx, Value};
 use crate::ir::*;
 use crate::onnx::OnnxError;
@@ -19,22 +19,6 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("ScatterND", entry(scatter_nd, &["reduction"])),
     ("MaxUnpool", entry(max_unpool, &["kernel_shape", "pads", "strides"])),
 ];
-
-fn strides(shape: &[u64]) -> Vec<u64> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
-
-/// Indices as i64 with negative ones wrapped once.
-fn wrapped(imp: &mut Importer, cx: &NodeCx, idx: NodeId, n: u64) -> R<NodeId> {
-    let idx = imp.cast(cx, idx, DType::I64)?;
-    let neg = imp.compare_scalar(cx, CompareOp::Lt, idx, 0.0)?;
-    let shifted = imp.binary_scalar(cx, BinaryOp::Add, idx, n as f64)?;
-    imp.select(cx, neg, shifted, idx)
-}
 
 /// `data [D, R]` with the rows `targets [U]` combined with `updates [U, R]`.
 fn scatter_rows(
@@ -94,15 +78,7 @@ fn scatter_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let xs = static_shape(imp, cx, x)?;
     let is = static_shape(imp, cx, idx)?;
     let a = axis(cx, cx.int("axis", 0)?, xs.len())?;
-    let st = strides(&xs);
-    let idx_shape: Shape = is.iter().map(|&d| Dim::known(d)).collect();
-    let mut flat = wrapped(imp, cx, idx, xs[a])?;
-    flat = imp.binary_scalar(cx, BinaryOp::Mul, flat, st[a] as f64)?;
-    for d in (0..xs.len()).filter(|&d| d != a) {
-        let p = imp.iota(cx, idx_shape.clone(), d, DType::I64)?;
-        let term = imp.binary_scalar(cx, BinaryOp::Mul, p, st[d] as f64)?;
-        flat = imp.binary(cx, BinaryOp::Add, flat, term)?;
-    }
+    let flat = element_flat_index(imp, cx, idx, &xs, a)?;
     let (total, count): (u64, u64) = (xs.iter().product(), is.iter().product());
     let data = imp.reshape(cx, x, vec![Dim::known(total), Dim::known(1)])?;
     let targets = imp.reshape(cx, flat, vec![Dim::known(count)])?;
@@ -128,7 +104,7 @@ fn scatter_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     for (j, &s) in st.iter().enumerate() {
         let col = imp.slice(cx, idx, is.len() - 1, j as u64, j as u64 + 1, 1)?;
         let col = imp.reshape(cx, col, pos_shape.clone())?;
-        let col = wrapped(imp, cx, col, xs[j])?;
+        let col = wrapped_indices(imp, cx, col, xs[j])?;
         let term = imp.binary_scalar(cx, BinaryOp::Mul, col, s as f64)?;
         flat = Some(match flat {
             Some(f) => imp.binary(cx, BinaryOp::Add, f, term)?,
