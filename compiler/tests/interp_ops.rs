@@ -123,6 +123,11 @@ fn unary_float_values() {
     );
     assert_floats(&unary(UnaryOp::Sin, &x), &[r32((-2f64).sin()), -0.0, r32(0.5f64.sin()), r32(4f64.sin()), NAN, NAN]);
     assert_floats(&unary(UnaryOp::Cos, &x), &[r32((-2f64).cos()), 1.0, r32(0.5f64.cos()), r32(4f64.cos()), NAN, NAN]);
+    let half_pi = r32(std::f64::consts::FRAC_PI_2);
+    assert_floats(
+        &unary(UnaryOp::Atan, &x),
+        &[r32((-2f64).atan()), -0.0, r32(0.5f64.atan()), r32(4f64.atan()), half_pi, NAN],
+    );
 }
 
 #[test]

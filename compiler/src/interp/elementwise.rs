@@ -33,6 +33,7 @@ fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
         UnaryOp::Erf => erf,
         UnaryOp::Sin => f64::sin,
         UnaryOp::Cos => f64::cos,
+        UnaryOp::Atan => f64::atan,
         UnaryOp::Floor => f64::floor,
         UnaryOp::Ceil => f64::ceil,
         UnaryOp::Round => f64::round_ties_even,
@@ -71,6 +72,7 @@ fn int_unary(u: UnaryOp) -> Option<fn(i64) -> i64> {
         | UnaryOp::Erf
         | UnaryOp::Sin
         | UnaryOp::Cos
+        | UnaryOp::Atan
         | UnaryOp::Floor
         | UnaryOp::Ceil
         | UnaryOp::Round

@@ -20,6 +20,7 @@ pub enum UnaryOp {
     Erf,
     Sin,
     Cos,
+    Atan,
     Floor,
     Ceil,
     Round,
@@ -227,7 +228,7 @@ impl Op {
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 18] = [
+    pub const ALL: [UnaryOp; 19] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Exp,
@@ -240,6 +241,7 @@ impl UnaryOp {
         UnaryOp::Erf,
         UnaryOp::Sin,
         UnaryOp::Cos,
+        UnaryOp::Atan,
         UnaryOp::Floor,
         UnaryOp::Ceil,
         UnaryOp::Round,
@@ -262,6 +264,7 @@ impl UnaryOp {
             UnaryOp::Erf => "erf",
             UnaryOp::Sin => "sin",
             UnaryOp::Cos => "cos",
+            UnaryOp::Atan => "atan",
             UnaryOp::Floor => "floor",
             UnaryOp::Ceil => "ceil",
             UnaryOp::Round => "round",

@@ -20,6 +20,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("Erf", entry(unary, &[])),
     ("Sin", entry(unary, &[])),
     ("Cos", entry(unary, &[])),
+    ("Atan", entry(unary, &[])),
     ("Floor", entry(unary, &[])),
     ("Ceil", entry(unary, &[])),
     ("Round", entry(unary, &[])),
@@ -29,6 +30,8 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("BitwiseNot", entry(unary, &[])),
     ("Identity", entry(identity, &[])),
     ("Tan", entry(derived, &[])),
+    ("Asin", entry(derived, &[])),
+    ("Acos", entry(derived, &[])),
     ("Sinh", entry(derived, &[])),
     ("Cosh", entry(derived, &[])),
     ("Asinh", entry(derived, &[])),
@@ -89,6 +92,7 @@ fn unary(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         "Erf" => UnaryOp::Erf,
         "Sin" => UnaryOp::Sin,
         "Cos" => UnaryOp::Cos,
+        "Atan" => UnaryOp::Atan,
         "Floor" => UnaryOp::Floor,
         "Ceil" => UnaryOp::Ceil,
         "Round" => UnaryOp::Round,
@@ -114,6 +118,24 @@ fn derived(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         "Tan" => {
             let (s, c) = (imp.unary(cx, Sin, x)?, imp.unary(cx, Cos, x)?);
             imp.binary(cx, Div, s, c)?
+        }
+        // asin x = atan(x / sqrt((1 - x)(1 + x))), acos x = 2 atan(sqrt((1 - x) / (1 + x))):
+        // both exact at ±1 (x / 0 = ±inf, atan ±inf = ±π/2) and NaN outside [-1, 1]; the
+        // factored 1 - x² keeps its precision near ±1, where acos is small.
+        "Asin" | "Acos" => {
+            let one = imp.scalar(imp.dtype(x), 1.0);
+            let (m, p) = (imp.binary(cx, Sub, one, x)?, imp.binary(cx, Add, one, x)?);
+            if cx.op() == "Asin" {
+                let mp = imp.binary(cx, Mul, m, p)?;
+                let r = imp.unary(cx, Sqrt, mp)?;
+                let q = imp.binary(cx, Div, x, r)?;
+                imp.unary(cx, Atan, q)?
+            } else {
+                let q = imp.binary(cx, Div, m, p)?;
+                let r = imp.unary(cx, Sqrt, q)?;
+                let a = imp.unary(cx, Atan, r)?;
+                imp.binary_scalar(cx, Mul, a, 2.0)?
+            }
         }
         // sinh x = (e^x - e^-x) / 2, cosh x = (e^x + e^-x) / 2
         "Sinh" | "Cosh" => {
