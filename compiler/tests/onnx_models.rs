@@ -47,6 +47,16 @@ fn transformer_block_matches_onnx_runtime() {
 }
 
 #[test]
+fn mobilenet_v2_matches_onnx_runtime() {
+    matches_onnx_runtime("mobilenet_v2", &[("batch", 8)]);
+}
+
+#[test]
+fn mobilenet_v3_small_matches_onnx_runtime() {
+    matches_onnx_runtime("mobilenet_v3_small", &[("batch", 8)]);
+}
+
+#[test]
 fn the_block_runs_at_other_sizes_of_its_dynamic_dims() {
     let imported = import("block", &[("batch", 8), ("seq", 64)]);
     let g = &imported.graph;

@@ -3,11 +3,16 @@
     python3 examples/onnx/export.py            # needs torch (Debian: python3-torch)
     python3 examples/onnx/export.py --ort      # needs onnxruntime; writes *_expected.npy
 
-Two models, both with a dynamic batch (ONNX `dim_param`):
+Four models, each with a dynamic batch (ONNX `dim_param`):
 - mlp.onnx: a 3-layer perceptron (Linear exported as Gemm, ReLU, Softmax);
 - block.onnx: a pre-norm transformer block (LayerNormalization, multi-head causal
   attention written out with Reshape/Transpose/MatMul/Softmax, exact GELU as Erf), whose
-  reshapes read the batch and sequence length through Shape/Gather/Concat.
+  reshapes read the batch and sequence length through Shape/Gather/Concat;
+- mobilenet_v2.onnx, mobilenet_v3_small.onnx: torchvision's MobileNet-V2 and
+  MobileNet-V3-Small at width 0.25 with 10 classes (random weights, nothing downloaded;
+  batch-norm statistics randomized so that folding them is not an identity): strided and
+  depthwise Conv, Clip (ReLU6), HardSwish, HardSigmoid, squeeze-excite blocks with global
+  average pooling, Flatten and Gemm, on 64x64 images.
 
 Inputs are seeded; compiler/tests/onnx_models.rs imports each model, runs it on Flint's
 reference interpreter and compares with ONNX Runtime's outputs.
@@ -65,9 +70,28 @@ def export():
             x = x + self.proj(att.transpose(1, 2).reshape(b, s, d))
             return x + self.down(nn.functional.gelu(self.up(self.ln2(x))))
 
+    import torchvision
+
+    def cnn(build):
+        model = build(width_mult=0.25, num_classes=10)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        return model
+
+    image_axes = {"x": {0: "batch"}, "logits": {0: "batch"}}
     models = {
         "mlp": (Mlp(), torch.randn(5, 64), {"x": {0: "batch"}, "probs": {0: "batch"}}, ["x"], ["probs"]),
         "block": (Block(), torch.randn(2, 7, 32), {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, ["x"], ["y"]),
+        "mobilenet_v2": (cnn(torchvision.models.mobilenet_v2), torch.randn(2, 3, 64, 64), image_axes, ["x"], ["logits"]),
+        "mobilenet_v3_small": (
+            cnn(torchvision.models.mobilenet_v3_small),
+            torch.randn(2, 3, 64, 64),
+            image_axes,
+            ["x"],
+            ["logits"],
+        ),
     }
     for name, (model, x, axes, ins, outs) in models.items():
         model.eval()
@@ -80,7 +104,7 @@ def export():
 def run_ort():
     import onnxruntime as ort
 
-    for name in ["mlp", "block"]:
+    for name in ["mlp", "block", "mobilenet_v2", "mobilenet_v3_small"]:
         sess = ort.InferenceSession(os.path.join(HERE, f"{name}.onnx"), providers=["CPUExecutionProvider"])
         x = np.load(os.path.join(HERE, f"{name}_input.npy"))
         (y,) = sess.run(None, {sess.get_inputs()[0].name: x})

@@ -1,4 +1,5 @@
-//! Linear maps along one axis: `Resize`, `Upsample` and `DFT`.
+//! Resampling: `Resize`, `Upsample` and `DFT` (linear maps along one axis), `AffineGrid`
+//! and `GridSample`.
 //!
 //! `Resize` and `Upsample`. Resizing is separable: along each resized axis, output `o` is
 //! `sum_i M[o, i] * x[i]` for an interpolation matrix `M` that depends only on the sizes and
@@ -36,6 +37,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("Upsample", entry(upsample, &["mode", "scales"])),
     ("DFT", entry(dft, &["axis", "inverse", "onesided"])),
     ("AffineGrid", entry(affine_grid, &["align_corners"])),
+    ("GridSample", entry(grid_sample, &["align_corners", "mode", "padding_mode"])),
 ];
 
 /// How coefficients are chosen; see ONNX's `Resize`.
@@ -551,4 +553,214 @@ fn affine_grid(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     shape.extend(spatial.iter().map(|&n| Dim::known(n as u64)));
     shape.push(Dim::known(k as u64));
     one(imp.reshape(cx, y, shape)?)
+}
+
+/// `GridSample`, as ONNX's reference computes it. Along each spatial axis `i` the source
+/// coordinate is the grid's component `r-1-i` (the grid lists x first, and x runs along the
+/// last axis), denormalized, rounded half to even for `nearest`, and brought back inside the
+/// borders when it lies outside them (clamped for `border`, reflected for `reflection`). The
+/// output is a weighted sum over taps around it, 1 (`nearest`), 2 (`linear`) or 4 (`cubic`,
+/// Keys with a = -0.75) per axis; a tap outside the input reads 0 (`zeros`: its weight is
+/// zeroed), the edge (`border`) or its reflection. The taps of all axes combine into flat
+/// indices into the input seen as `[N*P, C]`, one `gather` reads them, and the weighted sum
+/// is a `reduce`.
+fn grid_sample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (x, grid) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
+    let (xt, gt) = (imp.ty(x), imp.ty(grid));
+    let r = xt.rank().saturating_sub(2);
+    if r == 0 || gt.rank() != r + 2 || gt.shape[r + 1].as_known() != Some(r as u64) {
+        return Err(cx.invalid("X must be [N, C, D1, ..., Dr] and grid [N, H1, ..., Hr, r]"));
+    }
+    let dims: Vec<u64> = xt.shape[2..]
+        .iter()
+        .map(|d| d.as_known().ok_or_else(|| cx.unsupported("`GridSample` on an input with symbolic spatial dims")))
+        .collect::<R<_>>()?;
+    let align = cx.int("align_corners", 0)? != 0;
+    let taps_per_axis = match cx.string("mode", "linear")?.as_str() {
+        "nearest" => 1,
+        "linear" | "bilinear" => 2,
+        "cubic" | "bicubic" => 4,
+        m => return Err(cx.unsupported(format!("`mode` \"{m}\""))),
+    };
+    let padding = match cx.string("padding_mode", "zeros")?.as_str() {
+        p @ ("zeros" | "border" | "reflection") => p.to_string(),
+        p => return Err(cx.unsupported(format!("`padding_mode` \"{p}\""))),
+    };
+    // The reference denormalizes into float32; so does this.
+    let grid = imp.cast(cx, grid, DType::F32)?;
+    let dtype = imp.dtype(x);
+    let p: u64 = dims.iter().product();
+    // Flat indices and weights, [N, H1, ..., Hr, taps], built axis by axis.
+    let (mut flat, mut weight): (Vec<NodeId>, Vec<NodeId>) = (vec![], vec![]);
+    for (i, &d) in dims.iter().enumerate() {
+        let comp = imp.slice(cx, grid, r + 1, (r - 1 - i) as u64, (r - i) as u64, 1)?; // [N, H..., 1]
+        let (lo, hi) = if align { (0.0, d as f64 - 1.0) } else { (-0.5, d as f64 - 0.5) };
+        let c = imp.binary_scalar(cx, BinaryOp::Add, comp, 1.0)?;
+        let mut coord = if align {
+            imp.binary_scalar(cx, BinaryOp::Mul, c, (d as f64 - 1.0) / 2.0)?
+        } else {
+            let c = imp.binary_scalar(cx, BinaryOp::Mul, c, d as f64)?;
+            let c = imp.binary_scalar(cx, BinaryOp::Sub, c, 1.0)?;
+            imp.binary_scalar(cx, BinaryOp::Mul, c, 0.5)?
+        };
+        if taps_per_axis == 1 {
+            coord = imp.unary(cx, UnaryOp::Round, coord)?;
+        }
+        coord = match padding.as_str() {
+            "border" => {
+                let outside = outside(imp, cx, coord, lo, hi)?;
+                let clamped = clamp(imp, cx, coord, 0.0, d as f64 - 1.0)?;
+                imp.select(cx, outside, clamped, coord)?
+            }
+            "reflection" => reflect(imp, cx, coord, lo, hi)?,
+            _ => coord,
+        };
+        let taps = grid_taps(imp, cx, coord, taps_per_axis)?;
+        let mut axis_flat = vec![];
+        let mut axis_weight = vec![];
+        for (tap, w) in taps {
+            let (index, w) = match padding.as_str() {
+                "zeros" => {
+                    let outside = outside(imp, cx, tap, 0.0, d as f64 - 1.0)?;
+                    let zero = imp.scalar(DType::F32, 0.0);
+                    (clamp(imp, cx, tap, 0.0, d as f64 - 1.0)?, imp.select(cx, outside, zero, w)?)
+                }
+                "border" => (clamp(imp, cx, tap, 0.0, d as f64 - 1.0)?, w),
+                _ => (reflect(imp, cx, tap, lo, hi)?, w),
+            };
+            let index = imp.cast(cx, index, DType::I64)?; // truncates, as the reference's int()
+            let stride: u64 = dims[i + 1..].iter().product();
+            axis_flat.push(imp.binary_scalar(cx, BinaryOp::Mul, index, stride as f64)?);
+            axis_weight.push(w);
+        }
+        // Every tap so far combined with every tap of this axis.
+        (flat, weight) = if i == 0 {
+            (axis_flat, axis_weight)
+        } else {
+            let (mut f2, mut w2) = (vec![], vec![]);
+            for (f, w) in flat.iter().zip(&weight) {
+                for (af, aw) in axis_flat.iter().zip(&axis_weight) {
+                    f2.push(imp.binary(cx, BinaryOp::Add, *f, *af)?);
+                    w2.push(imp.binary(cx, BinaryOp::Mul, *w, *aw)?);
+                }
+            }
+            (f2, w2)
+        };
+    }
+    let flat = imp.concat(cx, &flat, r + 1)?;
+    let weight = imp.concat(cx, &weight, r + 1)?;
+    let weight = imp.cast(cx, weight, dtype)?;
+    // Rows of batch n start at n * P in the input seen as [N*P, C].
+    let mut batch_shape = vec![Dim::known(1); r + 2];
+    batch_shape[0] = xt.shape[0].clone();
+    let batch = imp.iota(cx, batch_shape, 0, DType::I64)?;
+    let batch = imp.binary_scalar(cx, BinaryOp::Mul, batch, p as f64)?;
+    let flat = imp.binary(cx, BinaryOp::Add, flat, batch)?;
+    let (n, c) = (xt.shape[0].clone(), xt.shape[1].clone());
+    let rows = imp.reshape(cx, x, vec![n.clone(), c.clone(), Dim::known(p)])?;
+    let rows = imp.permute(cx, rows, vec![0, 2, 1])?;
+    let rows = imp.reshape(cx, rows, vec![n.mul(&Dim::known(p)), c])?;
+    let picked = imp.add(cx, Op::Gather { axis: 0 }, &[rows, flat], None)?; // [N, H..., taps, C]
+    let weight = imp.unsqueeze(cx, weight, &[r + 2])?;
+    let y = imp.binary(cx, BinaryOp::Mul, picked, weight)?;
+    let y = imp.reduce(cx, ReduceOp::Sum, y, vec![r + 1], false)?; // [N, H..., C]
+    let mut perm = vec![0, r + 1];
+    perm.extend(1..=r);
+    one(imp.permute(cx, y, perm)?)
+}
+
+/// The taps around `coord` and their weights: `round` already applied for one tap, `floor`
+/// and the fractional part for linear and cubic.
+fn grid_taps(imp: &mut Importer, cx: &NodeCx, coord: NodeId, taps: usize) -> R<Vec<(NodeId, NodeId)>> {
+    if taps == 1 {
+        let one = imp.scalar(DType::F32, 1.0);
+        return Ok(vec![(coord, imp.broadcast(cx, one, imp.ty(coord).shape)?)]);
+    }
+    let base = imp.unary(cx, UnaryOp::Floor, coord)?;
+    let t = imp.binary(cx, BinaryOp::Sub, coord, base)?;
+    let one = imp.scalar(DType::F32, 1.0);
+    let u = imp.binary(cx, BinaryOp::Sub, one, t)?; // 1 - t
+    let mut out = vec![];
+    if taps == 2 {
+        for (k, w) in [(0.0, u), (1.0, t)] {
+            out.push((imp.binary_scalar(cx, BinaryOp::Add, base, k)?, w));
+        }
+        return Ok(out);
+    }
+    // Keys' cubic at distances t + 1, t, 1 - t, 2 - t from the taps base - 1 ... base + 2.
+    let t1 = imp.binary_scalar(cx, BinaryOp::Add, t, 1.0)?;
+    let u1 = imp.binary_scalar(cx, BinaryOp::Add, u, 1.0)?;
+    for (k, s, near) in [(-1.0, t1, false), (0.0, t, true), (1.0, u, true), (2.0, u1, false)] {
+        let w = keys_cubic(imp, cx, s, near)?;
+        out.push((imp.binary_scalar(cx, BinaryOp::Add, base, k)?, w));
+    }
+    Ok(out)
+}
+
+/// Keys' cubic convolution kernel (a = -0.75) at distance `s`: `((a+2)s - (a+3))s² + 1` for
+/// `s <= 1`, `((as - 5a)s + 8a)s - 4a` for `1 < s < 2`, in the reference's Horner form.
+fn keys_cubic(imp: &mut Importer, cx: &NodeCx, s: NodeId, near: bool) -> R<NodeId> {
+    const A: f64 = -0.75;
+    use BinaryOp::*;
+    if near {
+        let v = imp.binary_scalar(cx, Mul, s, A + 2.0)?;
+        let v = imp.binary_scalar(cx, Sub, v, A + 3.0)?;
+        let v = imp.binary(cx, Mul, v, s)?;
+        let v = imp.binary(cx, Mul, v, s)?;
+        imp.binary_scalar(cx, Add, v, 1.0)
+    } else {
+        let v = imp.binary_scalar(cx, Mul, s, A)?;
+        let v = imp.binary_scalar(cx, Sub, v, 5.0 * A)?;
+        let v = imp.binary(cx, Mul, v, s)?;
+        let v = imp.binary_scalar(cx, Add, v, 8.0 * A)?;
+        let v = imp.binary(cx, Mul, v, s)?;
+        imp.binary_scalar(cx, Sub, v, 4.0 * A)
+    }
+}
+
+/// `x < lo or x > hi`.
+fn outside(imp: &mut Importer, cx: &NodeCx, x: NodeId, lo: f64, hi: f64) -> R<NodeId> {
+    let below = imp.compare_scalar(cx, CompareOp::Lt, x, lo)?;
+    let above = imp.compare_scalar(cx, CompareOp::Gt, x, hi)?;
+    imp.binary(cx, BinaryOp::Or, below, above)
+}
+
+fn clamp(imp: &mut Importer, cx: &NodeCx, x: NodeId, lo: f64, hi: f64) -> R<NodeId> {
+    let x = imp.binary_scalar(cx, BinaryOp::Maximum, x, lo)?;
+    imp.binary_scalar(cx, BinaryOp::Minimum, x, hi)
+}
+
+/// Reflects `x` by the nearer border until it lies in `[lo, hi]`, as the reference does: with
+/// `d` the distance past the border and `w = hi - lo`, `n = floor(d / w)` and `r = d - n w`,
+/// the result is `r` inside from the border crossed when `n` is even, from the other when
+/// odd. A point interval (`w = 0`) reflects everything onto it.
+fn reflect(imp: &mut Importer, cx: &NodeCx, x: NodeId, lo: f64, hi: f64) -> R<NodeId> {
+    use BinaryOp::*;
+    let width = hi - lo;
+    if width == 0.0 {
+        let v = imp.scalar(imp.dtype(x), lo);
+        return imp.broadcast(cx, v, imp.ty(x).shape);
+    }
+    let lo_c = imp.scalar(imp.dtype(x), lo);
+    let hi_c = imp.scalar(imp.dtype(x), hi);
+    let fold = |imp: &mut Importer, past: NodeId, near: NodeId, far: NodeId, inward: f64| -> R<NodeId> {
+        let q = imp.binary_scalar(cx, Div, past, width)?;
+        let n = imp.unary(cx, UnaryOp::Floor, q)?;
+        let nw = imp.binary_scalar(cx, Mul, n, width)?;
+        let rest = imp.binary(cx, Sub, past, nw)?;
+        let step = imp.binary_scalar(cx, Mul, rest, inward)?; // toward the inside from `near`
+        let from_near = imp.binary(cx, Add, near, step)?;
+        let from_far = imp.binary(cx, Sub, far, step)?;
+        let parity = imp.binary_scalar(cx, Rem, n, 2.0)?;
+        let even = imp.compare_scalar(cx, CompareOp::Eq, parity, 0.0)?;
+        imp.select(cx, even, from_near, from_far)
+    };
+    let below = imp.binary(cx, Sub, lo_c, x)?;
+    let from_below = fold(imp, below, lo_c, hi_c, 1.0)?;
+    let above = imp.binary(cx, Sub, x, hi_c)?;
+    let from_above = fold(imp, above, hi_c, lo_c, -1.0)?;
+    let is_below = imp.compare_scalar(cx, CompareOp::Lt, x, lo)?;
+    let is_above = imp.compare_scalar(cx, CompareOp::Gt, x, hi)?;
+    let y = imp.select(cx, is_above, from_above, x)?;
+    imp.select(cx, is_below, from_below, y)
 }

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Writes extra ONNX node tests, in the layout of ONNX's own, where ONNX's set is thin.
+
+Each case is a folder `compiler/tests/onnx/flint_<name>/` with `model.onnx` and
+`test_data_set_0/{input,output}_<i>.pb`; `compiler/tests/onnx_import.rs` runs them with the
+copied ONNX node tests beside them. The expected outputs come from ONNX's reference
+implementation (`onnx.reference.ReferenceEvaluator`), the same oracle as ONNX's node tests.
+
+ONNX's GridSample tests keep the grid near [-1, 1] and try cubic only with zero padding;
+these add grids far outside it (reflections folding several times), cubic with border and
+reflection padding, a 1-D and a 3-D cubic case, and a symbolic batch.
+
+Run: `python3 scripts/gen_onnx_cases.py` (needs `pip install onnx numpy`). Fixed seed.
+"""
+
+import os
+import zlib
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compiler", "tests", "onnx")
+
+
+def write_case(name, model, inputs):
+    onnx.checker.check_model(model)
+    outputs = ReferenceEvaluator(model).run(None, dict(zip([i.name for i in model.graph.input], inputs)))
+    case = os.path.join(OUT, f"flint_{name}")
+    data = os.path.join(case, "test_data_set_0")
+    os.makedirs(data, exist_ok=True)
+    onnx.save(model, os.path.join(case, "model.onnx"))
+    for kind, values in (("input", inputs), ("output", outputs)):
+        for i, v in enumerate(values):
+            with open(os.path.join(data, f"{kind}_{i}.pb"), "wb") as f:
+                f.write(numpy_helper.from_array(np.asarray(v)).SerializeToString())
+    print("wrote", case)
+
+
+def grid_sample(name, x_shape, grid_shape, spread, batch="N", **attrs):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    grid = (rng.uniform(-spread, spread, grid_shape)).astype(np.float32)
+    dims = lambda shape: [batch] + list(shape[1:])
+    node = helper.make_node("GridSample", ["X", "grid"], ["Y"], **attrs)
+    y_shape = [batch, x_shape[1]] + list(grid_shape[1:-1])
+    graph = helper.make_graph(
+        [node],
+        name,
+        [
+            helper.make_tensor_value_info("X", TensorProto.FLOAT, dims(x_shape)),
+            helper.make_tensor_value_info("grid", TensorProto.FLOAT, dims(grid_shape)),
+        ],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, y_shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    write_case(name, model, [x, grid])
+
+
+def main():
+    grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
+    grid_sample(
+        "gridsample_cubic_border_aligned",
+        (1, 3, 4, 6),
+        (1, 5, 5, 2),
+        1.6,
+        mode="cubic",
+        padding_mode="border",
+        align_corners=1,
+    )
+    grid_sample(
+        "gridsample_linear_reflection_aligned_far",
+        (2, 1, 3, 7),
+        (2, 4, 4, 2),
+        5.0,
+        mode="linear",
+        padding_mode="reflection",
+        align_corners=1,
+    )
+    grid_sample("gridsample_nearest_reflection_far", (1, 2, 4, 5), (1, 3, 7, 2), 3.0, mode="nearest", padding_mode="reflection")
+    grid_sample("gridsample_linear_1d_border", (2, 3, 6), (2, 9, 1), 1.5, mode="linear", padding_mode="border")
+    grid_sample("gridsample_cubic_3d_zeros", (1, 2, 3, 4, 5), (1, 2, 3, 2, 3), 1.2, mode="cubic", padding_mode="zeros")
+
+
+if __name__ == "__main__":
+    main()
