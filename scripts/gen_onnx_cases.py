@@ -58,6 +58,26 @@ def grid_sample(name, x_shape, grid_shape, spread, batch="N", **attrs):
     write_case(name, model, [x, grid])
 
 
+def col2im(name, x_shape, image_shape, block_shape, batch="N", **attrs):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    consts = [
+        numpy_helper.from_array(np.array(image_shape, dtype=np.int64), "image_shape"),
+        numpy_helper.from_array(np.array(block_shape, dtype=np.int64), "block_shape"),
+    ]
+    node = helper.make_node("Col2Im", ["x", "image_shape", "block_shape"], ["y"], **attrs)
+    channels = x_shape[1] // int(np.prod(block_shape))
+    graph = helper.make_graph(
+        [node],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch] + list(x_shape[1:]))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, channels] + list(image_shape))],
+        initializer=consts,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    write_case(name, model, [x])
+
+
 def main():
     grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
     grid_sample(
@@ -80,6 +100,11 @@ def main():
     )
     grid_sample("gridsample_nearest_reflection_far", (1, 2, 4, 5), (1, 3, 7, 2), 3.0, mode="nearest", padding_mode="reflection")
     grid_sample("gridsample_linear_1d_border", (2, 3, 6), (2, 9, 1), 1.5, mode="linear", padding_mode="border")
+    # 2 channels, 3x2 kernel, image 7x9 padded (1, 2 / 0, 1), stride (2, 3), dilation (2, 1):
+    # blocks (10 - 5) // 2 + 1 = 3 by (10 - 2) // 3 + 1 = 3; the last row and two columns of
+    # the padded image are never covered.
+    col2im("col2im_strided_dilated_padded", (2, 12, 9), [7, 9], [3, 2], pads=[1, 0, 2, 1], strides=[2, 3], dilations=[2, 1])
+    col2im("col2im_1d", (3, 8, 5), [8], [4], strides=[1])
     grid_sample("gridsample_cubic_3d_zeros", (1, 2, 3, 4, 5), (1, 2, 3, 2, 3), 1.2, mode="cubic", padding_mode="zeros")
 
 

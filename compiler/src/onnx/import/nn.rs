@@ -27,6 +27,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
             &["auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape", "pads", "strides"],
         ),
     ),
+    ("Col2Im", entry(col2im, &["dilations", "pads", "strides"])),
     ("MaxPool", entry(pool, POOL_ATTRS)),
     ("AveragePool", entry(pool, POOL_ATTRS)),
     ("LpPool", entry(pool, &["auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"])),
@@ -348,6 +349,92 @@ fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let operands: Vec<NodeId> = [Some(spread), Some(wf), b].into_iter().flatten().collect();
     let y = imp.add(cx, op, &operands, None)?;
     one(if sp == 1 { drop_1d(imp, cx, y)? } else { y })
+}
+
+/// `Col2Im`: the columns `[N, C*K, L]` (`K` kernel offsets, `L` blocks, both row-major) are
+/// the `K` planes `[N, C, n1, ..., nr]` of block values; the plane of offset `k` lands in the
+/// padded image at `k * dilation + block * stride`. Each plane is spread by the strides
+/// (zeros between, as for `ConvTranspose`), padded to its place, the planes are summed and
+/// the pads cropped away.
+fn col2im(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    imp.need_rank(cx, x, 3, "the input")?;
+    let image = imp.const_ints(cx, 1)?;
+    let block = imp.const_ints(cx, 2)?;
+    let r = image.len();
+    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
+        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
+        match v.len() == len && v.iter().all(|&e| e >= default) {
+            true => Ok(v),
+            false => Err(cx.invalid(format!("`{name}` = {v:?} does not fit {r} spatial axes"))),
+        }
+    };
+    let (dil, pads, stride) = (list("dilations", 1, r)?, list("pads", 0, 2 * r)?, list("strides", 1, r)?);
+    if block.len() != r || image.iter().chain(&block).any(|&v| v < 1) {
+        return Err(
+            cx.invalid(format!("image_shape {image:?} and block_shape {block:?} must be positive and of one length"))
+        );
+    }
+    let padded: Vec<i64> = (0..r).map(|i| image[i] + pads[i] + pads[r + i]).collect();
+    let blocks: Vec<i64> =
+        (0..r).map(|i| (padded[i] - dil[i] * (block[i] - 1) - 1).div_euclid(stride[i]) + 1).collect();
+    let k: i64 = block.iter().product();
+    let xs = imp.ty(x).shape;
+    let (Some(ck), Some(l)) = (xs[1].as_known(), xs[2].as_known()) else {
+        return Err(cx.unsupported("`Col2Im` with symbolic channels or blocks"));
+    };
+    if blocks.iter().any(|&b| b < 1) || l as i64 != blocks.iter().product::<i64>() || ck as i64 % k != 0 {
+        return Err(cx.invalid(format!(
+            "input {:?} does not hold {k} kernel offsets per channel and {blocks:?} blocks",
+            [ck, l]
+        )));
+    }
+    let d = |v: i64| Dim::known(v as u64);
+    let n = xs[0].clone();
+    // [N, C, K, n1, 1, n2, 1, ...], padded by stride - 1 after each block, merged, trimmed.
+    let mut shape = vec![n.clone(), d(ck as i64 / k), d(k)];
+    let mut high = vec![0, 0, 0];
+    for i in 0..r {
+        shape.extend([d(blocks[i]), d(1)]);
+        high.extend([0, stride[i] as u64 - 1]);
+    }
+    let planes = imp.reshape(cx, x, shape)?;
+    let planes = match stride.iter().all(|&s| s == 1) {
+        true => planes,
+        false => imp.add(cx, Op::Pad { low: vec![0; high.len()], high, value: 0.0 }, &[planes], None)?,
+    };
+    let mut spread = vec![n, d(ck as i64 / k), d(k)];
+    spread.extend((0..r).map(|i| d(blocks[i] * stride[i])));
+    let mut planes = imp.reshape(cx, planes, spread)?;
+    let extent: Vec<i64> = (0..r).map(|i| (blocks[i] - 1) * stride[i] + 1).collect();
+    for i in 0..r {
+        planes = imp.slice(cx, planes, 3 + i, 0, extent[i] as u64, 1)?;
+    }
+    let mut sum = None;
+    for offset in 0..k {
+        let plane = imp.slice(cx, planes, 2, offset as u64, offset as u64 + 1, 1)?;
+        let (mut low, mut high) = (vec![0; r + 3], vec![0; r + 3]);
+        let mut rest = offset;
+        for i in (0..r).rev() {
+            let at = rest % block[i] * dil[i];
+            rest /= block[i];
+            low[3 + i] = at as u64;
+            high[3 + i] = (padded[i] - at - extent[i]) as u64;
+        }
+        let placed = imp.add(cx, Op::Pad { low, high, value: 0.0 }, &[plane], None)?;
+        sum = Some(match sum {
+            Some(s) => imp.binary(cx, BinaryOp::Add, s, placed)?,
+            None => placed,
+        });
+    }
+    let sum = sum.expect("K >= 1");
+    let mut shape = imp.ty(sum).shape;
+    shape.remove(2);
+    let mut y = imp.reshape(cx, sum, shape)?;
+    for i in 0..r {
+        y = imp.slice(cx, y, 2 + i, pads[i] as u64, (pads[i] + image[i]) as u64, 1)?;
+    }
+    one(y)
 }
 
 /// One spatial axis of a pool, as ONNX's reference lays it out: the input padded by `lo`
