@@ -78,6 +78,25 @@ def col2im(name, x_shape, image_shape, block_shape, batch="N", **attrs):
     write_case(name, model, [x])
 
 
+def tensor_scatter(name, cache_shape, update_shape, writes, batch="N", **attrs):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    cache = rng.standard_normal(cache_shape).astype(np.float32)
+    update = rng.standard_normal(update_shape).astype(np.float32)
+    node = helper.make_node("TensorScatter", ["cache", "update", "writes"], ["present"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        name,
+        [
+            helper.make_tensor_value_info("cache", TensorProto.FLOAT, [batch] + list(cache_shape[1:])),
+            helper.make_tensor_value_info("update", TensorProto.FLOAT, [batch] + list(update_shape[1:])),
+            helper.make_tensor_value_info("writes", TensorProto.INT64, [batch]),
+        ],
+        [helper.make_tensor_value_info("present", TensorProto.FLOAT, [batch] + list(cache_shape[1:]))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24)])
+    write_case(name, model, [cache, update, np.array(writes, dtype=np.int64)])
+
+
 def main():
     grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
     grid_sample(
@@ -105,6 +124,9 @@ def main():
     # the padded image are never covered.
     col2im("col2im_strided_dilated_padded", (2, 12, 9), [7, 9], [3, 2], pads=[1, 0, 2, 1], strides=[2, 3], dilations=[2, 1])
     col2im("col2im_1d", (3, 8, 5), [8], [4], strides=[1])
+    # A [B, heads, max_seq, head_dim] cache; the writes wrap around the end.
+    tensor_scatter("tensorscatter_4d_circular_wrap", (3, 2, 6, 4), (3, 2, 3, 4), [5, 0, 4], mode="circular")
+    tensor_scatter("tensorscatter_axis1_linear", (2, 7, 3), (2, 2, 3), [5, 1], axis=1)
     grid_sample("gridsample_cubic_3d_zeros", (1, 2, 3, 4, 5), (1, 2, 3, 2, 3), 1.2, mode="cubic", padding_mode="zeros")
 
 

@@ -32,6 +32,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
             ],
         ),
     ),
+    ("ai.onnx.preview::FlexAttention", entry(flex_attention, &["prob_mod", "scale", "score_mod", "softmax_precision"])),
     ("RotaryEmbedding", entry(rotary, &["interleaved", "num_heads", "rotary_embedding_dim"])),
     ("Dropout", entry(dropout, &["seed", "ratio", "is_test"])),
     ("CumSum", entry(cumsum, &["exclusive", "reverse"])),
@@ -265,7 +266,7 @@ fn loss(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 }
 
 /// The attention inputs as 4-D `[batch, heads, seq, head_dim]`, with the number of heads.
-fn heads(imp: &mut Importer, cx: &NodeCx, x: NodeId, num_heads: Option<i64>) -> R<NodeId> {
+pub(crate) fn heads(imp: &mut Importer, cx: &NodeCx, x: NodeId, num_heads: Option<i64>) -> R<NodeId> {
     match imp.rank(x) {
         4 => Ok(x),
         3 => {
@@ -282,7 +283,7 @@ fn heads(imp: &mut Importer, cx: &NodeCx, x: NodeId, num_heads: Option<i64>) -> 
 
 /// Repeats each of the `kv` heads `reps` times (`[h0, h0, h1, h1, ...]`) for grouped-query
 /// attention.
-fn repeat_heads(imp: &mut Importer, cx: &NodeCx, x: NodeId, reps: u64) -> R<NodeId> {
+pub(crate) fn repeat_heads(imp: &mut Importer, cx: &NodeCx, x: NodeId, reps: u64) -> R<NodeId> {
     if reps == 1 {
         return Ok(x);
     }
@@ -446,6 +447,73 @@ fn attention_steps(
         out.push(Value::Node(qk_out));
     }
     Ok(out)
+}
+
+/// `FlexAttention` (`ai.onnx.preview`): `softmax(score_mod(q·√s @ (k·√s)ᵀ))`, then
+/// `prob_mod`, then `@ v`, with grouped-query heads repeated; `score_mod` and `prob_mod` are
+/// subgraphs imported inline on the scores and probabilities. Scores are computed in
+/// `softmax_precision` (f32 for half-precision inputs by default), as ONNX's reference does.
+fn flex_attention(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let (q, mut k, mut v) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
+    for x in [q, k, v] {
+        imp.need_rank(cx, x, 4, "Q, K and V")?;
+    }
+    let (qs, ks) = (imp.ty(q).shape, imp.ty(k).shape);
+    if let (Some(hq), Some(hkv)) = (qs[1].as_known(), ks[1].as_known()) {
+        if hq != hkv {
+            if hq % hkv != 0 {
+                return Err(cx.invalid(format!("{hq} query heads are not a multiple of {hkv} key/value heads")));
+            }
+            k = repeat_heads(imp, cx, k, hq / hkv)?;
+            v = repeat_heads(imp, cx, v, hq / hkv)?;
+        }
+    }
+    let scale = match cx.opt_float("scale")? {
+        Some(s) => s as f64,
+        None => {
+            1.0 / (qs[3].as_known().ok_or_else(|| cx.unsupported("a symbolic head size without `scale`"))? as f64)
+                .sqrt()
+        }
+    };
+    let dtype = imp.dtype(q);
+    let compute = match cx.opt_int("softmax_precision")? {
+        None if matches!(dtype, DType::F16 | DType::BF16) => DType::F32,
+        None => dtype,
+        Some(1) => DType::F32,
+        Some(10) => DType::F16,
+        Some(16) => DType::BF16,
+        Some(p) => return Err(cx.refuse_int("softmax_precision", p)),
+    };
+    let root = (scale as f32).sqrt() as f64;
+    let qr = imp.binary_scalar(cx, BinaryOp::Mul, q, root)?;
+    let kr = imp.binary_scalar(cx, BinaryOp::Mul, k, root)?;
+    let kt = imp.transpose(cx, kr)?;
+    let scores = imp.matmul(cx, qr, kt)?;
+    let mut s = imp.cast(cx, scores, compute)?;
+    s = modifier(imp, cx, "score_mod", s, compute)?;
+    let p = imp.add(cx, Op::Softmax { axis: 3 }, &[s], None)?;
+    let p = modifier(imp, cx, "prob_mod", p, compute)?;
+    let vc = imp.cast(cx, v, compute)?;
+    let y = imp.matmul(cx, p, vc)?;
+    let out = imp.cast(cx, y, imp.dtype(v))?;
+    one(out)
+}
+
+/// Applies the one-input, one-output subgraph attribute `name` to `x` when the node has it.
+fn modifier(imp: &mut Importer, cx: &NodeCx, name: &str, x: NodeId, dtype: DType) -> R<NodeId> {
+    if cx.attr(name).is_none() {
+        return Ok(x);
+    }
+    let body = super::control::graph(cx, name)?;
+    let out = super::control::run_body(imp, cx, body, vec![Value::Node(x)])?;
+    let [y] = out.as_slice() else {
+        return Err(cx.invalid(format!("`{name}` must return one value, it returns {}", out.len())));
+    };
+    let y = imp.materialize(name, "", y)?;
+    if imp.ty(y).shape != imp.ty(x).shape {
+        return Err(cx.invalid(format!("`{name}` must keep the shape of its input")));
+    }
+    imp.cast(cx, y, dtype)
 }
 
 /// `RotaryEmbedding` (opset 23): on `[batch, seq, heads, head]`, the first `rd` channels are

@@ -38,14 +38,14 @@ pub(crate) fn is_control(op: &str) -> bool {
     OPS.iter().any(|(n, _)| *n == op)
 }
 
-fn graph<'n>(cx: &NodeCx<'n>, name: &str) -> R<&'n GraphProto> {
+pub(crate) fn graph<'n>(cx: &NodeCx<'n>, name: &str) -> R<&'n GraphProto> {
     cx.attr(name)
         .and_then(|a| a.g.as_ref())
         .ok_or_else(|| cx.invalid(format!("attribute `{name}` (a graph) is required")))
 }
 
 /// Imports `body` in a new scope with its inputs bound to `inputs`; returns its outputs.
-fn run_body(imp: &mut Importer, cx: &NodeCx, body: &GraphProto, inputs: Vec<Value>) -> R<Vec<Value>> {
+pub(crate) fn run_body(imp: &mut Importer, cx: &NodeCx, body: &GraphProto, inputs: Vec<Value>) -> R<Vec<Value>> {
     if body.input.len() != inputs.len() {
         return Err(cx.invalid(format!("the body takes {} inputs, {} are given", body.input.len(), inputs.len())));
     }

@@ -28,6 +28,7 @@ mod resize;
 mod rnn;
 mod scatter;
 mod shape;
+mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -119,6 +120,7 @@ const FAMILIES: &[&[(&str, Entry)]] = &[
     resize::OPS,
     scatter::OPS,
     rnn::OPS,
+    state::OPS,
     control::OPS,
 ];
 
@@ -345,10 +347,14 @@ impl Importer {
             keys.push(key);
         }
         let cx = NodeCx::new(index, node, inputs, keys);
-        let domain = node.domain.as_deref().unwrap_or("");
-        let entry = match lookup(cx.op()) {
-            Some(e) if domain.is_empty() || domain == "ai.onnx" => e,
-            _ => return Err(OnnxError::UnsupportedOp { node: cx.node_ref(), domain: domain.to_string() }),
+        // Ops of other domains are listed as `domain::Op`.
+        let entry = match node.domain.as_deref().unwrap_or("") {
+            "" | "ai.onnx" => lookup(cx.op()),
+            domain => lookup(&format!("{domain}::{}", cx.op())),
+        };
+        let Some(entry) = entry else {
+            let domain = node.domain.clone().unwrap_or_default();
+            return Err(OnnxError::UnsupportedOp { node: cx.node_ref(), domain });
         };
         if let Some(a) = node.attribute.iter().find(|a| !entry.attrs.contains(&a.name.as_deref().unwrap_or(""))) {
             return Err(cx.bad_attr(a.name.as_deref().unwrap_or(""), &attrs::render(a)));
