@@ -97,6 +97,24 @@ def tensor_scatter(name, cache_shape, update_shape, writes, batch="N", **attrs):
     write_case(name, model, [cache, update, np.array(writes, dtype=np.int64)])
 
 
+def max_pool_indices(name, x_shape, **attrs):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    # Few distinct values, so windows hold ties and the first maximum must win.
+    x = rng.integers(-3, 4, x_shape).astype(np.float32)
+    node = helper.make_node("MaxPool", ["x"], ["y", "indices"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * len(x_shape)),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, [None] * len(x_shape)),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    write_case(name, model, [x])
+
+
 def main():
     grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
     grid_sample(
@@ -127,6 +145,10 @@ def main():
     # A [B, heads, max_seq, head_dim] cache; the writes wrap around the end.
     tensor_scatter("tensorscatter_4d_circular_wrap", (3, 2, 6, 4), (3, 2, 3, 4), [5, 0, 4], mode="circular")
     tensor_scatter("tensorscatter_axis1_linear", (2, 7, 3), (2, 2, 3), [5, 1], axis=1)
+    max_pool_indices("maxpool_indices_ties_padded", (2, 3, 6, 7), kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1])
+    # No storage_order=1 case: the reference evaluator ignores it on some paths (row-major
+    # indices); ONNX's own test_maxpool_with_argmax_2d_precomputed_strides covers it.
+    max_pool_indices("maxpool_indices_3d_dilated", (1, 2, 5, 5, 6), kernel_shape=[2, 2, 2], dilations=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1])
     grid_sample("gridsample_cubic_3d_zeros", (1, 2, 3, 4, 5), (1, 2, 3, 2, 3), 1.2, mode="cubic", padding_mode="zeros")
 
 

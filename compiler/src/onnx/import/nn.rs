@@ -520,9 +520,6 @@ fn pool_geometry(cx: &NodeCx, input: &[u64]) -> R<Vec<PoolAxis>> {
 }
 
 fn pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    if cx.wants(1) {
-        return Err(cx.unsupported("the `Indices` output"));
-    }
     let x = imp.input(cx, 0)?;
     let shape = super::movement::static_shape(imp, cx, x)?;
     if shape.len() < 3 {
@@ -536,8 +533,9 @@ fn pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         && geo
             .iter()
             .all(|g| g.d == 1 && (g.extra() == 0 || (g.extra() == 1 && !(include && cx.op() == "AveragePool"))));
-    if !native {
-        return one(pool_by_slices(imp, cx, x, &geo, include)?);
+    if !native || cx.wants(1) {
+        let (y, indices) = pool_by_slices(imp, cx, x, &geo, include)?;
+        return Ok([Some(y), indices].into_iter().flatten().map(Value::Node).collect());
     }
     let lifted = geo.len() == 1;
     let x = if lifted { lift_1d(imp, cx, x)? } else { x };
@@ -572,8 +570,16 @@ fn pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 
 /// Any pool as the reduction of `prod(kernel)` strided slices of the padded input, one per
 /// kernel offset: any number of spatial axes, dilation, and the reference's ceil-mode layout.
-/// Which padded positions count is a mask built from `iota`.
-fn pool_by_slices(imp: &mut Importer, cx: &NodeCx, x: NodeId, geo: &[PoolAxis], include: bool) -> R<NodeId> {
+/// Which padded positions count is a mask built from `iota`. For `MaxPool`'s `Indices`
+/// output, the flat input index of every padded position is sliced the same way and kept
+/// where an offset's value is strictly greater (the first maximum in window order wins).
+fn pool_by_slices(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    x: NodeId,
+    geo: &[PoolAxis],
+    include: bool,
+) -> R<(NodeId, Option<NodeId>)> {
     let dtype = imp.dtype(x);
     if !dtype.is_float() {
         return Err(cx.invalid("pools take floats"));
@@ -628,10 +634,11 @@ fn pool_by_slices(imp: &mut Importer, cx: &NodeCx, x: NodeId, geo: &[PoolAxis], 
         }
     };
     let counts = imp.cast(cx, valid, dtype)?;
+    let positions = if max && cx.wants(1) { Some(flat_positions(imp, cx, padded, geo)?) } else { None };
     let offsets: u64 = geo.iter().map(|g| g.k).product();
-    let (mut acc, mut count): (Option<NodeId>, Option<NodeId>) = (None, None);
+    let (mut acc, mut count, mut argmax): (Option<NodeId>, Option<NodeId>, Option<NodeId>) = (None, None, None);
     for flat in 0..offsets {
-        let (mut v, mut c, mut rest) = (source, counts, flat);
+        let (mut v, mut c, mut ix, mut rest) = (source, counts, positions, flat);
         for (i, g) in geo.iter().enumerate().rev() {
             let o = rest % g.k;
             rest /= g.k;
@@ -641,6 +648,15 @@ fn pool_by_slices(imp: &mut Importer, cx: &NodeCx, x: NodeId, geo: &[PoolAxis], 
             if !max {
                 c = imp.slice(cx, c, i + 2, start, end, g.s)?;
             }
+            if let Some(p) = ix {
+                ix = Some(imp.slice(cx, p, i + 2, start, end, g.s)?);
+            }
+        }
+        if let (Some(a), Some(best), Some(ix)) = (acc, argmax, ix) {
+            let greater = imp.compare(cx, CompareOp::Gt, v, a)?;
+            argmax = Some(imp.select(cx, greater, ix, best)?);
+        } else {
+            argmax = ix;
         }
         let op = if max { BinaryOp::Maximum } else { BinaryOp::Add };
         acc = Some(match acc {
@@ -655,11 +671,42 @@ fn pool_by_slices(imp: &mut Importer, cx: &NodeCx, x: NodeId, geo: &[PoolAxis], 
         }
     }
     let acc = acc.ok_or_else(|| cx.invalid("an empty kernel"))?;
-    match (cx.op(), count) {
-        ("AveragePool", Some(c)) => imp.binary(cx, BinaryOp::Div, acc, c),
-        ("LpPool", _) => imp.binary_scalar(cx, BinaryOp::Pow, acc, 1.0 / p),
-        _ => Ok(acc),
+    let y = match (cx.op(), count) {
+        ("AveragePool", Some(c)) => imp.binary(cx, BinaryOp::Div, acc, c)?,
+        ("LpPool", _) => imp.binary_scalar(cx, BinaryOp::Pow, acc, 1.0 / p)?,
+        _ => acc,
+    };
+    Ok((y, argmax))
+}
+
+/// The flat index into the input `[N, C, n1, ...]` of every position of its padded copy
+/// (`padded`): `(n C + c) n1 n2 ... + spatial`, the spatial part row-major, or column-major
+/// with `storage_order = 1`, as `MaxPool`'s `Indices` counts.
+fn flat_positions(imp: &mut Importer, cx: &NodeCx, padded: NodeId, geo: &[PoolAxis]) -> R<NodeId> {
+    let shape = imp.ty(padded).shape;
+    let channels = shape[1].as_known().ok_or_else(|| cx.unsupported("`Indices` with symbolic channels"))?;
+    let plane: u64 = geo.iter().map(|g| g.n).product();
+    let column_major = match cx.int("storage_order", 0)? {
+        0 => false,
+        1 => true,
+        s => return Err(cx.refuse_int("storage_order", s)),
+    };
+    let mut terms = vec![(0, (channels * plane) as f64, 0.0), (1, plane as f64, 0.0)];
+    for (i, g) in geo.iter().enumerate() {
+        let later: u64 = if column_major { geo[..i].iter() } else { geo[i + 1..].iter() }.map(|g| g.n).product();
+        terms.push((i + 2, later as f64, g.lo as f64));
     }
+    let mut sum: Option<NodeId> = None;
+    for (axis, stride, offset) in terms {
+        let p = imp.iota(cx, shape.clone(), axis, DType::I64)?;
+        let p = if offset > 0.0 { imp.binary_scalar(cx, BinaryOp::Sub, p, offset)? } else { p };
+        let t = imp.binary_scalar(cx, BinaryOp::Mul, p, stride)?;
+        sum = Some(match sum {
+            Some(s) => imp.binary(cx, BinaryOp::Add, s, t)?,
+            None => t,
+        });
+    }
+    sum.ok_or_else(|| cx.invalid("no axes"))
 }
 
 fn global_pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
