@@ -115,6 +115,36 @@ def max_pool_indices(name, x_shape, **attrs):
     write_case(name, model, [x])
 
 
+def log_mel_spectrogram():
+    """An audio front end: a Hann-windowed STFT, its power, a mel filter bank and a log."""
+    name = "log_mel_spectrogram"
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    t = np.arange(400) / 8000.0
+    signal = (np.sin(2 * np.pi * 440 * t) + 0.3 * rng.standard_normal((2, 400))).astype(np.float32)[..., None]
+    ints = lambda n, v: numpy_helper.from_array(np.array(v, dtype=np.int64), n)
+    floats = lambda n, v: numpy_helper.from_array(np.array(v, dtype=np.float32), n)
+    consts = [ints("step", 40), ints("frame", 64), ints("mels", 12), ints("rate", 8000), floats("low", 20.0), floats("high", 4000.0), ints("last", [-1]), floats("eps", 1e-6)]
+    nodes = [
+        helper.make_node("HannWindow", ["frame"], ["window"]),
+        helper.make_node("STFT", ["signal", "step", "window", "frame"], ["spectrum"]),
+        helper.make_node("Mul", ["spectrum", "spectrum"], ["squares"]),
+        helper.make_node("ReduceSum", ["squares", "last"], ["power"], keepdims=0),
+        helper.make_node("MelWeightMatrix", ["mels", "frame", "rate", "low", "high"], ["bank"]),
+        helper.make_node("MatMul", ["power", "bank"], ["mel"]),
+        helper.make_node("Add", ["mel", "eps"], ["shifted"]),
+        helper.make_node("Log", ["shifted"], ["log_mel"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("signal", TensorProto.FLOAT, [2, 400, 1])],
+        [helper.make_tensor_value_info("log_mel", TensorProto.FLOAT, [2, 9, 12])],
+        initializer=consts,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    write_case(name, model, [signal])
+
+
 def main():
     grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
     grid_sample(
@@ -149,6 +179,7 @@ def main():
     # No storage_order=1 case: the reference evaluator ignores it on some paths (row-major
     # indices); ONNX's own test_maxpool_with_argmax_2d_precomputed_strides covers it.
     max_pool_indices("maxpool_indices_3d_dilated", (1, 2, 5, 5, 6), kernel_shape=[2, 2, 2], dilations=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1])
+    log_mel_spectrogram()
     grid_sample("gridsample_cubic_3d_zeros", (1, 2, 3, 4, 5), (1, 2, 3, 2, 3), 1.2, mode="cubic", padding_mode="zeros")
 
 

@@ -1,5 +1,5 @@
-//! Resampling: `Resize`, `Upsample` and `DFT` (linear maps along one axis), `AffineGrid`
-//! and `GridSample`.
+//! Resampling: `Resize`, `Upsample`, `DFT` and `STFT` (linear maps along one axis),
+//! `AffineGrid` and `GridSample`.
 //!
 //! `Resize` and `Upsample`. Resizing is separable: along each resized axis, output `o` is
 //! `sum_i M[o, i] * x[i]` for an interpolation matrix `M` that depends only on the sizes and
@@ -36,6 +36,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ),
     ("Upsample", entry(upsample, &["mode", "scales"])),
     ("DFT", entry(dft, &["axis", "inverse", "onesided"])),
+    ("STFT", entry(stft, &["onesided"])),
     ("AffineGrid", entry(affine_grid, &["align_corners"])),
     ("GridSample", entry(grid_sample, &["align_corners", "mode", "padding_mode"])),
 ];
@@ -441,6 +442,22 @@ fn dft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     if len == 0 {
         return Err(cx.invalid("`dft_length` must be positive"));
     }
+    one(transform(imp, cx, x, a, len, inverse, onesided)?)
+}
+
+/// The DFT of length `len` of `x` (`[..., 1 or 2]`, real or complex) along `a`.
+fn transform(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    x: NodeId,
+    a: usize,
+    len: usize,
+    inverse: bool,
+    onesided: bool,
+) -> R<NodeId> {
+    let shape = super::movement::static_shape(imp, cx, x)?;
+    let r = shape.len();
+    let n_in = shape[a] as usize;
     let l = len as f64;
     let tau = 2.0 * std::f64::consts::PI;
     // M[k, n] over the used inputs n < min(n_in, len) (the rest is zero padding).
@@ -504,10 +521,50 @@ fn dft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     };
     let yr = back(imp, yr)?;
     if real_out {
-        return one(yr);
+        return Ok(yr);
     }
     let yi = back(imp, yi)?;
-    one(imp.concat(cx, &[yr, yi], r - 1)?)
+    imp.concat(cx, &[yr, yi], r - 1)
+}
+
+/// `STFT(signal [B, L, 1 or 2], frame_step, window?, frame_length?)`: the frames
+/// `[B, F, W, 1 or 2]` (one `gather` with constant indices `f * step + w`), weighted by the
+/// window, and their DFT of length `W` along the frame axis (one-sided by default).
+fn stft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let x = imp.input(cx, 0)?;
+    let shape = super::movement::static_shape(imp, cx, x)?;
+    if shape.len() != 3 || !(shape[2] == 1 || shape[2] == 2) {
+        return Err(cx.invalid("the signal must be [batch, length, 1 or 2]"));
+    }
+    let step = imp.const_scalar(cx, 1)? as i64;
+    let window = imp.opt_input(cx, 2)?;
+    let window_len = match window {
+        Some(w) => Some(super::movement::static_shape(imp, cx, w)?),
+        None => None,
+    };
+    let frame = match (cx.has(3), &window_len) {
+        (true, _) => imp.const_scalar(cx, 3)? as i64,
+        (false, Some(w)) => w.first().copied().unwrap_or(0) as i64,
+        (false, None) => shape[1] as i64,
+    };
+    if window_len.as_ref().is_some_and(|w| w.as_slice() != [frame as u64]) {
+        return Err(cx.invalid(format!("the window must have `frame_length` = {frame} elements")));
+    }
+    if step < 1 || frame < 1 || frame > shape[1] as i64 {
+        return Err(cx.invalid(format!("frame step {step} and length {frame} do not fit a signal of {}", shape[1])));
+    }
+    let frames = 1 + (shape[1] as i64 - frame) / step;
+    let indices: Vec<i64> = (0..frames).flat_map(|f| (0..frame).map(move |w| f * step + w)).collect();
+    let t = Tensor::from_i64(DType::I64, &[frames as usize, frame as usize], indices)
+        .map_err(|e| cx.invalid(e.to_string()))?;
+    let idx = imp.tensor(cx, "frames", &t)?;
+    let mut y = imp.add(cx, Op::Gather { axis: 1 }, &[x, idx], None)?; // [B, F, W, c]
+    if let Some(w) = window {
+        let w = imp.reshape(cx, w, vec![Dim::known(1), Dim::known(1), Dim::known(frame as u64), Dim::known(1)])?;
+        y = imp.binary(cx, BinaryOp::Mul, y, w)?;
+    }
+    let onesided = cx.int("onesided", 1)? != 0;
+    one(transform(imp, cx, y, 2, frame as usize, false, onesided)?)
 }
 
 /// `AffineGrid`: `theta [N, k, k+1]` applied to the homogeneous base grid `(x, y[, z], 1)`

@@ -38,6 +38,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("HannWindow", entry(window, &["output_datatype", "periodic"])),
     ("HammingWindow", entry(window, &["output_datatype", "periodic"])),
     ("BlackmanWindow", entry(window, &["output_datatype", "periodic"])),
+    ("MelWeightMatrix", entry(mel_weight_matrix, &["output_datatype"])),
 ];
 
 fn shape(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
@@ -338,6 +339,60 @@ fn window(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         d if d.is_float() => Tensor::from_f64(d, &[size], w),
         d if d.is_int() => Tensor::from_i64(d, &[size], w.into_iter().map(|v| v as i64).collect()),
         _ => return Err(cx.invalid("a window of bools")),
+    };
+    Ok(vec![Value::constant(t.map_err(|e| cx.invalid(e.to_string()))?)])
+}
+
+/// `MelWeightMatrix`, computed at import time from its constant inputs exactly as ONNX's
+/// reference computes it (`[dft_length / 2 + 1, num_mel_bins]` triangles between mel points
+/// spaced `(high - low) / (num_mel_bins + 2)` apart, the points floored to spectrogram bins).
+fn mel_weight_matrix(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    let int = |i: usize| -> R<i64> { Ok(imp.const_scalar(cx, i)? as i64) };
+    let (mels, dft_length, rate) = (int(0)?, int(1)?, int(2)?);
+    let (low, high) = (imp.const_scalar(cx, 3)?, imp.const_scalar(cx, 4)?);
+    if mels < 1 || dft_length < 1 || rate < 1 {
+        return Err(cx.invalid("`num_mel_bins`, `dft_length` and `sample_rate` must be positive"));
+    }
+    let dtype = tensor::dtype(cx.int("output_datatype", 1)? as i32, &|| {
+        format!("{}: attribute `output_datatype`", cx.node_ref())
+    })?;
+    let to_mel = |hz: f64| 2595.0 * (hz / 700.0).ln_1p() / 10f64.ln();
+    let (low_mel, high_mel) = (to_mel(low), to_mel(high));
+    let step = (high_mel - low_mel) / (mels + 2) as f64;
+    let bins: Vec<i64> = (0..mels + 2)
+        .map(|i| {
+            let hz = 700.0 * ((i as f64 * step + low_mel) / 2595.0 * 10f64.ln()).exp_m1();
+            ((dft_length + 1) as f64 * hz).div_euclid(rate as f64) as i64
+        })
+        .collect();
+    let rows = (dft_length / 2 + 1) as usize;
+    let mut m = vec![0.0; rows * mels as usize];
+    let mut set = |j: i64, i: usize, v: f64| -> R<()> {
+        match usize::try_from(j).ok().filter(|&j| j < rows) {
+            Some(j) => {
+                m[j * mels as usize + i] = v;
+                Ok(())
+            }
+            None => Err(cx.invalid(format!("mel point {j} lies outside the {rows} spectrogram bins"))),
+        }
+    };
+    for i in 0..mels as usize {
+        let (lo, center, hi) = (bins[i], bins[i + 1], bins[i + 2]);
+        if center == lo {
+            set(center, i, 1.0)?;
+        } else {
+            for j in lo..=center {
+                set(j, i, (j - lo) as f64 / (center - lo) as f64)?;
+            }
+        }
+        for j in center..hi {
+            set(j, i, (hi - j) as f64 / (hi - center) as f64)?;
+        }
+    }
+    let t = match dtype {
+        d if d.is_float() => Tensor::from_f64(d, &[rows, mels as usize], m),
+        d if d.is_int() => Tensor::from_i64(d, &[rows, mels as usize], m.into_iter().map(|v| v as i64).collect()),
+        _ => return Err(cx.invalid("a matrix of bools")),
     };
     Ok(vec![Value::constant(t.map_err(|e| cx.invalid(e.to_string()))?)])
 }
