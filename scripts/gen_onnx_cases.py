@@ -145,6 +145,27 @@ def log_mel_spectrogram():
     write_case(name, model, [signal])
 
 
+def roi_align(name, **attrs):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    # Regions inside, across the border and outside the image (in input pixels / scale).
+    rois = np.array([[2, 3, 15, 12], [-6, -4, 8, 5], [10, 14, 30, 26], [0, 0, 1, 1]], dtype=np.float32)
+    batch = np.array([1, 0, 1, 0], dtype=np.int64)
+    node = helper.make_node("RoiAlign", ["x", "rois", "batch"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        name,
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 11]),
+            helper.make_tensor_value_info("rois", TensorProto.FLOAT, ["R", 4]),
+            helper.make_tensor_value_info("batch", TensorProto.INT64, ["R"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["R", 3, attrs["output_height"], attrs["output_width"]])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    write_case(name, model, [x, rois, batch])
+
+
 def main():
     grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
     grid_sample(
@@ -180,6 +201,16 @@ def main():
     # indices); ONNX's own test_maxpool_with_argmax_2d_precomputed_strides covers it.
     max_pool_indices("maxpool_indices_3d_dilated", (1, 2, 5, 5, 6), kernel_shape=[2, 2, 2], dilations=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1])
     log_mel_spectrogram()
+    roi_align("roialign_avg_scaled", output_height=3, output_width=4, sampling_ratio=3, spatial_scale=0.5)
+    roi_align(
+        "roialign_max_output_half_pixel",
+        output_height=2,
+        output_width=3,
+        sampling_ratio=2,
+        spatial_scale=0.5,
+        mode="max",
+        coordinate_transformation_mode="output_half_pixel",
+    )
     grid_sample("gridsample_cubic_3d_zeros", (1, 2, 3, 4, 5), (1, 2, 3, 2, 3), 1.2, mode="cubic", padding_mode="zeros")
 
 

@@ -1,5 +1,5 @@
 //! Resampling: `Resize`, `Upsample`, `DFT` and `STFT` (linear maps along one axis),
-//! `AffineGrid` and `GridSample`.
+//! `AffineGrid`, `GridSample` and `RoiAlign`.
 //!
 //! `Resize` and `Upsample`. Resizing is separable: along each resized axis, output `o` is
 //! `sum_i M[o, i] * x[i]` for an interpolation matrix `M` that depends only on the sizes and
@@ -39,6 +39,20 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("STFT", entry(stft, &["onesided"])),
     ("AffineGrid", entry(affine_grid, &["align_corners"])),
     ("GridSample", entry(grid_sample, &["align_corners", "mode", "padding_mode"])),
+    (
+        "RoiAlign",
+        entry(
+            roi_align,
+            &[
+                "coordinate_transformation_mode",
+                "mode",
+                "output_height",
+                "output_width",
+                "sampling_ratio",
+                "spatial_scale",
+            ],
+        ),
+    ),
 ];
 
 /// How coefficients are chosen; see ONNX's `Resize`.
@@ -820,4 +834,120 @@ fn reflect(imp: &mut Importer, cx: &NodeCx, x: NodeId, lo: f64, hi: f64) -> R<No
     let is_above = imp.compare_scalar(cx, CompareOp::Gt, x, hi)?;
     let y = imp.select(cx, is_above, from_above, x)?;
     imp.select(cx, is_below, from_below, y)
+}
+
+/// `RoiAlign`, as ONNX's reference computes it, for a fixed `sampling_ratio` `g`: each
+/// region's `g x g` sample points per output cell, each the bilinear blend of its four
+/// neighbours (no weight outside `[-1, size]`, clamped at the far edge), gathered from the
+/// input seen as `[N*H*W, C]` and averaged (or, for `max`, the largest weighted neighbour,
+/// maximised over the samples). An adaptive sampling ratio (0) depends on the region sizes,
+/// which are run-time values, and is refused.
+fn roi_align(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    use BinaryOp::*;
+    let (x, rois, batch) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
+    imp.need_rank(cx, x, 4, "the input")?;
+    imp.need_rank(cx, rois, 2, "the regions")?;
+    let xs = imp.ty(x).shape;
+    let (Some(c), Some(h), Some(w)) = (xs[1].as_known(), xs[2].as_known(), xs[3].as_known()) else {
+        return Err(cx.unsupported("`RoiAlign` on symbolic channels or spatial dims"));
+    };
+    let g = cx.int("sampling_ratio", 0)?;
+    if g < 1 {
+        return Err(cx.unsupported("`sampling_ratio` 0 (the sample count would depend on run-time region sizes)"));
+    }
+    let (oh, ow) = (cx.int("output_height", 1)?, cx.int("output_width", 1)?);
+    if oh < 1 || ow < 1 {
+        return Err(cx.invalid("`output_height` and `output_width` must be positive"));
+    }
+    let max = match cx.string("mode", "avg")?.as_str() {
+        "avg" => false,
+        "max" => true,
+        m => return Err(cx.unsupported(format!("`mode` \"{m}\""))),
+    };
+    let half_pixel = match cx.string("coordinate_transformation_mode", "half_pixel")?.as_str() {
+        "half_pixel" => true,
+        "output_half_pixel" => false,
+        m => return Err(cx.unsupported(format!("`coordinate_transformation_mode` \"{m}\""))),
+    };
+    let scale = cx.float("spatial_scale", 1.0)? as f64;
+    let r = imp.ty(rois).shape[0].clone();
+    let rois = imp.cast(cx, rois, DType::F32)?;
+    let g = g as u64;
+    // Per axis: the sample coordinates [R, out * g] and their two taps (index, weight).
+    let axis_taps = |imp: &mut Importer, first: u64, out: i64, size: u64| -> R<Vec<(NodeId, NodeId)>> {
+        let edge = |imp: &mut Importer, col: u64| -> R<NodeId> {
+            let v = imp.slice(cx, rois, 1, col, col + 1, 1)?; // [R, 1]
+            let v = imp.binary_scalar(cx, Mul, v, scale)?;
+            imp.binary_scalar(cx, Sub, v, if half_pixel { 0.5 } else { 0.0 })
+        };
+        let (start, end) = (edge(imp, first)?, edge(imp, first + 2)?);
+        let mut extent = imp.binary(cx, Sub, end, start)?;
+        if !half_pixel {
+            extent = imp.binary_scalar(cx, Maximum, extent, 1.0)?;
+        }
+        let bin = imp.binary_scalar(cx, Div, extent, out as f64)?;
+        let n = out as u64 * g;
+        let steps: Vec<f64> = (0..n).map(|k| (k / g) as f64 + ((k % g) as f64 + 0.5) / g as f64).collect();
+        let t = Tensor::from_f64(DType::F32, &[1, n as usize], steps).map_err(|e| cx.invalid(e.to_string()))?;
+        let steps = imp.tensor(cx, "roi_steps", &t)?;
+        let offset = imp.binary(cx, Mul, steps, bin)?;
+        let p = imp.binary(cx, Add, start, offset)?; // [R, out * g]
+        let inside = {
+            let o = outside(imp, cx, p, -1.0, size as f64)?;
+            let zero = imp.scalar(DType::F32, 0.0);
+            let one = imp.scalar(DType::F32, 1.0);
+            imp.select(cx, o, zero, one)?
+        };
+        let p = imp.binary_scalar(cx, Maximum, p, 0.0)?;
+        let low = imp.unary(cx, UnaryOp::Floor, p)?;
+        let at_edge = imp.compare_scalar(cx, CompareOp::Ge, low, size as f64 - 1.0)?;
+        let last = imp.scalar(DType::F32, size as f64 - 1.0);
+        let low = imp.select(cx, at_edge, last, low)?;
+        let p = imp.select(cx, at_edge, low, p)?;
+        let next = imp.binary_scalar(cx, Add, low, 1.0)?;
+        let high = imp.select(cx, at_edge, low, next)?;
+        let l = imp.binary(cx, Sub, p, low)?;
+        let one = imp.scalar(DType::F32, 1.0);
+        let hw = imp.binary(cx, Sub, one, l)?;
+        let (wl, wh) = (imp.binary(cx, Mul, hw, inside)?, imp.binary(cx, Mul, l, inside)?);
+        let (low, high) = (imp.cast(cx, low, DType::I64)?, imp.cast(cx, high, DType::I64)?);
+        Ok(vec![(low, wl), (high, wh)])
+    };
+    let ys = axis_taps(imp, 1, oh, h)?;
+    let xs_taps = axis_taps(imp, 0, ow, w)?;
+    let (ny, nx) = (oh as u64 * g, ow as u64 * g);
+    let d = Dim::known;
+    let base = imp.cast(cx, batch, DType::I64)?;
+    let base = imp.binary_scalar(cx, Mul, base, (h * w) as f64)?;
+    let base = imp.reshape(cx, base, vec![r.clone(), d(1), d(1)])?;
+    let (mut flat, mut weight) = (vec![], vec![]);
+    for (yi, yw) in &ys {
+        let yi = imp.reshape(cx, *yi, vec![r.clone(), d(ny), d(1)])?;
+        let yw = imp.reshape(cx, *yw, vec![r.clone(), d(ny), d(1)])?;
+        let row = imp.binary_scalar(cx, Mul, yi, w as f64)?;
+        let row = imp.binary(cx, Add, row, base)?;
+        for (xi, xw) in &xs_taps {
+            let xi = imp.reshape(cx, *xi, vec![r.clone(), d(1), d(nx)])?;
+            let xw = imp.reshape(cx, *xw, vec![r.clone(), d(1), d(nx)])?;
+            let f = imp.binary(cx, Add, row, xi)?; // [R, ny, nx]
+            flat.push(imp.unsqueeze(cx, f, &[3])?);
+            let wt = imp.binary(cx, Mul, yw, xw)?;
+            weight.push(imp.unsqueeze(cx, wt, &[3])?);
+        }
+    }
+    let flat = imp.concat(cx, &flat, 3)?; // [R, ny, nx, 4]
+    let weight = imp.concat(cx, &weight, 3)?;
+    let weight = imp.cast(cx, weight, imp.dtype(x))?;
+    let weight = imp.unsqueeze(cx, weight, &[4])?; // [R, ny, nx, 4, 1]
+    let n = xs[0].clone();
+    let rows = imp.permute(cx, x, vec![0, 2, 3, 1])?;
+    let rows = imp.reshape(cx, rows, vec![n.mul(&d(h * w)), d(c)])?;
+    let picked = imp.add(cx, Op::Gather { axis: 0 }, &[rows, flat], None)?; // [R, ny, nx, 4, C]
+    let weighted = imp.binary(cx, Mul, picked, weight)?;
+    let op = if max { ReduceOp::Max } else { ReduceOp::Sum };
+    let samples = imp.reduce(cx, op, weighted, vec![3], false)?; // [R, ny, nx, C]
+    let cells = imp.reshape(cx, samples, vec![r, d(oh as u64), d(g), d(ow as u64), d(g), d(c)])?;
+    let op = if max { ReduceOp::Max } else { ReduceOp::Mean };
+    let y = imp.reduce(cx, op, cells, vec![2, 4], false)?; // [R, oh, ow, C]
+    one(imp.permute(cx, y, vec![0, 3, 1, 2])?)
 }
