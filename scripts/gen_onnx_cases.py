@@ -166,6 +166,24 @@ def roi_align(name, **attrs):
     write_case(name, model, [x, rois, batch])
 
 
+def det():
+    """Matrices that need pivoting: a zero leading entry, a singular one, a permutation."""
+    name = "det_pivoting"
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    x[0, 0, 0, 0] = 0.0
+    x[0, 1, 3] = x[0, 1, 1]
+    x[0, 2] = np.eye(5, dtype=np.float32)[[3, 0, 4, 1, 2]]
+    x[1, 3, :, 0] = 0.0
+    graph = helper.make_graph(
+        [helper.make_node("Det", ["x"], ["d"])],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4, 5, 5])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, ["B", 4])],
+    )
+    write_case(name, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)]), [x])
+
+
 def main():
     grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
     grid_sample(
@@ -201,6 +219,7 @@ def main():
     # indices); ONNX's own test_maxpool_with_argmax_2d_precomputed_strides covers it.
     max_pool_indices("maxpool_indices_3d_dilated", (1, 2, 5, 5, 6), kernel_shape=[2, 2, 2], dilations=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1])
     log_mel_spectrogram()
+    det()
     roi_align("roialign_avg_scaled", output_height=3, output_width=4, sampling_ratio=3, spatial_scale=0.5)
     roi_align(
         "roialign_max_output_half_pixel",

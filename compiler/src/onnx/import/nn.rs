@@ -19,6 +19,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
     ("MatMul", entry(matmul, &[])),
     ("Gemm", entry(gemm, &["alpha", "beta", "transA", "transB"])),
     ("Einsum", entry(einsum, &["equation"])),
+    ("Det", entry(det, &[])),
     ("Conv", entry(conv, &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])),
     (
         "ConvTranspose",
@@ -167,6 +168,88 @@ struct Window {
 
 /// Reads `kernel_shape`, `strides`, `dilations`, `pads` and `auto_pad` for `spatial` (1 or
 /// 2) spatial axes of lengths `input`, lifting 1-D windows to 2-D.
+/// `Det` of `[..., M, M]`: Gaussian elimination with partial pivoting unrolled over the
+/// static `M`, as the LU factorisation ONNX's reference calls through NumPy. At step `j` the
+/// row with the largest `|a[i, j]|`, `i >= j`, is swapped in (a permutation matrix applied
+/// by `matmul`; a swap flips the sign), the pivot joins the product and the rows below are
+/// eliminated. A zero pivot makes the product 0 without dividing by it.
+fn det(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    use BinaryOp::*;
+    let x = imp.input(cx, 0)?;
+    let shape = imp.ty(x).shape;
+    let r = shape.len();
+    let dtype = imp.dtype(x);
+    let m = match (r >= 2, shape.get(r.wrapping_sub(1)).and_then(Dim::as_known)) {
+        (true, Some(m)) if shape[r - 2] == shape[r - 1] && dtype.is_float() => m,
+        _ => return Err(cx.invalid("the input must hold square float matrices of a static size")),
+    };
+    let iota = |imp: &mut Importer, axis: usize| {
+        let mut s = vec![Dim::known(1); r];
+        s[r - 2 + axis] = Dim::known(m);
+        imp.iota(cx, s, r - 2 + axis, DType::I64)
+    };
+    let rows = iota(imp, 0)?; // [1.., M, 1]
+    let cols = iota(imp, 1)?; // [1.., 1, M]
+    let entry = |imp: &mut Importer, a: NodeId, i: u64, j: u64| -> R<NodeId> {
+        let row = imp.slice(cx, a, r - 2, i, i + 1, 1)?;
+        imp.slice(cx, row, r - 1, j, j + 1, 1)
+    };
+    let mut a = x;
+    let mut product: Option<NodeId> = None;
+    for j in 0..m {
+        let column = imp.slice(cx, a, r - 1, j, j + 1, 1)?; // [..., M, 1]
+        let mut pivot_sign = None;
+        if j + 1 < m {
+            // The pivot row p, and the permutation swapping rows j and p.
+            let magnitude = imp.unary(cx, UnaryOp::Abs, column)?;
+            let above = imp.compare_scalar(cx, CompareOp::Lt, rows, j as f64)?;
+            let minus = imp.scalar(dtype, -1.0);
+            let candidates = imp.select(cx, above, minus, magnitude)?;
+            let p = imp.add(
+                cx,
+                Op::ArgReduce { op: ArgReduceOp::ArgMax, axis: r - 2, keepdims: true },
+                &[candidates],
+                None,
+            )?;
+            let is_j = imp.compare_scalar(cx, CompareOp::Eq, rows, j as f64)?;
+            let is_p = imp.compare(cx, CompareOp::Eq, rows, p)?;
+            let jc = imp.scalar(DType::I64, j as f64);
+            let other = imp.select(cx, is_p, jc, rows)?;
+            let source = imp.select(cx, is_j, p, other)?;
+            let pick = imp.compare(cx, CompareOp::Eq, source, cols)?;
+            let permutation = imp.cast(cx, pick, dtype)?;
+            a = imp.matmul(cx, permutation, a)?;
+            let stays = imp.compare_scalar(cx, CompareOp::Eq, p, j as f64)?;
+            let (one, minus_one) = (imp.scalar(dtype, 1.0), imp.scalar(dtype, -1.0));
+            pivot_sign = Some(imp.select(cx, stays, one, minus_one)?);
+        }
+        let pivot = entry(imp, a, j, j)?; // [..., 1, 1]
+        let mut factor = pivot;
+        if let Some(s) = pivot_sign {
+            factor = imp.binary(cx, Mul, factor, s)?;
+        }
+        product = Some(match product {
+            Some(d) => imp.binary(cx, Mul, d, factor)?,
+            None => factor,
+        });
+        if j + 1 < m {
+            let is_zero = imp.compare_scalar(cx, CompareOp::Eq, pivot, 0.0)?;
+            let one = imp.scalar(dtype, 1.0);
+            let safe = imp.select(cx, is_zero, one, pivot)?;
+            let column = imp.slice(cx, a, r - 1, j, j + 1, 1)?;
+            let f = imp.binary(cx, Div, column, safe)?;
+            let below = imp.compare_scalar(cx, CompareOp::Gt, rows, j as f64)?;
+            let zero = imp.scalar(dtype, 0.0);
+            let f = imp.select(cx, below, f, zero)?;
+            let row = imp.slice(cx, a, r - 2, j, j + 1, 1)?; // [..., 1, M]
+            let update = imp.binary(cx, Mul, f, row)?;
+            a = imp.binary(cx, Sub, a, update)?;
+        }
+    }
+    let d = product.ok_or_else(|| cx.invalid("an empty matrix"))?;
+    one(imp.reshape(cx, d, shape[..r - 2].to_vec())?)
+}
+
 fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>) -> R<Window> {
     let kernel = kernel.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
     let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
