@@ -490,8 +490,8 @@ fn col2im(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     spread.extend((0..r).map(|i| d(blocks[i] * stride[i])));
     let mut planes = imp.reshape(cx, planes, spread)?;
     let extent: Vec<i64> = (0..r).map(|i| (blocks[i] - 1) * stride[i] + 1).collect();
-    for i in 0..r {
-        planes = imp.slice(cx, planes, 3 + i, 0, extent[i] as u64, 1)?;
+    for (i, &e) in extent.iter().enumerate() {
+        planes = imp.slice(cx, planes, 3 + i, 0, e as u64, 1)?;
     }
     let mut sum = None;
     for offset in 0..k {

@@ -492,7 +492,7 @@ fn transform(
                 (true, false) => ((tau * kf * nf / l).cos() / l, (tau * kf * nf / l).sin() / l),
                 // irfft: output t = k, one-sided input n; the half-spectrum counts twice
                 (true, true) => {
-                    let weight = if n == 0 || (len % 2 == 0 && n == len / 2) { 1.0 } else { 2.0 };
+                    let weight = if n == 0 || (len.is_multiple_of(2) && n == len / 2) { 1.0 } else { 2.0 };
                     (weight * (tau * kf * nf / l).cos() / l, weight * (tau * kf * nf / l).sin() / l)
                 }
             };
