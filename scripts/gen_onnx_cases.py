@@ -184,6 +184,31 @@ def det():
     write_case(name, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)]), [x])
 
 
+def deform_conv():
+    """Groups and offset groups together, strides, dilations, uneven pads, a mask, a bias, and
+    offsets large enough to sample outside the image."""
+    name = "deform_conv_groups_strided"
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    n, c, h, w, m, kh, kw = 2, 4, 7, 8, 6, 2, 3
+    attrs = dict(group=2, offset_group=2, strides=[2, 1], dilations=[1, 2], pads=[1, 2, 0, 1])
+    oh = (h + 1 + 0 - (kh - 1) - 1) // 2 + 1
+    ow = (w + 2 + 1 - 2 * (kw - 1) - 1) // 1 + 1
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((m, c // 2, kh, kw)).astype(np.float32)
+    offset = (2.5 * rng.standard_normal((n, 2 * kh * kw * 2, oh, ow))).astype(np.float32)
+    bias = rng.standard_normal((m,)).astype(np.float32)
+    mask = rng.uniform(0, 1, (n, 2 * kh * kw, oh, ow)).astype(np.float32)
+    info = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+    graph = helper.make_graph(
+        [helper.make_node("DeformConv", ["x", "w", "offset", "b", "mask"], ["y"], **attrs)],
+        name,
+        [info("x", x.shape), info("w", weight.shape), info("offset", offset.shape), info("b", bias.shape), info("mask", mask.shape)],
+        [info("y", (n, m, oh, ow))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    write_case(name, model, [x, weight, offset, bias, mask])
+
+
 def main():
     grid_sample("gridsample_cubic_reflection_far", (2, 2, 5, 4), (2, 6, 3, 2), 4.0, mode="cubic", padding_mode="reflection")
     grid_sample(
@@ -219,6 +244,7 @@ def main():
     # indices); ONNX's own test_maxpool_with_argmax_2d_precomputed_strides covers it.
     max_pool_indices("maxpool_indices_3d_dilated", (1, 2, 5, 5, 6), kernel_shape=[2, 2, 2], dilations=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1])
     log_mel_spectrogram()
+    deform_conv()
     det()
     roi_align("roialign_avg_scaled", output_height=3, output_width=4, sampling_ratio=3, spatial_scale=0.5)
     roi_align(

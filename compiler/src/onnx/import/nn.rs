@@ -29,6 +29,7 @@ pub(crate) const OPS: &[(&str, Entry)] = &[
         ),
     ),
     ("Col2Im", entry(col2im, &["dilations", "pads", "strides"])),
+    ("DeformConv", entry(deform_conv, &["dilations", "group", "kernel_shape", "offset_group", "pads", "strides"])),
     ("MaxPool", entry(pool, POOL_ATTRS)),
     ("AveragePool", entry(pool, POOL_ATTRS)),
     ("LpPool", entry(pool, &["auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"])),
@@ -518,6 +519,147 @@ fn col2im(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         y = imp.slice(cx, y, 2 + i, pads[i] as u64, (pads[i] + image[i]) as u64, 1)?;
     }
     one(y)
+}
+
+/// `DeformConv` (2-D), as ONNX's reference: each kernel tap samples the input bilinearly
+/// (zero outside) at its regular position plus its offset group's learned offset, times the
+/// optional mask; the samples of all taps are im2col columns `[N, oh·ow, C·kh·kw]`, and each
+/// group is one `matmul` with its slice of the weight, plus the bias. The four neighbours of
+/// every sample are read by one `gather` on the input seen as `[N·H·W, C]`.
+fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
+    use super::resize::{sample_taps, Padding};
+    use BinaryOp::*;
+    let (x, w, off) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
+    let (bias, mask) = (imp.opt_input(cx, 3)?, imp.opt_input(cx, 4)?);
+    if imp.rank(x) != 4 {
+        return Err(cx.unsupported(format!("`DeformConv` on a rank-{} input (Flint has the 2-D form)", imp.rank(x))));
+    }
+    imp.need_rank(cx, off, 4, "the offset")?;
+    let ws = super::movement::static_shape(imp, cx, w)?;
+    let xs = imp.ty(x).shape;
+    let os = imp.ty(off).shape;
+    let known =
+        |d: &Dim| d.as_known().ok_or_else(|| cx.unsupported("`DeformConv` with symbolic dims besides the batch"));
+    let (c, h, wd, oh, ow) = (known(&xs[1])?, known(&xs[2])?, known(&xs[3])?, known(&os[2])?, known(&os[3])?);
+    let [oc, cg, kh, kw] = ws[..] else { return Err(cx.invalid("the weight must be [M, C/group, kh, kw]")) };
+    let (group, og) = (cx.int("group", 1)? as u64, cx.int("offset_group", 1)? as u64);
+    let list = |name: &str, default: i64, len: usize| -> R<Vec<u64>> {
+        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
+        match v.len() == len && v.iter().all(|&e| e >= default.min(1)) {
+            true => Ok(v.into_iter().map(|e| e as u64).collect()),
+            false => Err(cx.invalid(format!("`{name}` = {v:?} does not fit 2 spatial axes"))),
+        }
+    };
+    let (stride, dil, pads) = (list("strides", 1, 2)?, list("dilations", 1, 2)?, list("pads", 0, 4)?);
+    let kernel = [kh, kw];
+    let fits = |i: usize, n: u64, out: u64| {
+        (n + pads[i] + pads[i + 2]).checked_sub(dil[i] * (kernel[i] - 1) + 1).map(|v| v / stride[i] + 1) == Some(out)
+    };
+    if group == 0 || og == 0 || c != cg * group || oc % group != 0 || c % og != 0 {
+        return Err(
+            cx.invalid(format!("{c} channels do not fit the weight {ws:?}, group {group} and offset_group {og}"))
+        );
+    }
+    if known(&os[1])? != og * kh * kw * 2 || !fits(0, h, oh) || !fits(1, wd, ow) {
+        return Err(cx.invalid("the offset's shape does not fit the kernel, pads, strides and dilations"));
+    }
+    if cx.ints("kernel_shape")?.is_some_and(|k| k != [kh as i64, kw as i64]) {
+        return Err(cx.invalid("`kernel_shape` differs from the weight's"));
+    }
+    let n = xs[0].clone();
+    let d = Dim::known;
+    let grid = |imp: &mut Importer, v: NodeId, shape: Vec<u64>| -> R<NodeId> {
+        let mut s = vec![n.clone()];
+        s.extend(shape.into_iter().map(d));
+        imp.reshape(cx, v, s)
+    };
+    let off = imp.cast(cx, off, DType::F32)?;
+    let off = grid(imp, off, vec![og, kh, kw, 2, oh, ow])?;
+    let mask = match mask {
+        Some(m) => Some(grid(imp, m, vec![og, kh, kw, oh, ow])?),
+        None => None,
+    };
+    let rows = imp.permute(cx, x, vec![0, 2, 3, 1])?;
+    let rows = imp.reshape(cx, rows, vec![n.mul(&d(h * wd)), d(c)])?;
+    let base = imp.iota(cx, vec![n.clone(), d(1), d(1)], 0, DType::I64)?;
+    let base = imp.binary_scalar(cx, Mul, base, (h * wd) as f64)?;
+    // The regular position of output (i, j) along an axis: -pad + stride * i + tap * dilation.
+    let regular = |imp: &mut Importer, axis: usize, tap: u64, out: u64| -> R<NodeId> {
+        let v: Vec<f64> = (0..out).map(|i| (stride[axis] * i + tap * dil[axis]) as f64 - pads[axis] as f64).collect();
+        let mut shape = [1, 1, 1];
+        shape[axis + 1] = out as usize; // [1, oh, 1] or [1, 1, ow]
+        let t = crate::interp::Tensor::from_f64(DType::F32, &shape, v).map_err(|e| cx.invalid(e.to_string()))?;
+        imp.tensor(cx, "deform_positions", &t)
+    };
+    let cpo = c / og;
+    let mut columns = vec![];
+    for a in 0..kh {
+        for b in 0..kw {
+            let mut sampled = vec![];
+            for o in 0..og {
+                let pick = |imp: &mut Importer, v: NodeId, idx: &[u64]| -> R<NodeId> {
+                    let mut v = v;
+                    for (k, &i) in idx.iter().enumerate() {
+                        v = imp.slice(cx, v, k + 1, i, i + 1, 1)?;
+                    }
+                    let s = imp.ty(v).shape;
+                    let keep: Vec<Dim> = [s[0].clone()].into_iter().chain(s[s.len() - 2..].iter().cloned()).collect();
+                    imp.reshape(cx, v, keep) // [N, oh, ow]
+                };
+                let dy = pick(imp, off, &[o, a, b, 0])?;
+                let dx = pick(imp, off, &[o, a, b, 1])?;
+                let (ry, rx) = (regular(imp, 0, a, oh)?, regular(imp, 1, b, ow)?);
+                let y = imp.binary(cx, Add, dy, ry)?;
+                let xq = imp.binary(cx, Add, dx, rx)?;
+                let ytaps = sample_taps(imp, cx, y, 2, Padding::Zeros, h, (0.0, h as f64 - 1.0))?;
+                let xtaps = sample_taps(imp, cx, xq, 2, Padding::Zeros, wd, (0.0, wd as f64 - 1.0))?;
+                let (mut flat, mut weight) = (vec![], vec![]);
+                for (yi, yw) in &ytaps {
+                    let row = imp.binary_scalar(cx, Mul, *yi, wd as f64)?;
+                    let row = imp.binary(cx, Add, row, base)?;
+                    for (xi, xw) in &xtaps {
+                        let f = imp.binary(cx, Add, row, *xi)?;
+                        flat.push(imp.unsqueeze(cx, f, &[3])?);
+                        let wt = imp.binary(cx, Mul, *yw, *xw)?;
+                        weight.push(imp.unsqueeze(cx, wt, &[3])?);
+                    }
+                }
+                let flat = imp.concat(cx, &flat, 3)?; // [N, oh, ow, 4]
+                let mut weight = imp.concat(cx, &weight, 3)?;
+                weight = imp.cast(cx, weight, imp.dtype(x))?;
+                if let Some(m) = mask {
+                    let m = pick(imp, m, &[o, a, b])?;
+                    let m = imp.unsqueeze(cx, m, &[3])?;
+                    weight = imp.binary(cx, Mul, weight, m)?;
+                }
+                let weight = imp.unsqueeze(cx, weight, &[4])?; // [N, oh, ow, 4, 1]
+                let channels = imp.slice(cx, rows, 1, o * cpo, (o + 1) * cpo, 1)?;
+                let picked = imp.add(cx, Op::Gather { axis: 0 }, &[channels, flat], None)?; // [N, oh, ow, 4, C/og]
+                let weighted = imp.binary(cx, Mul, picked, weight)?;
+                sampled.push(imp.reduce(cx, ReduceOp::Sum, weighted, vec![3], false)?);
+            }
+            let tap = imp.concat(cx, &sampled, 3)?; // [N, oh, ow, C]
+            columns.push(imp.unsqueeze(cx, tap, &[4])?);
+        }
+    }
+    let k = kh * kw;
+    let cols = imp.concat(cx, &columns, 4)?; // [N, oh, ow, C, K]
+    let cols = imp.reshape(cx, cols, vec![n.clone(), d(oh * ow), d(c * k)])?;
+    let wm = imp.reshape(cx, w, vec![d(oc), d(cg * k)])?;
+    let ocg = oc / group;
+    let mut outs = vec![];
+    for g in 0..group {
+        let cols_g = imp.slice(cx, cols, 2, g * cg * k, (g + 1) * cg * k, 1)?;
+        let w_g = imp.slice(cx, wm, 0, g * ocg, (g + 1) * ocg, 1)?;
+        let w_g = imp.transpose(cx, w_g)?;
+        outs.push(matmul_nd(imp, cx, cols_g, w_g)?);
+    }
+    let mut y = imp.concat(cx, &outs, 2)?; // [N, oh*ow, M]
+    if let Some(bias) = bias {
+        y = imp.binary(cx, Add, y, bias)?;
+    }
+    let y = imp.reshape(cx, y, vec![n, d(oh), d(ow), d(oc)])?;
+    one(imp.permute(cx, y, vec![0, 3, 1, 2])?)
 }
 
 /// One spatial axis of a pool, as ONNX's reference lays it out: the input padded by `lo`

@@ -654,7 +654,9 @@ fn grid_sample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         m => return Err(cx.unsupported(format!("`mode` \"{m}\""))),
     };
     let padding = match cx.string("padding_mode", "zeros")?.as_str() {
-        p @ ("zeros" | "border" | "reflection") => p.to_string(),
+        "zeros" => Padding::Zeros,
+        "border" => Padding::Border,
+        "reflection" => Padding::Reflection,
         p => return Err(cx.unsupported(format!("`padding_mode` \"{p}\""))),
     };
     // The reference denormalizes into float32; so does this.
@@ -677,29 +679,18 @@ fn grid_sample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         if taps_per_axis == 1 {
             coord = imp.unary(cx, UnaryOp::Round, coord)?;
         }
-        coord = match padding.as_str() {
-            "border" => {
+        coord = match padding {
+            Padding::Border => {
                 let outside = outside(imp, cx, coord, lo, hi)?;
                 let clamped = clamp(imp, cx, coord, 0.0, d as f64 - 1.0)?;
                 imp.select(cx, outside, clamped, coord)?
             }
-            "reflection" => reflect(imp, cx, coord, lo, hi)?,
-            _ => coord,
+            Padding::Reflection => reflect(imp, cx, coord, lo, hi)?,
+            Padding::Zeros => coord,
         };
-        let taps = grid_taps(imp, cx, coord, taps_per_axis)?;
         let mut axis_flat = vec![];
         let mut axis_weight = vec![];
-        for (tap, w) in taps {
-            let (index, w) = match padding.as_str() {
-                "zeros" => {
-                    let outside = outside(imp, cx, tap, 0.0, d as f64 - 1.0)?;
-                    let zero = imp.scalar(DType::F32, 0.0);
-                    (clamp(imp, cx, tap, 0.0, d as f64 - 1.0)?, imp.select(cx, outside, zero, w)?)
-                }
-                "border" => (clamp(imp, cx, tap, 0.0, d as f64 - 1.0)?, w),
-                _ => (reflect(imp, cx, tap, lo, hi)?, w),
-            };
-            let index = imp.cast(cx, index, DType::I64)?; // truncates, as the reference's int()
+        for (index, w) in sample_taps(imp, cx, coord, taps_per_axis, padding, d, (lo, hi))? {
             let stride: u64 = dims[i + 1..].iter().product();
             axis_flat.push(imp.binary_scalar(cx, BinaryOp::Mul, index, stride as f64)?);
             axis_weight.push(w);
@@ -738,6 +729,42 @@ fn grid_sample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let mut perm = vec![0, r + 1];
     perm.extend(1..=r);
     one(imp.permute(cx, y, perm)?)
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Padding {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+/// The taps of an interpolation at `coord` along an axis of `size` elements, as `(i64 index,
+/// f32 weight)`: a tap outside the axis gets weight 0 (`Zeros`), the edge (`Border`) or its
+/// reflection within `borders` (`Reflection`), truncated as the reference's `int()`.
+pub(crate) fn sample_taps(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    coord: NodeId,
+    taps: usize,
+    padding: Padding,
+    size: u64,
+    borders: (f64, f64),
+) -> R<Vec<(NodeId, NodeId)>> {
+    let last = size as f64 - 1.0;
+    let mut out = vec![];
+    for (tap, w) in grid_taps(imp, cx, coord, taps)? {
+        let (index, w) = match padding {
+            Padding::Zeros => {
+                let outside = outside(imp, cx, tap, 0.0, last)?;
+                let zero = imp.scalar(DType::F32, 0.0);
+                (clamp(imp, cx, tap, 0.0, last)?, imp.select(cx, outside, zero, w)?)
+            }
+            Padding::Border => (clamp(imp, cx, tap, 0.0, last)?, w),
+            Padding::Reflection => (reflect(imp, cx, tap, borders.0, borders.1)?, w),
+        };
+        out.push((imp.cast(cx, index, DType::I64)?, w));
+    }
+    Ok(out)
 }
 
 /// The taps around `coord` and their weights: `round` already applied for one tap, `floor`
