@@ -302,9 +302,6 @@ fn attention(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (q0, k0, v0) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
     let mask = imp.opt_input(cx, 3)?;
     let (past_k, past_v) = (imp.opt_input(cx, 4)?, imp.opt_input(cx, 5)?);
-    if cx.has(6) {
-        return Err(cx.unsupported("the `nonpad_kv_seqlen` input"));
-    }
     let three_d = imp.rank(q0) == 3;
     let q = heads(imp, cx, q0, cx.opt_int("q_num_heads")?)?;
     let mut k = heads(imp, cx, k0, cx.opt_int("kv_num_heads")?)?;
@@ -336,10 +333,16 @@ fn attention(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let softcap = cx.float("softcap", 0.0)? as f64;
     let lq = imp.ty(q).shape[2].clone();
     let lk = imp.ty(k).shape[2].clone();
-    let mask = match mask {
+    let mut mask = match mask {
         Some(m) => Some(pad_mask(imp, cx, m, &lk)?),
         None => None,
     };
+    if let Some(lengths) = imp.opt_input(cx, 6)? {
+        if past_k.is_some() {
+            return Err(cx.invalid("`nonpad_kv_seqlen` cannot be combined with past keys and values"));
+        }
+        mask = Some(padding_mask(imp, cx, lengths, mask, &lk)?);
+    }
     let past = past_k.map(|p| imp.ty(p).shape[2].clone());
     let plain = softcap <= 0.0 && !cx.wants(3) && (past.is_none() || !causal);
     let y = if plain {
@@ -387,6 +390,28 @@ fn pad_mask(imp: &mut Importer, cx: &NodeCx, m: NodeId, lk: &Dim) -> R<NodeId> {
     high[s.len() - 1] = want - have;
     let value = if imp.dtype(m) == DType::Bool { 0.0 } else { f64::NEG_INFINITY };
     imp.add(cx, Op::Pad { low: vec![0; s.len()], high, value }, &[m], None)
+}
+
+/// Keys at or past `nonpad_kv_seqlen[b]` are padding: the mask `[B, 1, 1, Lk]` keeps
+/// `j < lengths[b]`, combined with the given mask (`and` for a bool mask, `-inf` added to a
+/// float one).
+fn padding_mask(imp: &mut Importer, cx: &NodeCx, lengths: NodeId, mask: Option<NodeId>, lk: &Dim) -> R<NodeId> {
+    let b = imp.ty(lengths).shape.first().cloned().ok_or_else(|| cx.invalid("`nonpad_kv_seqlen` must be [batch]"))?;
+    let one = Dim::known(1);
+    let lengths = imp.cast(cx, lengths, DType::I64)?;
+    let lengths = imp.reshape(cx, lengths, vec![b, one.clone(), one.clone(), one.clone()])?;
+    let j = imp.iota(cx, vec![one.clone(), one.clone(), one, lk.clone()], 3, DType::I64)?;
+    let keep = imp.compare(cx, CompareOp::Lt, j, lengths)?;
+    match mask {
+        None => Ok(keep),
+        Some(m) if imp.dtype(m) == DType::Bool => imp.binary(cx, BinaryOp::And, m, keep),
+        Some(m) => {
+            let dtype = imp.dtype(m);
+            let (zero, ninf) = (imp.scalar(dtype, 0.0), imp.scalar(dtype, f64::NEG_INFINITY));
+            let bias = imp.select(cx, keep, zero, ninf)?;
+            imp.binary(cx, BinaryOp::Add, m, bias)
+        }
+    }
 }
 
 struct Steps {

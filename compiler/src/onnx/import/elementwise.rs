@@ -430,8 +430,13 @@ fn cast(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     one(imp.cast(cx, x, dtype)?)
 }
 
+/// `CastLike` reads only the dtype of its second input, so a constant first input stays a
+/// constant (exporters cast `-inf` like the scores, then pad with it).
 fn cast_like(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let dtype = imp.dtype_of(cx, 1)?;
+    if let Value::Const(t) = cx.value(0)? {
+        return Ok(vec![Value::constant(t.cast(dtype))]);
+    }
     let x = imp.input(cx, 0)?;
     one(imp.cast(cx, x, dtype)?)
 }
