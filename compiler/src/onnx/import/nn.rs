@@ -527,7 +527,7 @@ fn col2im(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 /// group is one `matmul` with its slice of the weight, plus the bias. The four neighbours of
 /// every sample are read by one `gather` on the input seen as `[N·H·W, C]`.
 fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    use super::resize::{sample_taps, Padding};
+    use super::resize::{batch_rows, blend, combine_taps, pixel_rows, sample_taps, Padding};
     use BinaryOp::*;
     let (x, w, off) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
     let (bias, mask) = (imp.opt_input(cx, 3)?, imp.opt_input(cx, 4)?);
@@ -579,10 +579,8 @@ fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         Some(m) => Some(grid(imp, m, vec![og, kh, kw, oh, ow])?),
         None => None,
     };
-    let rows = imp.permute(cx, x, vec![0, 2, 3, 1])?;
-    let rows = imp.reshape(cx, rows, vec![n.mul(&d(h * wd)), d(c)])?;
-    let base = imp.iota(cx, vec![n.clone(), d(1), d(1)], 0, DType::I64)?;
-    let base = imp.binary_scalar(cx, Mul, base, (h * wd) as f64)?;
+    let rows = pixel_rows(imp, cx, x)?;
+    let base = batch_rows(imp, cx, vec![n.clone(), d(1), d(1)], h * wd)?;
     // The regular position of output (i, j) along an axis: -pad + stride * i + tap * dilation.
     let regular = |imp: &mut Importer, axis: usize, tap: u64, out: u64| -> R<NodeId> {
         let v: Vec<f64> = (0..out).map(|i| (stride[axis] * i + tap * dil[axis]) as f64 - pads[axis] as f64).collect();
@@ -611,32 +609,20 @@ fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
                 let (ry, rx) = (regular(imp, 0, a, oh)?, regular(imp, 1, b, ow)?);
                 let y = imp.binary(cx, Add, dy, ry)?;
                 let xq = imp.binary(cx, Add, dx, rx)?;
-                let ytaps = sample_taps(imp, cx, y, 2, Padding::Zeros, h, (0.0, h as f64 - 1.0))?;
-                let xtaps = sample_taps(imp, cx, xq, 2, Padding::Zeros, wd, (0.0, wd as f64 - 1.0))?;
-                let (mut flat, mut weight) = (vec![], vec![]);
-                for (yi, yw) in &ytaps {
-                    let row = imp.binary_scalar(cx, Mul, *yi, wd as f64)?;
-                    let row = imp.binary(cx, Add, row, base)?;
-                    for (xi, xw) in &xtaps {
-                        let f = imp.binary(cx, Add, row, *xi)?;
-                        flat.push(imp.unsqueeze(cx, f, &[3])?);
-                        let wt = imp.binary(cx, Mul, *yw, *xw)?;
-                        weight.push(imp.unsqueeze(cx, wt, &[3])?);
-                    }
-                }
-                let flat = imp.concat(cx, &flat, 3)?; // [N, oh, ow, 4]
-                let mut weight = imp.concat(cx, &weight, 3)?;
-                weight = imp.cast(cx, weight, imp.dtype(x))?;
+                let axes = [
+                    (sample_taps(imp, cx, y, 2, Padding::Zeros, h, (0.0, h as f64 - 1.0))?, wd),
+                    (sample_taps(imp, cx, xq, 2, Padding::Zeros, wd, (0.0, wd as f64 - 1.0))?, 1),
+                ];
+                let (flat, mut weight) = combine_taps(imp, cx, &axes, base)?; // [N, oh, ow, 4]
                 if let Some(m) = mask {
                     let m = pick(imp, m, &[o, a, b])?;
                     let m = imp.unsqueeze(cx, m, &[3])?;
+                    let m = imp.cast(cx, m, DType::F32)?;
                     weight = imp.binary(cx, Mul, weight, m)?;
                 }
-                let weight = imp.unsqueeze(cx, weight, &[4])?; // [N, oh, ow, 4, 1]
                 let channels = imp.slice(cx, rows, 1, o * cpo, (o + 1) * cpo, 1)?;
-                let picked = imp.add(cx, Op::Gather { axis: 0 }, &[channels, flat], None)?; // [N, oh, ow, 4, C/og]
-                let weighted = imp.binary(cx, Mul, picked, weight)?;
-                sampled.push(imp.reduce(cx, ReduceOp::Sum, weighted, vec![3], false)?);
+                sampled.push(blend(imp, cx, channels, flat, weight, ReduceOp::Sum)?);
+                // [N, oh, ow, C/og]
             }
             let tap = imp.concat(cx, &sampled, 3)?; // [N, oh, ow, C]
             columns.push(imp.unsqueeze(cx, tap, &[4])?);

@@ -661,12 +661,11 @@ fn grid_sample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     };
     // The reference denormalizes into float32; so does this.
     let grid = imp.cast(cx, grid, DType::F32)?;
-    let dtype = imp.dtype(x);
     let p: u64 = dims.iter().product();
-    // Flat indices and weights, [N, H1, ..., Hr, taps], built axis by axis.
-    let (mut flat, mut weight): (Vec<NodeId>, Vec<NodeId>) = (vec![], vec![]);
+    let mut axes = vec![];
     for (i, &d) in dims.iter().enumerate() {
-        let comp = imp.slice(cx, grid, r + 1, (r - 1 - i) as u64, (r - i) as u64, 1)?; // [N, H..., 1]
+        let comp = imp.slice(cx, grid, r + 1, (r - 1 - i) as u64, (r - i) as u64, 1)?;
+        let comp = imp.reshape(cx, comp, gt.shape[..r + 1].to_vec())?; // [N, H...]
         let (lo, hi) = if align { (0.0, d as f64 - 1.0) } else { (-0.5, d as f64 - 0.5) };
         let c = imp.binary_scalar(cx, BinaryOp::Add, comp, 1.0)?;
         let mut coord = if align {
@@ -688,44 +687,15 @@ fn grid_sample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
             Padding::Reflection => reflect(imp, cx, coord, lo, hi)?,
             Padding::Zeros => coord,
         };
-        let mut axis_flat = vec![];
-        let mut axis_weight = vec![];
-        for (index, w) in sample_taps(imp, cx, coord, taps_per_axis, padding, d, (lo, hi))? {
-            let stride: u64 = dims[i + 1..].iter().product();
-            axis_flat.push(imp.binary_scalar(cx, BinaryOp::Mul, index, stride as f64)?);
-            axis_weight.push(w);
-        }
-        // Every tap so far combined with every tap of this axis.
-        (flat, weight) = if i == 0 {
-            (axis_flat, axis_weight)
-        } else {
-            let (mut f2, mut w2) = (vec![], vec![]);
-            for (f, w) in flat.iter().zip(&weight) {
-                for (af, aw) in axis_flat.iter().zip(&axis_weight) {
-                    f2.push(imp.binary(cx, BinaryOp::Add, *f, *af)?);
-                    w2.push(imp.binary(cx, BinaryOp::Mul, *w, *aw)?);
-                }
-            }
-            (f2, w2)
-        };
+        let stride: u64 = dims[i + 1..].iter().product();
+        axes.push((sample_taps(imp, cx, coord, taps_per_axis, padding, d, (lo, hi))?, stride));
     }
-    let flat = imp.concat(cx, &flat, r + 1)?;
-    let weight = imp.concat(cx, &weight, r + 1)?;
-    let weight = imp.cast(cx, weight, dtype)?;
-    // Rows of batch n start at n * P in the input seen as [N*P, C].
-    let mut batch_shape = vec![Dim::known(1); r + 2];
+    let mut batch_shape = vec![Dim::known(1); r + 1];
     batch_shape[0] = xt.shape[0].clone();
-    let batch = imp.iota(cx, batch_shape, 0, DType::I64)?;
-    let batch = imp.binary_scalar(cx, BinaryOp::Mul, batch, p as f64)?;
-    let flat = imp.binary(cx, BinaryOp::Add, flat, batch)?;
-    let (n, c) = (xt.shape[0].clone(), xt.shape[1].clone());
-    let rows = imp.reshape(cx, x, vec![n.clone(), c.clone(), Dim::known(p)])?;
-    let rows = imp.permute(cx, rows, vec![0, 2, 1])?;
-    let rows = imp.reshape(cx, rows, vec![n.mul(&Dim::known(p)), c])?;
-    let picked = imp.add(cx, Op::Gather { axis: 0 }, &[rows, flat], None)?; // [N, H..., taps, C]
-    let weight = imp.unsqueeze(cx, weight, &[r + 2])?;
-    let y = imp.binary(cx, BinaryOp::Mul, picked, weight)?;
-    let y = imp.reduce(cx, ReduceOp::Sum, y, vec![r + 1], false)?; // [N, H..., C]
+    let base = batch_rows(imp, cx, batch_shape, p)?;
+    let (flat, weight) = combine_taps(imp, cx, &axes, base)?;
+    let rows = pixel_rows(imp, cx, x)?;
+    let y = blend(imp, cx, rows, flat, weight, ReduceOp::Sum)?; // [N, H..., C]
     let mut perm = vec![0, r + 1];
     perm.extend(1..=r);
     one(imp.permute(cx, y, perm)?)
@@ -765,6 +735,85 @@ pub(crate) fn sample_taps(
         out.push((imp.cast(cx, index, DType::I64)?, w));
     }
     Ok(out)
+}
+
+/// Interpolation taps along several axes, combined: each choice of one tap per axis gives
+/// the flat index `base + Σ index · stride` and the weight `Π weight`, stacked along a new
+/// last axis. The per-axis tensors broadcast against each other and `base`.
+pub(crate) fn combine_taps(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    axes: &[(Vec<(NodeId, NodeId)>, u64)],
+    base: NodeId,
+) -> R<(NodeId, NodeId)> {
+    let mut combos = vec![(base, None)];
+    for (taps, stride) in axes {
+        let mut next = vec![];
+        for &(flat, weight) in &combos {
+            for &(index, w) in taps {
+                let offset = imp.binary_scalar(cx, BinaryOp::Mul, index, *stride as f64)?;
+                let flat = imp.binary(cx, BinaryOp::Add, flat, offset)?;
+                let w = match weight {
+                    Some(v) => imp.binary(cx, BinaryOp::Mul, v, w)?,
+                    None => w,
+                };
+                next.push((flat, Some(w)));
+            }
+        }
+        combos = next;
+    }
+    let stack = |imp: &mut Importer, parts: Vec<NodeId>| -> R<NodeId> {
+        let shape =
+            parts.iter().try_fold(Vec::new(), |acc, &p| crate::ir::infer::broadcast_shapes(&acc, &imp.ty(p).shape));
+        let shape = shape.map_err(|_| cx.invalid("interpolation taps of mismatched shapes"))?;
+        let rank = shape.len();
+        let mut out = vec![];
+        for p in parts {
+            let p = imp.broadcast(cx, p, shape.clone())?;
+            out.push(imp.unsqueeze(cx, p, &[rank])?);
+        }
+        imp.concat(cx, &out, rank)
+    };
+    let (flats, weights): (Vec<NodeId>, Vec<Option<NodeId>>) = combos.into_iter().unzip();
+    let weights =
+        weights.into_iter().map(|w| w.ok_or_else(|| cx.invalid("no interpolation axis"))).collect::<R<_>>()?;
+    Ok((stack(imp, flats)?, stack(imp, weights)?))
+}
+
+/// The first row of each batch entry (`n · per_batch`) of rows seen as `[N·P, C]`, shaped
+/// `shape` (`N` first, ones after) to broadcast against flat indices.
+pub(crate) fn batch_rows(imp: &mut Importer, cx: &NodeCx, shape: Shape, per_batch: u64) -> R<NodeId> {
+    let n = imp.iota(cx, shape, 0, DType::I64)?;
+    imp.binary_scalar(cx, BinaryOp::Mul, n, per_batch as f64)
+}
+
+/// The input `[N, C, S...]` as rows `[N·P, C]`, one per batch entry and spatial position.
+pub(crate) fn pixel_rows(imp: &mut Importer, cx: &NodeCx, x: NodeId) -> R<NodeId> {
+    let s = imp.ty(x).shape;
+    let mut perm = vec![0];
+    perm.extend(2..s.len());
+    perm.push(1);
+    let t = imp.permute(cx, x, perm)?;
+    let rows = s.iter().enumerate().filter(|&(i, _)| i != 1).fold(Dim::known(1), |acc, (_, d)| acc.mul(d));
+    imp.reshape(cx, t, vec![rows, s[1].clone()])
+}
+
+/// `Σ_t weight[..., t] · rows[flat[..., t]]` (or the maximum over `t` of those products):
+/// one `gather` of the rows, `[..., C]`.
+pub(crate) fn blend(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    rows: NodeId,
+    flat: NodeId,
+    weight: NodeId,
+    op: ReduceOp,
+) -> R<NodeId> {
+    let last = imp.rank(flat);
+    let weight = imp.cast(cx, weight, imp.dtype(rows))?;
+    let weight = imp.unsqueeze(cx, weight, &[last])?;
+    let picked = imp.add(cx, Op::Gather { axis: 0 }, &[rows, flat], None)?; // [..., taps, C]
+    let weighted = imp.binary(cx, BinaryOp::Mul, picked, weight)?;
+    imp.reduce(cx, op, weighted, vec![last - 1], false)
 }
 
 /// The taps around `coord` and their weights: `round` already applied for one tap, `floor`
@@ -940,39 +989,24 @@ fn roi_align(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         let (low, high) = (imp.cast(cx, low, DType::I64)?, imp.cast(cx, high, DType::I64)?);
         Ok(vec![(low, wl), (high, wh)])
     };
-    let ys = axis_taps(imp, 1, oh, h)?;
-    let xs_taps = axis_taps(imp, 0, ow, w)?;
-    let (ny, nx) = (oh as u64 * g, ow as u64 * g);
     let d = Dim::known;
+    let (ny, nx) = (oh as u64 * g, ow as u64 * g);
+    // Sample rows along axis 1 and columns along axis 2 of [R, ny, nx].
+    let mut axes = vec![];
+    for (first, out, size, shape, stride) in [(1, oh, h, [d(ny), d(1)], w), (0, ow, w, [d(1), d(nx)], 1)] {
+        let mut taps = vec![];
+        for (index, weight) in axis_taps(imp, first, out, size)? {
+            let s = vec![r.clone(), shape[0].clone(), shape[1].clone()];
+            taps.push((imp.reshape(cx, index, s.clone())?, imp.reshape(cx, weight, s)?));
+        }
+        axes.push((taps, stride));
+    }
     let base = imp.cast(cx, batch, DType::I64)?;
     let base = imp.binary_scalar(cx, Mul, base, (h * w) as f64)?;
     let base = imp.reshape(cx, base, vec![r.clone(), d(1), d(1)])?;
-    let (mut flat, mut weight) = (vec![], vec![]);
-    for (yi, yw) in &ys {
-        let yi = imp.reshape(cx, *yi, vec![r.clone(), d(ny), d(1)])?;
-        let yw = imp.reshape(cx, *yw, vec![r.clone(), d(ny), d(1)])?;
-        let row = imp.binary_scalar(cx, Mul, yi, w as f64)?;
-        let row = imp.binary(cx, Add, row, base)?;
-        for (xi, xw) in &xs_taps {
-            let xi = imp.reshape(cx, *xi, vec![r.clone(), d(1), d(nx)])?;
-            let xw = imp.reshape(cx, *xw, vec![r.clone(), d(1), d(nx)])?;
-            let f = imp.binary(cx, Add, row, xi)?; // [R, ny, nx]
-            flat.push(imp.unsqueeze(cx, f, &[3])?);
-            let wt = imp.binary(cx, Mul, yw, xw)?;
-            weight.push(imp.unsqueeze(cx, wt, &[3])?);
-        }
-    }
-    let flat = imp.concat(cx, &flat, 3)?; // [R, ny, nx, 4]
-    let weight = imp.concat(cx, &weight, 3)?;
-    let weight = imp.cast(cx, weight, imp.dtype(x))?;
-    let weight = imp.unsqueeze(cx, weight, &[4])?; // [R, ny, nx, 4, 1]
-    let n = xs[0].clone();
-    let rows = imp.permute(cx, x, vec![0, 2, 3, 1])?;
-    let rows = imp.reshape(cx, rows, vec![n.mul(&d(h * w)), d(c)])?;
-    let picked = imp.add(cx, Op::Gather { axis: 0 }, &[rows, flat], None)?; // [R, ny, nx, 4, C]
-    let weighted = imp.binary(cx, Mul, picked, weight)?;
-    let op = if max { ReduceOp::Max } else { ReduceOp::Sum };
-    let samples = imp.reduce(cx, op, weighted, vec![3], false)?; // [R, ny, nx, C]
+    let (flat, weight) = combine_taps(imp, cx, &axes, base)?; // [R, ny, nx, 4]
+    let rows = pixel_rows(imp, cx, x)?;
+    let samples = blend(imp, cx, rows, flat, weight, if max { ReduceOp::Max } else { ReduceOp::Sum })?; // [R, ny, nx, C]
     let cells = imp.reshape(cx, samples, vec![r, d(oh as u64), d(g), d(ow as u64), d(g), d(c)])?;
     let op = if max { ReduceOp::Max } else { ReduceOp::Mean };
     let y = imp.reduce(cx, op, cells, vec![2, 4], false)?; // [R, oh, ow, C]
