@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copies a fixed subset of ONNX's backend node tests into compiler/tests/onnx/, where
 # `cargo test` runs them without network access (compiler/tests/onnx_import.rs). Run
-# scripts/conformance.sh first: it fetches the tests into target/onnx-conformance/.
+# scripts/conformance.sh first: it fetches the tests into target/onnx-conformance/. The
+# flint_* cases beside them come from scripts/gen_onnx_cases.py and are left alone.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,6 +29,12 @@ cases=(
   test_nllloss_NCd1d2_with_weight_reduction_mean test_hardmax_axis_1 test_cumsum_2d_int32
   test_tril_neg test_range_float_type_positive_delta test_shape test_constantofshape_float_ones
   test_depthtospace_crd_mode_example test_onehot_with_axis
+  test_acos test_atan test_gridsample_bicubic test_gridsample_reflection_padding
+  test_gridsample_volumetric_nearest_align_corners_1 test_roialign_mode_max test_col2im_strides
+  test_deform_conv_with_multiple_offset_groups test_maxpool_with_argmax_2d_precomputed_strides
+  test_stft_with_window test_melweightmatrix test_linear_attention_gated_delta_gqa
+  test_causal_conv_with_state_silu_with_past_state test_tensorscatter_circular
+  test_flexattention_score_mod test_attention_4d_diff_heads_mask4d_padded_kv
 )
 rm -rf "$dest"/test_*
 for c in "${cases[@]}"; do
