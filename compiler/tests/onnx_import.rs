@@ -332,3 +332,92 @@ fn flint_import_writes_source_and_weights_that_check_and_eval() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--dim-bound batch size=N"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ----- hostile attribute values -----
+
+/// Values an attribute should never crash the importer with: negative, zero, huge, NaN,
+/// infinite, lists emptied, lengthened or filled with extremes, unknown strings.
+fn hostile(a: &AttributeProto) -> Vec<AttributeProto> {
+    let with = |f: &dyn Fn(&mut AttributeProto)| {
+        let mut b = a.clone();
+        f(&mut b);
+        b
+    };
+    match a.r#type.and_then(|t| AttributeType::try_from(t).ok()) {
+        Some(AttributeType::Int) => {
+            [-1, 0, 1 << 40, i64::MIN, i64::MAX].iter().map(|&v| with(&|b| b.i = Some(v))).collect()
+        }
+        Some(AttributeType::Ints) => {
+            let n = a.ints.len();
+            [vec![], vec![-1; n], vec![0; n], vec![i64::MAX; n], vec![1 << 40; n], vec![1; n + 1]]
+                .into_iter()
+                .map(|v| with(&|b| b.ints = v.clone()))
+                .collect()
+        }
+        Some(AttributeType::Float) => {
+            [f32::NAN, f32::NEG_INFINITY, -1.0, 0.0, 1e30].iter().map(|&v| with(&|b| b.f = Some(v))).collect()
+        }
+        Some(AttributeType::String) => vec![with(&|b| b.s = Some(b"no such value".to_vec()))],
+        _ => vec![],
+    }
+}
+
+/// Every attribute of every node test in the subset (ONNX's and the generated ones), set to
+/// each hostile value in turn: the import ends in a model or an error, never a panic.
+/// `FLINT_HOSTILE_DIR=<node test dir>` runs it over another set (all of ONNX's node tests).
+#[test]
+fn hostile_attribute_values_give_errors_not_panics() {
+    let root = std::env::var_os("FLINT_HOSTILE_DIR").map_or_else(|| manifest().join("tests/onnx"), PathBuf::from);
+    let cases = conformance::cases(&root).expect("the node test directory exists");
+    let (mut tried, mut panics) = (0, Vec::new());
+    for dir in &cases {
+        let bytes = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
+        let model = ModelProto::decode(bytes.as_slice()).expect("decodes");
+        let graph = model.graph.clone().unwrap_or_default();
+        let mut options = ImportOptions::default();
+        for input in &graph.input {
+            let dims = input.r#type.as_ref().and_then(|t| match &t.value {
+                Some(type_proto::Value::TensorType(t)) => t.shape.as_ref().map(|s| s.dim.clone()),
+                _ => None,
+            });
+            for d in dims.unwrap_or_default() {
+                if let Some(dimension::Value::DimParam(p)) = d.value {
+                    options.dim_bounds.insert(p, 8);
+                }
+            }
+        }
+        for (n, node) in graph.node.iter().enumerate() {
+            for (k, attr) in node.attribute.iter().enumerate() {
+                for bad in hostile(attr) {
+                    let mut m = model.clone();
+                    if let Some(g) = m.graph.as_mut() {
+                        g.node[n].attribute[k] = bad.clone();
+                    }
+                    tried += 1;
+                    if std::env::var_os("FLINT_HOSTILE_TRACE").is_some() {
+                        eprintln!("{}: node {n} {}", dir.display(), attrs_debug(&bad));
+                    }
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| onnx::import_model(&m, &options)));
+                    if outcome.is_err() {
+                        let dir = dir.file_name().unwrap_or_default().to_string_lossy();
+                        panics.push(format!("{dir}: node {n} attribute {}", attrs_debug(&bad)));
+                    }
+                }
+            }
+        }
+    }
+    assert!(tried > 400, "only {tried} hostile imports");
+    assert!(panics.is_empty(), "{} of {tried} hostile imports panicked:\n{}", panics.len(), panics.join("\n"));
+}
+
+fn attrs_debug(a: &AttributeProto) -> String {
+    format!(
+        "`{}` = i {:?} ints {:?} f {:?} s {:?}",
+        a.name.as_deref().unwrap_or(""),
+        a.i,
+        a.ints,
+        a.f,
+        a.s.as_deref().map(String::from_utf8_lossy)
+    )
+}

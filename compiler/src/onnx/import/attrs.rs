@@ -38,6 +38,10 @@ pub(crate) struct NodeCx<'n> {
     keys: Vec<String>,
 }
 
+/// Geometry attributes above this are refused: no model needs a window, pad or stride of
+/// 16M elements, and the importer's arithmetic on them must not overflow.
+pub const MAX_GEOMETRY: i64 = 1 << 24;
+
 impl<'n> NodeCx<'n> {
     pub fn new(index: usize, node: &'n NodeProto, inputs: Vec<Option<Value>>, keys: Vec<String>) -> NodeCx<'n> {
         NodeCx { index, node, inputs, keys }
@@ -115,6 +119,31 @@ impl<'n> NodeCx<'n> {
 
     pub fn int(&self, name: &str, default: i64) -> Result<i64, OnnxError> {
         Ok(self.typed(name, AttributeType::Int)?.and_then(|a| a.i).unwrap_or(default))
+    }
+
+    /// A geometry attribute (a size, pad, stride, dilation or group count) in
+    /// `[min, MAX_GEOMETRY]`.
+    pub fn geometry_int(&self, name: &str, default: i64, min: i64) -> Result<i64, OnnxError> {
+        let v = self.int(name, default)?;
+        match (min..=MAX_GEOMETRY).contains(&v) {
+            true => Ok(v),
+            false => Err(self.invalid(format!("attribute `{name}` = {v} is outside [{min}, {MAX_GEOMETRY}]"))),
+        }
+    }
+
+    /// A list of `len` geometry values (`default` repeated when the attribute is absent),
+    /// each in `[min, MAX_GEOMETRY]`.
+    pub fn geometry(&self, name: &str, default: i64, len: usize, min: i64) -> Result<Vec<i64>, OnnxError> {
+        let v = self.ints(name)?.unwrap_or_else(|| vec![default; len]);
+        if v.len() != len {
+            return Err(self.invalid(format!("attribute `{name}` = {v:?} must have {len} entries")));
+        }
+        match v.iter().all(|e| (min..=MAX_GEOMETRY).contains(e)) {
+            true => Ok(v),
+            false => {
+                Err(self.invalid(format!("attribute `{name}` = {v:?} has entries outside [{min}, {MAX_GEOMETRY}]")))
+            }
+        }
     }
 
     pub fn opt_int(&self, name: &str) -> Result<Option<i64>, OnnxError> {

@@ -164,14 +164,14 @@ fn split(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let sizes: Vec<u64> = match (cx.has(1), cx.ints("split")?, cx.opt_int("num_outputs")?) {
         (true, _, _) => imp.const_ints(cx, 1)?.into_iter().map(|s| s.max(0) as u64).collect(),
         (false, Some(s), _) => s.into_iter().map(|s| s.max(0) as u64).collect(),
-        (false, None, Some(k)) if k > 0 => {
+        (false, None, Some(k)) if k > 0 && k as u64 <= n => {
             let chunk = n.div_ceil(k as u64);
             (0..k as u64).map(|i| chunk.min(n.saturating_sub(i * chunk))).collect()
         }
         _ if outputs > 0 && n % outputs == 0 => vec![n / outputs; outputs as usize],
         _ => return Err(cx.invalid(format!("cannot split length {n} into {outputs} equal parts"))),
     };
-    if sizes.iter().sum::<u64>() != n {
+    if sizes.iter().try_fold(0u64, |a, &s| a.checked_add(s)) != Some(n) {
         return Err(cx.invalid(format!("split sizes {sizes:?} do not add up to {n}")));
     }
     let mut start = 0;
@@ -397,7 +397,7 @@ fn gather_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
     let xs = static_shape(imp, cx, x)?;
     let is = static_shape(imp, cx, idx)?;
-    let b = cx.int("batch_dims", 0)? as usize;
+    let b = usize::try_from(cx.int("batch_dims", 0)?).map_err(|_| cx.invalid("`batch_dims` must be >= 0"))?;
     let k = *is.last().ok_or_else(|| cx.invalid("indices must have rank >= 1"))? as usize;
     if b + k > xs.len() || b >= is.len() || xs[..b] != is[..b] {
         return Err(cx.invalid("indices do not fit the data"));
@@ -455,8 +455,8 @@ fn tile(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 }
 
 fn block_size(cx: &NodeCx) -> R<u64> {
-    let b = cx.opt_int("blocksize")?.ok_or_else(|| cx.invalid("`blocksize` is required"))?;
-    u64::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| cx.invalid("`blocksize` must be positive"))
+    cx.opt_int("blocksize")?.ok_or_else(|| cx.invalid("`blocksize` is required"))?;
+    Ok(cx.geometry_int("blocksize", 1, 1)? as u64)
 }
 
 fn nchw(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<[Dim; 4]> {

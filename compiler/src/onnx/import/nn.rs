@@ -4,6 +4,7 @@
 //!
 //! Flint's `conv2d` and pools are 2-D; 1-D ones are imported as 2-D with a height of 1.
 
+use super::attrs::MAX_GEOMETRY;
 use super::build::{axes, axis, one};
 use super::{entry, Entry, Importer, NodeCx, Value};
 use crate::ir::infer::numel;
@@ -253,18 +254,11 @@ fn det(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 
 fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>) -> R<Window> {
     let kernel = kernel.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
-    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
-        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
-        if v.len() != len || v.iter().any(|&x| x < 0) {
-            return Err(cx.invalid(format!("`{name}` = {v:?} does not fit {spatial} spatial axes")));
-        }
-        Ok(v)
-    };
-    let stride = list("strides", 1, spatial)?;
-    let dilation = list("dilations", 1, spatial)?;
-    let mut pads = list("pads", 0, 2 * spatial)?;
-    if kernel.len() != spatial || kernel.iter().chain(&stride).chain(&dilation).any(|&v| v < 1) {
-        return Err(cx.invalid("kernel, strides and dilations must be positive, one per spatial axis"));
+    let stride = cx.geometry("strides", 1, spatial, 1)?;
+    let dilation = cx.geometry("dilations", 1, spatial, 1)?;
+    let mut pads = cx.geometry("pads", 0, 2 * spatial, 0)?;
+    if kernel.len() != spatial || kernel.iter().any(|&v| !(1..=MAX_GEOMETRY).contains(&v)) {
+        return Err(cx.invalid(format!("`kernel_shape` = {kernel:?} must hold {spatial} sizes in [1, {MAX_GEOMETRY}]")));
     }
     let auto_pad = cx.string("auto_pad", "NOTSET")?;
     let lift = |v: &[i64], fill: i64| -> [u64; 2] {
@@ -350,15 +344,12 @@ fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
     let ws = super::movement::static_shape(imp, cx, w)?;
     let xs = imp.ty(x).shape;
-    let g = cx.int("group", 1)?.max(1) as u64;
+    let g = cx.geometry_int("group", 1, 1)? as u64;
     let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
-        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
-        if v.len() != len {
-            return Err(cx.invalid(format!("`{name}` = {v:?} does not fit {sp} spatial axes")));
-        }
+        let v = cx.geometry(name, default, len, default.min(1))?;
         // Lift 1-D lists to 2-D with a neutral height entry.
         Ok(if sp == 1 && len == 1 {
-            vec![if name == "strides" || name == "dilations" { 1 } else { 0 }, v[0]]
+            vec![if matches!(name, "strides" | "dilations" | "output_shape") { 1 } else { 0 }, v[0]]
         } else {
             v
         })
@@ -370,10 +361,14 @@ fn conv_transpose(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let inp = [input[0] as i64, input[1] as i64];
     let natural = |i: usize| stride[i] * (inp[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1;
     let auto_pad = cx.string("auto_pad", "NOTSET")?;
-    let out_shape = cx.ints("output_shape")?.map(|v| if sp == 1 { vec![1, v[0]] } else { v });
+    let out_shape = match cx.ints("output_shape")? {
+        Some(_) => Some(list("output_shape", 1, sp)?),
+        None => None,
+    };
     let (mut lo, mut hi) = ([0i64; 2], [0i64; 2]);
     match (auto_pad.as_str(), cx.ints("pads")?, out_shape) {
-        ("NOTSET", Some(p), _) => {
+        ("NOTSET", Some(_), _) => {
+            let p = cx.geometry("pads", 0, 2 * sp, 0)?;
             let p = if sp == 1 { vec![0, p[0], 0, p[1]] } else { p };
             (lo, hi) = ([p[0], p[1]], [p[2], p[3]]);
         }
@@ -446,15 +441,10 @@ fn col2im(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let image = imp.const_ints(cx, 1)?;
     let block = imp.const_ints(cx, 2)?;
     let r = image.len();
-    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
-        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
-        match v.len() == len && v.iter().all(|&e| e >= default) {
-            true => Ok(v),
-            false => Err(cx.invalid(format!("`{name}` = {v:?} does not fit {r} spatial axes"))),
-        }
-    };
-    let (dil, pads, stride) = (list("dilations", 1, r)?, list("pads", 0, 2 * r)?, list("strides", 1, r)?);
-    if block.len() != r || image.iter().chain(&block).any(|&v| v < 1) {
+    let dil = cx.geometry("dilations", 1, r, 1)?;
+    let pads = cx.geometry("pads", 0, 2 * r, 0)?;
+    let stride = cx.geometry("strides", 1, r, 1)?;
+    if block.len() != r || image.iter().chain(&block).any(|&v| !(1..=MAX_GEOMETRY).contains(&v)) {
         return Err(
             cx.invalid(format!("image_shape {image:?} and block_shape {block:?} must be positive and of one length"))
         );
@@ -542,20 +532,16 @@ fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         |d: &Dim| d.as_known().ok_or_else(|| cx.unsupported("`DeformConv` with symbolic dims besides the batch"));
     let (c, h, wd, oh, ow) = (known(&xs[1])?, known(&xs[2])?, known(&xs[3])?, known(&os[2])?, known(&os[3])?);
     let [oc, cg, kh, kw] = ws[..] else { return Err(cx.invalid("the weight must be [M, C/group, kh, kw]")) };
-    let (group, og) = (cx.int("group", 1)? as u64, cx.int("offset_group", 1)? as u64);
+    let (group, og) = (cx.geometry_int("group", 1, 1)? as u64, cx.geometry_int("offset_group", 1, 1)? as u64);
     let list = |name: &str, default: i64, len: usize| -> R<Vec<u64>> {
-        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
-        match v.len() == len && v.iter().all(|&e| e >= default.min(1)) {
-            true => Ok(v.into_iter().map(|e| e as u64).collect()),
-            false => Err(cx.invalid(format!("`{name}` = {v:?} does not fit 2 spatial axes"))),
-        }
+        Ok(cx.geometry(name, default, len, default)?.into_iter().map(|e| e as u64).collect())
     };
     let (stride, dil, pads) = (list("strides", 1, 2)?, list("dilations", 1, 2)?, list("pads", 0, 4)?);
     let kernel = [kh, kw];
     let fits = |i: usize, n: u64, out: u64| {
         (n + pads[i] + pads[i + 2]).checked_sub(dil[i] * (kernel[i] - 1) + 1).map(|v| v / stride[i] + 1) == Some(out)
     };
-    if group == 0 || og == 0 || c != cg * group || oc % group != 0 || c % og != 0 {
+    if c != cg * group || oc % group != 0 || c % og != 0 {
         return Err(
             cx.invalid(format!("{c} channels do not fit the weight {ws:?}, group {group} and offset_group {og}"))
         );
@@ -673,18 +659,12 @@ impl PoolAxis {
 
 fn pool_geometry(cx: &NodeCx, input: &[u64]) -> R<Vec<PoolAxis>> {
     let sp = input.len();
-    let kernel = cx.ints("kernel_shape")?.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
-    let list = |name: &str, default: i64, len: usize| -> R<Vec<i64>> {
-        let v = cx.ints(name)?.unwrap_or_else(|| vec![default; len]);
-        if v.len() != len || v.iter().any(|&x| x < 0) {
-            return Err(cx.invalid(format!("`{name}` = {v:?} does not fit {sp} spatial axes")));
-        }
-        Ok(v)
-    };
-    let (stride, dilation, pads) = (list("strides", 1, sp)?, list("dilations", 1, sp)?, list("pads", 0, 2 * sp)?);
-    if kernel.len() != sp || kernel.iter().chain(&stride).chain(&dilation).any(|&v| v < 1) {
-        return Err(cx.invalid("kernel, strides and dilations must be positive, one per spatial axis"));
+    if cx.attr("kernel_shape").is_none() {
+        return Err(cx.invalid("`kernel_shape` is required"));
     }
+    let kernel = cx.geometry("kernel_shape", 1, sp, 1)?;
+    let (stride, dilation) = (cx.geometry("strides", 1, sp, 1)?, cx.geometry("dilations", 1, sp, 1)?);
+    let pads = cx.geometry("pads", 0, 2 * sp, 0)?;
     let ceil_mode = cx.int("ceil_mode", 0)? != 0;
     let auto_pad = cx.string("auto_pad", "NOTSET")?;
     (0..sp)

@@ -8,6 +8,7 @@
 //! coordinate transformation); the graph applies it as a `matmul` (or, when each row picks one
 //! element, as a `gather`, which is exact for every dtype).
 
+use super::attrs::MAX_GEOMETRY;
 use super::build::one;
 use super::{entry, Entry, Importer, NodeCx, Value};
 use crate::interp::Tensor;
@@ -927,13 +928,13 @@ fn roi_align(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (Some(c), Some(h), Some(w)) = (xs[1].as_known(), xs[2].as_known(), xs[3].as_known()) else {
         return Err(cx.unsupported("`RoiAlign` on symbolic channels or spatial dims"));
     };
-    let g = cx.int("sampling_ratio", 0)?;
-    if g < 1 {
+    if cx.int("sampling_ratio", 0)? == 0 {
         return Err(cx.unsupported("`sampling_ratio` 0 (the sample count would depend on run-time region sizes)"));
     }
-    let (oh, ow) = (cx.int("output_height", 1)?, cx.int("output_width", 1)?);
-    if oh < 1 || ow < 1 {
-        return Err(cx.invalid("`output_height` and `output_width` must be positive"));
+    let g = cx.geometry_int("sampling_ratio", 0, 1)?;
+    let (oh, ow) = (cx.geometry_int("output_height", 1, 1)?, cx.geometry_int("output_width", 1, 1)?);
+    if (oh * g) * (ow * g) > MAX_GEOMETRY {
+        return Err(cx.invalid(format!("{oh}x{ow} cells of {g}x{g} samples are too many")));
     }
     let max = match cx.string("mode", "avg")?.as_str() {
         "avg" => false,

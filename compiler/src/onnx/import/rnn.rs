@@ -115,11 +115,11 @@ fn rnn(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     }
     let xs = imp.ty(x).shape;
     let seq = xs[0].as_known().ok_or_else(|| cx.unsupported("a symbolic sequence length (the layer is unrolled)"))?;
-    let hidden = cx
-        .opt_int("hidden_size")?
-        .map(|h| h as u64)
-        .or_else(|| imp.ty(r).shape[2].as_known())
-        .ok_or_else(|| cx.invalid("unknown hidden size"))?;
+    let hidden = match cx.opt_int("hidden_size")? {
+        Some(_) => Some(cx.geometry_int("hidden_size", 1, 1)? as u64),
+        None => imp.ty(r).shape[2].as_known(),
+    };
+    let hidden = hidden.ok_or_else(|| cx.invalid("unknown hidden size"))?;
     let dirs: Vec<(u64, bool)> = match cx.string("direction", "forward")?.as_str() {
         "forward" => vec![(0, false)],
         "reverse" => vec![(0, true)],

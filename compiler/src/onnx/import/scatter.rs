@@ -127,12 +127,12 @@ fn max_unpool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let sp = xs.len().saturating_sub(2);
     // The indices address the default unpooled shape; an explicit `output_shape` pads it at
     // the end of each axis, as ONNX's reference does.
-    let kernel = cx.ints("kernel_shape")?.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
-    let strides = cx.ints("strides")?.unwrap_or_else(|| vec![1; sp]);
-    let pads = cx.ints("pads")?.unwrap_or_else(|| vec![0; 2 * sp]);
-    if kernel.len() != sp || strides.len() != sp || pads.len() != 2 * sp {
-        return Err(cx.invalid("kernel, strides and pads must fit the spatial axes"));
+    if cx.attr("kernel_shape").is_none() {
+        return Err(cx.invalid("`kernel_shape` is required"));
     }
+    let kernel = cx.geometry("kernel_shape", 1, sp, 1)?;
+    let strides = cx.geometry("strides", 1, sp, 1)?;
+    let pads = cx.geometry("pads", 0, 2 * sp, 0)?;
     let spatial =
         (0..sp).map(|i| ((xs[i + 2] as i64 - 1) * strides[i] + kernel[i] - pads[i] - pads[i + sp]).max(1) as u64);
     let out: Vec<u64> = xs[..2].iter().copied().chain(spatial).collect();

@@ -126,7 +126,10 @@ fn eye_like(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     };
     let k = cx.int("k", 0)?;
     let mut t = splat(cx, dtype, &[m as usize, n as usize], 0.0)?;
-    let ones = (0..m as i64).filter_map(|i| u64::try_from(i + k).ok().filter(|&j| j < n).map(|j| i as u64 * n + j));
+    let ones = (0..m as i64).filter_map(|i| {
+        let j = u64::try_from(i.checked_add(k)?).ok().filter(|&j| j < n)?;
+        Some(i as u64 * n + j)
+    });
     let ones: Vec<u64> = ones.collect();
     let mut values = t.to_f64_vec();
     for i in ones {
