@@ -406,9 +406,43 @@ fn hostile_attribute_values_give_errors_not_panics() {
                 }
             }
         }
+        // Graph inputs declared with hostile dims.
+        for (i, input) in graph.input.iter().enumerate() {
+            let rank = input_dims(input).map_or(0, |d| d.len());
+            for (k, v) in (0..rank).flat_map(|k| [0, -1, 1 << 20, 1 << 40].map(|v| (k, v))) {
+                let mut m = model.clone();
+                if let Some(dims) = m.graph.as_mut().and_then(|g| input_dims_mut(&mut g.input[i])) {
+                    dims[k].value = Some(dimension::Value::DimValue(v));
+                }
+                tried += 1;
+                if std::env::var_os("FLINT_HOSTILE_TRACE").is_some() {
+                    eprintln!("{}: input {i} dim {k} = {v}", dir.display());
+                }
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| onnx::import_model(&m, &options)));
+                if outcome.is_err() {
+                    let dir = dir.file_name().unwrap_or_default().to_string_lossy();
+                    panics.push(format!("{dir}: input {i} dim {k} = {v}"));
+                }
+            }
+        }
     }
     assert!(tried > 400, "only {tried} hostile imports");
     assert!(panics.is_empty(), "{} of {tried} hostile imports panicked:\n{}", panics.len(), panics.join("\n"));
+}
+
+fn input_dims(v: &ValueInfoProto) -> Option<&Vec<Dimension>> {
+    match v.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(t) => t.shape.as_ref().map(|s| &s.dim),
+        _ => None,
+    }
+}
+
+fn input_dims_mut(v: &mut ValueInfoProto) -> Option<&mut Vec<Dimension>> {
+    match v.r#type.as_mut()?.value.as_mut()? {
+        type_proto::Value::TensorType(t) => t.shape.as_mut().map(|s| &mut s.dim),
+        _ => None,
+    }
 }
 
 fn attrs_debug(a: &AttributeProto) -> String {
@@ -458,4 +492,28 @@ fn corrupt_model_files_give_errors_not_panics() {
         }
     }
     assert!(panics.is_empty(), "{} of {tried} corrupt models panicked:\n{}", panics.len(), panics.join("\n"));
+}
+
+/// A constant too large to fold (2^40 elements here) stays a run-time op instead of an
+/// allocation at import; a declared input beyond any tensor's size is an error.
+#[test]
+fn huge_constants_stay_run_time_ops() {
+    let m = model(
+        vec![node("ConstantOfShape", "fill", &["s"], &["y"], vec![]), node("Add", "add", &["y", "x"], &["z"], vec![])],
+        vec![value_info("x", DataType::Float, &[D::N(1)])],
+        vec![value_info("z", DataType::Float, &[D::N(1 << 20), D::N(1 << 20)])],
+        vec![i64_tensor("s", &[1 << 20, 1 << 20])],
+    );
+    let imported = import(&m, &[]).expect("imports");
+    let g = &imported.graph;
+    assert!(g.node_ids().any(|id| g.op(id).name() == "broadcast"), "the fill is a run-time broadcast");
+
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"], vec![])],
+        vec![value_info("x", DataType::Float, &[D::N(1 << 30), D::N(1 << 30)])],
+        vec![value_info("y", DataType::Float, &[D::N(1 << 30), D::N(1 << 30)])],
+        vec![],
+    );
+    let err = import(&m, &[]).expect_err("too large").to_string();
+    assert!(err.contains("input `x`") && err.contains("2^40"), "{err}");
 }

@@ -119,7 +119,7 @@ impl Importer {
 
     /// `gather(x, indices, axis)` with constant indices.
     pub fn gather_const(&mut self, cx: &NodeCx, x: NodeId, axis: usize, indices: Vec<i64>) -> R<NodeId> {
-        let n = indices.len();
+        let n = constant_len(cx, [indices.len() as u64])?;
         if self.ty(x).shape[axis].as_known() == Some(n as u64)
             && indices.iter().enumerate().all(|(i, &k)| k == i as i64)
         {
@@ -163,6 +163,22 @@ pub(crate) fn axes(cx: &NodeCx, raw: &[i64], rank: usize) -> R<Vec<usize>> {
         return Err(cx.invalid(format!("axes {raw:?} repeat an axis")));
     }
     Ok(out)
+}
+
+/// Constants the importer computes itself hold at most this many elements. A model that
+/// asks for more (a 2^40-element `ConstantOfShape`) gets the op as a run-time node where one
+/// exists, else an error; never an allocation that aborts.
+pub(crate) const MAX_CONSTANT: u64 = 1 << 24;
+
+/// The element count of a constant of `dims` the importer is about to build, within
+/// [`MAX_CONSTANT`].
+pub(crate) fn constant_len(cx: &NodeCx, dims: impl IntoIterator<Item = u64>) -> R<usize> {
+    match dims.into_iter().try_fold(1u64, |acc, d| acc.checked_mul(d)) {
+        Some(n) if n <= MAX_CONSTANT => Ok(n as usize),
+        _ => {
+            Err(cx.unsupported(format!("a constant of more than 2^{} elements built at import", MAX_CONSTANT.ilog2())))
+        }
+    }
 }
 
 /// One result value from a node.

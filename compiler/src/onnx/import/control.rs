@@ -12,7 +12,7 @@ use crate::onnx::OnnxError;
 type R<T> = Result<T, OnnxError>;
 
 /// Iterations beyond this are refused rather than unrolled.
-const MAX_UNROLL: u64 = 4096;
+pub(crate) const MAX_UNROLL: u64 = 4096;
 
 pub(crate) const OPS: &[(&str, Entry)] = &[
     ("If", entry(if_, &["then_branch", "else_branch"])),

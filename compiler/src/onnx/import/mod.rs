@@ -216,6 +216,10 @@ impl Importer {
             }
             let name = self.fresh_name(&raw);
             let ty = self.value_type(info, &name, &mut symbols, options)?;
+            crate::ir::infer::check_size(&ty).map_err(|e| OnnxError::InvalidModel {
+                place: format!("input `{raw}`"),
+                message: e.display(&self.graph.symbols).to_string(),
+            })?;
             let id = self.graph.add_input(name, ty);
             self.bind(&raw, Value::Node(id));
         }
@@ -402,6 +406,17 @@ impl Importer {
         let mut scratch = std::mem::replace(&mut self.graph, graph);
         self.materialized = materialized;
         let outputs = result?;
+        // Outputs too large to hold as constants are computed at run time instead.
+        let too_large = outputs.iter().any(|v| match v {
+            Value::Node(id) => {
+                let n = crate::ir::infer::numel(&scratch.ty(*id).shape);
+                !n.syms.is_empty() || n.coeff > build::MAX_CONSTANT
+            }
+            _ => false,
+        });
+        if too_large {
+            return (entry.run)(self, cx);
+        }
         for (i, v) in outputs.iter().enumerate() {
             if let Value::Node(id) = v {
                 scratch.add_output(format!("o{i}"), *id);

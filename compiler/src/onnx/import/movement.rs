@@ -540,7 +540,7 @@ fn one_hot(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 
 /// A constant tensor of `dtype` with every element `value`.
 pub(crate) fn splat(cx: &NodeCx, dtype: DType, shape: &[usize], value: f64) -> R<Tensor> {
-    let n = shape.iter().product();
+    let n = super::build::constant_len(cx, shape.iter().map(|&d| d as u64))?;
     let t = match dtype {
         d if d.is_float() => Tensor::from_f64(d, shape, vec![value; n]),
         d if d.is_int() => Tensor::from_i64(d, shape, vec![value as i64; n]),

@@ -124,7 +124,7 @@ fn empty_reduction(cx: &NodeCx, ty: &TensorType, axes: &[usize], keepdims: bool)
         })
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(|| cx.unsupported("an empty reduction over a symbolic shape"))?;
-    let n = shape.iter().product();
+    let n = super::build::constant_len(cx, shape.iter().map(|&d| d as u64))?;
     let t = match ty.dtype {
         d if d.is_float() => Tensor::from_f64(d, &shape, vec![value; n]),
         d if d.is_int() => {
@@ -164,6 +164,7 @@ fn arg_reduce(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         return one(imp.add(cx, Op::ArgReduce { op, axis: a, keepdims }, &[x], None)?);
     }
     let n = ty.shape[a].as_known().ok_or_else(|| cx.unsupported("`select_last_index` along a symbolic axis"))?;
+    let n = super::build::constant_len(cx, [n])?;
     let reversed = imp.gather_const(cx, x, a, (0..n as i64).rev().collect())?;
     let i = imp.add(cx, Op::ArgReduce { op, axis: a, keepdims }, &[reversed], None)?;
     let last = imp.scalar(DType::I64, (n - 1) as f64);

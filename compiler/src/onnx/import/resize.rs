@@ -181,7 +181,7 @@ fn source_coords(
 /// The interpolation matrix of one axis.
 fn matrix(cx: &NodeCx, k: &Kernel, n_in: usize, n_out: usize, scale: f64, roi: (f64, f64)) -> R<AxisMap> {
     let coords = source_coords(cx, &k.ctm, n_in, n_out, scale, roi)?;
-    let mut m = vec![0.0; n_out * n_in];
+    let mut m = vec![0.0; super::build::constant_len(cx, [n_out as u64, n_in as u64])?];
     let mut extrapolated = vec![false; n_out];
     for (o, &(x, outside)) in coords.iter().enumerate() {
         let xi = x.floor();
@@ -483,6 +483,7 @@ fn transform(
         (true, false) => (len, false),
         (true, true) => (len, true),
     };
+    super::build::constant_len(cx, [n_out as u64, n_in as u64, 2])?;
     let mut am = vec![0.0; n_out * n_in];
     let mut bm = vec![0.0; n_out * n_in];
     for k in 0..n_out {
@@ -569,6 +570,7 @@ fn stft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         return Err(cx.invalid(format!("frame step {step} and length {frame} do not fit a signal of {}", shape[1])));
     }
     let frames = 1 + (shape[1] as i64 - frame) / step;
+    super::build::constant_len(cx, [frames as u64, frame as u64])?;
     let indices: Vec<i64> = (0..frames).flat_map(|f| (0..frame).map(move |w| f * step + w)).collect();
     let t = Tensor::from_i64(DType::I64, &[frames as usize, frame as usize], indices)
         .map_err(|e| cx.invalid(e.to_string()))?;
@@ -606,7 +608,7 @@ fn affine_grid(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     };
     let p: usize = spatial.iter().product();
     // Rows x, y[, z], 1 (x runs along the last spatial axis).
-    let mut g = vec![0.0; (k + 1) * p];
+    let mut g = vec![0.0; super::build::constant_len(cx, [k as u64 + 1, p as u64])?];
     for flat in 0..p {
         let mut rest = flat;
         for (axis, &n) in spatial.iter().enumerate().rev() {

@@ -115,6 +115,11 @@ fn rnn(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     }
     let xs = imp.ty(x).shape;
     let seq = xs[0].as_known().ok_or_else(|| cx.unsupported("a symbolic sequence length (the layer is unrolled)"))?;
+    if seq > super::control::MAX_UNROLL {
+        return Err(
+            cx.unsupported(format!("a sequence of {seq} steps (unrolled up to {})", super::control::MAX_UNROLL))
+        );
+    }
     let hidden = match cx.opt_int("hidden_size")? {
         Some(_) => Some(cx.geometry_int("hidden_size", 1, 1)? as u64),
         None => imp.ty(r).shape[2].as_known(),

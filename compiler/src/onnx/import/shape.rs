@@ -3,7 +3,7 @@
 //! ([`dims_rule`]), which keeps a symbolic shape symbolic through `Gather`, `Concat`,
 //! `Slice`, `Unsqueeze`, `Mul`, ... so that a later `Reshape` still reads it at import time.
 
-use super::build::one;
+use super::build::{constant_len, one};
 use super::movement::splat;
 use super::{entry, DimOrInt, Entry, Importer, NodeCx, Value};
 use crate::interp::Tensor;
@@ -87,7 +87,9 @@ fn constant_of_shape(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         .iter()
         .map(|e| e.as_dim().ok_or_else(|| cx.invalid(format!("invalid shape entry {e:?}"))))
         .collect::<R<_>>()?;
-    if let Some(concrete) = shape.iter().map(|d| d.as_known().map(|v| v as usize)).collect::<Option<Vec<usize>>>() {
+    let concrete = shape.iter().map(|d| d.as_known().map(|v| v as usize)).collect::<Option<Vec<usize>>>();
+    // A fill too large to hold as a constant stays a run-time broadcast.
+    if let Some(concrete) = concrete.filter(|c| constant_len(cx, c.iter().map(|&d| d as u64)).is_ok()) {
         return Ok(vec![Value::constant(splat(cx, dtype, &concrete, value)?)]);
     }
     let s = imp.scalar(dtype, value);
@@ -101,7 +103,7 @@ fn range(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     if delta == 0.0 {
         return Err(cx.invalid("`delta` is 0"));
     }
-    let n = ((limit - start) / delta).ceil().max(0.0) as usize;
+    let n = constant_len(cx, [((limit - start) / delta).ceil().max(0.0) as u64])?;
     let t = match dtype {
         d if d.is_int() => {
             let (s, dl) = (start as i64, delta as i64);
@@ -322,7 +324,7 @@ pub(crate) fn dims_node(imp: &mut Importer, dims: &[DimOrInt], scalar: bool) -> 
 /// The window functions, computed at import time for a constant size (in f64, then rounded
 /// to the output dtype).
 fn window(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
-    let size = imp.const_scalar(cx, 0)?.max(0.0) as usize;
+    let size = constant_len(cx, [imp.const_scalar(cx, 0)?.max(0.0) as u64])?;
     let dtype = tensor::dtype(cx.int("output_datatype", 1)? as i32, &|| {
         format!("{}: attribute `output_datatype`", cx.node_ref())
     })?;
@@ -369,6 +371,7 @@ fn mel_weight_matrix(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         })
         .collect();
     let rows = (dft_length / 2 + 1) as usize;
+    constant_len(cx, [rows as u64, mels as u64])?;
     let mut m = vec![0.0; rows * mels as usize];
     let mut set = |j: i64, i: usize, v: f64| -> R<()> {
         match usize::try_from(j).ok().filter(|&j| j < rows) {

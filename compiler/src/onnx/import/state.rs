@@ -124,6 +124,11 @@ fn linear_attention(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (qs, vs) = (imp.ty(q).shape, imp.ty(v).shape);
     let steps =
         qs[2].as_known().ok_or_else(|| cx.unsupported("a symbolic sequence length (the recurrence is unrolled)"))?;
+    if steps > super::control::MAX_UNROLL {
+        return Err(
+            cx.unsupported(format!("a sequence of {steps} steps (unrolled up to {})", super::control::MAX_UNROLL))
+        );
+    }
     let (Some(dk), Some(dv)) = (qs[3].as_known(), vs[3].as_known()) else {
         return Err(cx.unsupported("symbolic head sizes"));
     };
