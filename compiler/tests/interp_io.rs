@@ -303,3 +303,19 @@ fn random_inputs_and_params_follow_the_graph() {
     let e = random_params(&g, &DimValues::new(), 0).unwrap_err();
     assert_eq!(e.to_string(), "no value for symbol `N`: the input shapes do not determine it; give it explicitly");
 }
+
+/// A value larger than the machine's memory is an error before it is allocated (an
+/// allocation that fails would abort the process).
+#[test]
+fn a_value_beyond_memory_is_an_error_not_an_abort() {
+    let g = flint_compiler::syntax::compile_str(
+        "graph huge(x: f32[1]) -> (y: f32[1048576, 1048576]) { y = broadcast(x, [1048576, 1048576]) }",
+    )
+    .expect("compiles");
+    let mut inputs = TensorMap::new();
+    inputs.insert("x".into(), Tensor::from_f64(DType::F32, &[1], vec![1.0]).expect("tensor"));
+    match flint_compiler::interp::run(&g, &inputs, &TensorMap::new()) {
+        Err(e @ EvalError::TooLarge { .. }) => assert!(e.to_string().contains("8796093022208 bytes"), "{e}"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}

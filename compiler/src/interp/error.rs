@@ -54,6 +54,8 @@ pub enum EvalError {
     IndexOutOfRange { node: NodeId, index: i64, len: usize },
     #[error("{node}: `{op}` over an empty axis has no value")]
     EmptyReduction { node: NodeId, op: &'static str },
+    #[error("{node}: `{op}` would hold {shape:?}, {bytes} bytes in the reference interpreter (8 per element), more than this machine's {budget} bytes of memory")]
+    TooLarge { node: NodeId, op: &'static str, shape: Vec<usize>, bytes: u128, budget: u64 },
     #[error(transparent)]
     Tensor(#[from] TensorError),
     #[error("{node}: malformed `{op}`: {reason} (the verifier rejects this graph)")]

@@ -90,6 +90,7 @@ pub fn eval(
             dtype: node.ty.dtype,
             shape: dims.shape(&node.ty.shape, &graph.symbols)?,
         };
+        check_memory(&ctx)?;
         let mut operands = graph.operands(id);
         let value = {
             let args = operands.iter().map(|o| values.get(o).ok_or_else(|| ctx.malformed("an operand has no value")));
@@ -119,6 +120,26 @@ pub fn eval(
             }
         })
         .collect()
+}
+
+/// Refuses a value larger than this machine's memory before computing it: the interpreter
+/// keeps every element as 8 bytes (f64, i64), and an allocation that fails aborts.
+fn check_memory(ctx: &Ctx) -> Result<(), EvalError> {
+    static BUDGET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let budget = *BUDGET.get_or_init(|| physical_memory().unwrap_or(u64::MAX));
+    let bytes = ctx.shape.iter().fold(8u128, |acc, &d| acc.saturating_mul(d as u128));
+    match bytes > budget as u128 {
+        true => Err(EvalError::TooLarge { node: ctx.node, op: ctx.op, shape: ctx.shape.clone(), bytes, budget }),
+        false => Ok(()),
+    }
+}
+
+/// `MemTotal` from `/proc/meminfo`, where there is one.
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// [`bind_dims`] with no explicit values, then [`eval`].
