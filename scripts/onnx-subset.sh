@@ -35,6 +35,7 @@ cases=(
   test_stft_with_window test_melweightmatrix test_linear_attention_gated_delta_gqa
   test_causal_conv_with_state_silu_with_past_state test_tensorscatter_circular
   test_flexattention_score_mod test_attention_4d_diff_heads_mask4d_padded_kv
+  test_training_dropout_zero_ratio_mask
 )
 rm -rf "$dest"/test_*
 for c in "${cases[@]}"; do

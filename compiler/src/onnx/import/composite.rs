@@ -133,7 +133,9 @@ fn gelu(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 fn dropout(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let training =
         if cx.has(2) { imp.const_scalar(cx, 2)? != 0.0 } else { cx.int("is_test", 1)? == 0 && imp.opset < 7 };
-    if training {
+    // With a ratio of 0 even training mode keeps every element (as ONNX's reference does).
+    let ratio = if cx.has(1) { imp.const_scalar(cx, 1)? } else { cx.float("ratio", 0.5)? as f64 };
+    if training && ratio != 0.0 {
         return Err(cx.unsupported("dropout in training mode (it draws random numbers)"));
     }
     let x = imp.input(cx, 0)?;
