@@ -24,7 +24,8 @@ from onnx.reference import ReferenceEvaluator
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compiler", "tests", "onnx")
 
 
-def write_case(name, model, inputs):
+def write_case(name, graph, inputs, opset=22):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     onnx.checker.check_model(model)
     outputs = ReferenceEvaluator(model).run(None, dict(zip([i.name for i in model.graph.input], inputs)))
     case = os.path.join(OUT, f"flint_{name}")
@@ -54,8 +55,7 @@ def grid_sample(name, x_shape, grid_shape, spread, batch="N", **attrs):
         ],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, y_shape)],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    write_case(name, model, [x, grid])
+    write_case(name, graph, [x, grid])
 
 
 def col2im(name, x_shape, image_shape, block_shape, batch="N", **attrs):
@@ -74,8 +74,7 @@ def col2im(name, x_shape, image_shape, block_shape, batch="N", **attrs):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, channels] + list(image_shape))],
         initializer=consts,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    write_case(name, model, [x])
+    write_case(name, graph, [x])
 
 
 def tensor_scatter(name, cache_shape, update_shape, writes, batch="N", **attrs):
@@ -93,8 +92,7 @@ def tensor_scatter(name, cache_shape, update_shape, writes, batch="N", **attrs):
         ],
         [helper.make_tensor_value_info("present", TensorProto.FLOAT, [batch] + list(cache_shape[1:]))],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24)])
-    write_case(name, model, [cache, update, np.array(writes, dtype=np.int64)])
+    write_case(name, graph, [cache, update, np.array(writes, dtype=np.int64)], opset=24)
 
 
 def max_pool_indices(name, x_shape, **attrs):
@@ -111,8 +109,7 @@ def max_pool_indices(name, x_shape, **attrs):
             helper.make_tensor_value_info("indices", TensorProto.INT64, [None] * len(x_shape)),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    write_case(name, model, [x])
+    write_case(name, graph, [x])
 
 
 def log_mel_spectrogram():
@@ -141,8 +138,7 @@ def log_mel_spectrogram():
         [helper.make_tensor_value_info("log_mel", TensorProto.FLOAT, [2, 9, 12])],
         initializer=consts,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    write_case(name, model, [signal])
+    write_case(name, graph, [signal])
 
 
 def roi_align(name, **attrs):
@@ -162,8 +158,7 @@ def roi_align(name, **attrs):
         ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["R", 3, attrs["output_height"], attrs["output_width"]])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    write_case(name, model, [x, rois, batch])
+    write_case(name, graph, [x, rois, batch])
 
 
 def det():
@@ -181,7 +176,7 @@ def det():
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4, 5, 5])],
         [helper.make_tensor_value_info("d", TensorProto.FLOAT, ["B", 4])],
     )
-    write_case(name, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)]), [x])
+    write_case(name, graph, [x])
 
 
 def deform_conv():
@@ -205,8 +200,7 @@ def deform_conv():
         [info("x", x.shape), info("w", weight.shape), info("offset", offset.shape), info("b", bias.shape), info("mask", mask.shape)],
         [info("y", (n, m, oh, ow))],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    write_case(name, model, [x, weight, offset, bias, mask])
+    write_case(name, graph, [x, weight, offset, bias, mask])
 
 
 def main():

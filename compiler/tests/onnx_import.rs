@@ -362,30 +362,27 @@ fn hostile(a: &AttributeProto) -> Vec<AttributeProto> {
     }
 }
 
-/// Every attribute of every node test in the subset (ONNX's and the generated ones), set to
-/// each hostile value in turn: the import ends in a model or an error, never a panic.
-/// `FLINT_HOSTILE_DIR=<node test dir>` runs it over another set (all of ONNX's node tests).
+/// Every attribute and every input dim of every node test in the subset (ONNX's and the
+/// generated ones), set to each hostile value in turn: the import ends in a model or an error,
+/// never a panic. `FLINT_HOSTILE_DIR=<node test dir>` runs it over another set (all of ONNX's
+/// node tests); `FLINT_HOSTILE_TRACE=1` prints each variant first, to find one that aborts.
 #[test]
 fn hostile_attribute_values_give_errors_not_panics() {
     let root = std::env::var_os("FLINT_HOSTILE_DIR").map_or_else(|| manifest().join("tests/onnx"), PathBuf::from);
     let cases = conformance::cases(&root).expect("the node test directory exists");
+    let trace = std::env::var_os("FLINT_HOSTILE_TRACE").is_some();
     let (mut tried, mut panics) = (0, Vec::new());
     for dir in &cases {
         let bytes = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
         let model = ModelProto::decode(bytes.as_slice()).expect("decodes");
         let graph = model.graph.clone().unwrap_or_default();
         let mut options = ImportOptions::default();
-        for input in &graph.input {
-            let dims = input.r#type.as_ref().and_then(|t| match &t.value {
-                Some(type_proto::Value::TensorType(t)) => t.shape.as_ref().map(|s| s.dim.clone()),
-                _ => None,
-            });
-            for d in dims.unwrap_or_default() {
-                if let Some(dimension::Value::DimParam(p)) = d.value {
-                    options.dim_bounds.insert(p, 8);
-                }
+        for d in graph.input.iter().filter_map(input_dims).flatten() {
+            if let Some(dimension::Value::DimParam(p)) = &d.value {
+                options.dim_bounds.insert(p.clone(), 8);
             }
         }
+        let mut variants: Vec<(String, ModelProto)> = Vec::new();
         for (n, node) in graph.node.iter().enumerate() {
             for (k, attr) in node.attribute.iter().enumerate() {
                 for bad in hostile(attr) {
@@ -393,20 +390,10 @@ fn hostile_attribute_values_give_errors_not_panics() {
                     if let Some(g) = m.graph.as_mut() {
                         g.node[n].attribute[k] = bad.clone();
                     }
-                    tried += 1;
-                    if std::env::var_os("FLINT_HOSTILE_TRACE").is_some() {
-                        eprintln!("{}: node {n} {}", dir.display(), attrs_debug(&bad));
-                    }
-                    let outcome =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| onnx::import_model(&m, &options)));
-                    if outcome.is_err() {
-                        let dir = dir.file_name().unwrap_or_default().to_string_lossy();
-                        panics.push(format!("{dir}: node {n} attribute {}", attrs_debug(&bad)));
-                    }
+                    variants.push((format!("node {n} attribute {}", attrs_debug(&bad)), m));
                 }
             }
         }
-        // Graph inputs declared with hostile dims.
         for (i, input) in graph.input.iter().enumerate() {
             let rank = input_dims(input).map_or(0, |d| d.len());
             for (k, v) in (0..rank).flat_map(|k| [0, -1, 1 << 20, 1 << 40].map(|v| (k, v))) {
@@ -414,16 +401,17 @@ fn hostile_attribute_values_give_errors_not_panics() {
                 if let Some(dims) = m.graph.as_mut().and_then(|g| input_dims_mut(&mut g.input[i])) {
                     dims[k].value = Some(dimension::Value::DimValue(v));
                 }
-                tried += 1;
-                if std::env::var_os("FLINT_HOSTILE_TRACE").is_some() {
-                    eprintln!("{}: input {i} dim {k} = {v}", dir.display());
-                }
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| onnx::import_model(&m, &options)));
-                if outcome.is_err() {
-                    let dir = dir.file_name().unwrap_or_default().to_string_lossy();
-                    panics.push(format!("{dir}: input {i} dim {k} = {v}"));
-                }
+                variants.push((format!("input {i} dim {k} = {v}"), m));
+            }
+        }
+        for (what, m) in variants {
+            tried += 1;
+            if trace {
+                eprintln!("{}: {what}", dir.display());
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| onnx::import_model(&m, &options)));
+            if outcome.is_err() {
+                panics.push(format!("{}: {what}", dir.file_name().unwrap_or_default().to_string_lossy()));
             }
         }
     }

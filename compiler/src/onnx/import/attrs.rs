@@ -121,6 +121,14 @@ impl<'n> NodeCx<'n> {
         Ok(self.typed(name, AttributeType::Int)?.and_then(|a| a.i).unwrap_or(default))
     }
 
+    /// Refuses a node that lacks the attribute `name`.
+    pub fn require(&self, name: &str) -> Result<(), OnnxError> {
+        match self.attr(name) {
+            Some(_) => Ok(()),
+            None => Err(self.invalid(format!("`{name}` is required"))),
+        }
+    }
+
     /// A geometry attribute (a size, pad, stride, dilation or group count) in
     /// `[min, MAX_GEOMETRY]`.
     pub fn geometry_int(&self, name: &str, default: i64, min: i64) -> Result<i64, OnnxError> {

@@ -455,7 +455,7 @@ fn tile(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 }
 
 fn block_size(cx: &NodeCx) -> R<u64> {
-    cx.opt_int("blocksize")?.ok_or_else(|| cx.invalid("`blocksize` is required"))?;
+    cx.require("blocksize")?;
     Ok(cx.geometry_int("blocksize", 1, 1)? as u64)
 }
 

@@ -252,6 +252,23 @@ fn det(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     one(imp.reshape(cx, d, shape[..r - 2].to_vec())?)
 }
 
+/// The pads `(begin, end)` of one axis of length `n` for a window spanning `span` with
+/// `stride`: the declared ones, none (`VALID`), or `SAME_*`'s, which keep `ceil(n / stride)`
+/// outputs and put the odd element at the end (`UPPER`) or the beginning (`LOWER`).
+fn axis_pads(cx: &NodeCx, auto_pad: &str, n: i64, span: i64, stride: i64, declared: (i64, i64)) -> R<(i64, i64)> {
+    match auto_pad {
+        "NOTSET" => Ok(declared),
+        "VALID" => Ok((0, 0)),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let out = (n + stride - 1) / stride;
+            let total = ((out - 1) * stride + span - n).max(0);
+            let small = total / 2;
+            Ok(if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) })
+        }
+        other => Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
+    }
+}
+
 fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>) -> R<Window> {
     let kernel = kernel.ok_or_else(|| cx.invalid("`kernel_shape` is required"))?;
     let stride = cx.geometry("strides", 1, spatial, 1)?;
@@ -271,22 +288,7 @@ fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>
     let inp: &[u64] = if spatial == 1 { &input[1..] } else { &input };
     for i in 0..spatial {
         let span = dilation[i] * (kernel[i] - 1) + 1;
-        let n = inp[i] as i64;
-        let (lo, hi) = match auto_pad.as_str() {
-            "NOTSET" => (pads[i], pads[i + spatial]),
-            "VALID" => (0, 0),
-            "SAME_UPPER" | "SAME_LOWER" => {
-                let out = (n + stride[i] - 1) / stride[i];
-                let total = ((out - 1) * stride[i] + span - n).max(0);
-                let small = total / 2;
-                if auto_pad == "SAME_UPPER" {
-                    (small, total - small)
-                } else {
-                    (total - small, small)
-                }
-            }
-            other => return Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
-        };
+        let (lo, hi) = axis_pads(cx, &auto_pad, inp[i] as i64, span, stride[i], (pads[i], pads[i + spatial]))?;
         pads[i] = lo;
         pads[i + spatial] = hi;
     }
@@ -325,7 +327,7 @@ fn conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let kernel_dims: Option<Vec<i64>> = imp.ty(w).shape[2..].iter().map(|d| d.as_known().map(|v| v as i64)).collect();
     let kernel = cx.ints("kernel_shape")?.or(kernel_dims);
     let win = window(cx, sp, input, kernel)?;
-    let groups = u64::try_from(cx.int("group", 1)?).map_err(|_| cx.invalid("`group` must be positive"))?;
+    let groups = cx.geometry_int("group", 1, 1)? as u64;
     let (x, w) = if sp == 1 { (lift_1d(imp, cx, x)?, lift_1d(imp, cx, w)?) } else { (x, w) };
     let op = Op::Conv2d { stride: win.stride, padding: win.padding, dilation: win.dilation, groups };
     let operands: Vec<NodeId> = [Some(x), Some(w), b].into_iter().flatten().collect();
@@ -575,24 +577,23 @@ fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         let t = crate::interp::Tensor::from_f64(DType::F32, &shape, v).map_err(|e| cx.invalid(e.to_string()))?;
         imp.tensor(cx, "deform_positions", &t)
     };
+    // `v[:, idx...]` as [N, oh, ow].
+    let pick = |imp: &mut Importer, v: NodeId, idx: &[u64]| -> R<NodeId> {
+        let mut v = v;
+        for (k, &i) in idx.iter().enumerate() {
+            v = imp.slice(cx, v, k + 1, i, i + 1, 1)?;
+        }
+        imp.reshape(cx, v, vec![n.clone(), d(oh), d(ow)])
+    };
     let cpo = c / og;
     let mut columns = vec![];
     for a in 0..kh {
         for b in 0..kw {
+            let (ry, rx) = (regular(imp, 0, a, oh)?, regular(imp, 1, b, ow)?);
             let mut sampled = vec![];
             for o in 0..og {
-                let pick = |imp: &mut Importer, v: NodeId, idx: &[u64]| -> R<NodeId> {
-                    let mut v = v;
-                    for (k, &i) in idx.iter().enumerate() {
-                        v = imp.slice(cx, v, k + 1, i, i + 1, 1)?;
-                    }
-                    let s = imp.ty(v).shape;
-                    let keep: Vec<Dim> = [s[0].clone()].into_iter().chain(s[s.len() - 2..].iter().cloned()).collect();
-                    imp.reshape(cx, v, keep) // [N, oh, ow]
-                };
                 let dy = pick(imp, off, &[o, a, b, 0])?;
                 let dx = pick(imp, off, &[o, a, b, 1])?;
-                let (ry, rx) = (regular(imp, 0, a, oh)?, regular(imp, 1, b, ow)?);
                 let y = imp.binary(cx, Add, dy, ry)?;
                 let xq = imp.binary(cx, Add, dx, rx)?;
                 let axes = [
@@ -659,9 +660,7 @@ impl PoolAxis {
 
 fn pool_geometry(cx: &NodeCx, input: &[u64]) -> R<Vec<PoolAxis>> {
     let sp = input.len();
-    if cx.attr("kernel_shape").is_none() {
-        return Err(cx.invalid("`kernel_shape` is required"));
-    }
+    cx.require("kernel_shape")?;
     let kernel = cx.geometry("kernel_shape", 1, sp, 1)?;
     let (stride, dilation) = (cx.geometry("strides", 1, sp, 1)?, cx.geometry("dilations", 1, sp, 1)?);
     let pads = cx.geometry("pads", 0, 2 * sp, 0)?;
@@ -671,20 +670,7 @@ fn pool_geometry(cx: &NodeCx, input: &[u64]) -> R<Vec<PoolAxis>> {
         .map(|i| {
             let (n, k, s, d) = (input[i] as i64, kernel[i], stride[i], dilation[i]);
             let span = d * (k - 1) + 1;
-            let (pb, pe) = match auto_pad.as_str() {
-                "NOTSET" => (pads[i], pads[i + sp]),
-                "VALID" => (0, 0),
-                "SAME_UPPER" | "SAME_LOWER" => {
-                    let out = (n + s - 1) / s;
-                    let total = ((out - 1) * s + span - n).max(0);
-                    if auto_pad == "SAME_UPPER" {
-                        (total / 2, total - total / 2)
-                    } else {
-                        (total - total / 2, total / 2)
-                    }
-                }
-                other => return Err(cx.bad_attr("auto_pad", &format!("{other:?}"))),
-            };
+            let (pb, pe) = axis_pads(cx, &auto_pad, n, span, s, (pads[i], pads[i + sp]))?;
             let padded = n + pb + pe - span;
             if padded < 0 {
                 return Err(cx.invalid("the window is larger than the padded input"));

@@ -9,7 +9,7 @@
 //! element, as a `gather`, which is exact for every dtype).
 
 use super::attrs::MAX_GEOMETRY;
-use super::build::one;
+use super::build::{constant_len, one};
 use super::{entry, Entry, Importer, NodeCx, Value};
 use crate::interp::Tensor;
 use crate::ir::*;
@@ -181,7 +181,7 @@ fn source_coords(
 /// The interpolation matrix of one axis.
 fn matrix(cx: &NodeCx, k: &Kernel, n_in: usize, n_out: usize, scale: f64, roi: (f64, f64)) -> R<AxisMap> {
     let coords = source_coords(cx, &k.ctm, n_in, n_out, scale, roi)?;
-    let mut m = vec![0.0; super::build::constant_len(cx, [n_out as u64, n_in as u64])?];
+    let mut m = vec![0.0; constant_len(cx, [n_out as u64, n_in as u64])?];
     let mut extrapolated = vec![false; n_out];
     for (o, &(x, outside)) in coords.iter().enumerate() {
         let xi = x.floor();
@@ -483,9 +483,9 @@ fn transform(
         (true, false) => (len, false),
         (true, true) => (len, true),
     };
-    super::build::constant_len(cx, [n_out as u64, n_in as u64, 2])?;
-    let mut am = vec![0.0; n_out * n_in];
-    let mut bm = vec![0.0; n_out * n_in];
+    // Aᵀ and Bᵀ, `[n_in, n_out]`, as the products below take them.
+    let mut at = vec![0.0; constant_len(cx, [n_out as u64, n_in as u64])?];
+    let mut bt = vec![0.0; n_out * n_in];
     for k in 0..n_out {
         for n in 0..used {
             let (kf, nf) = (k as f64, n as f64);
@@ -498,17 +498,16 @@ fn transform(
                     (weight * (tau * kf * nf / l).cos() / l, weight * (tau * kf * nf / l).sin() / l)
                 }
             };
-            am[k * n_in + n] = re;
-            bm[k * n_in + n] = im;
+            at[n * n_out + k] = re;
+            bt[n * n_out + k] = im;
         }
     }
     let dtype = imp.dtype(x);
-    let matrix = |imp: &mut Importer, m: &[f64], what: &str| -> R<NodeId> {
-        let t: Vec<f64> = (0..n_in * n_out).map(|q| m[(q % n_out) * n_in + q / n_out]).collect();
-        let t = Tensor::from_f64(dtype, &[n_in, n_out], t).map_err(|e| cx.invalid(e.to_string()))?;
+    let matrix = |imp: &mut Importer, m: Vec<f64>, what: &str| -> R<NodeId> {
+        let t = Tensor::from_f64(dtype, &[n_in, n_out], m).map_err(|e| cx.invalid(e.to_string()))?;
         imp.tensor(cx, what, &t)
     };
-    let (at, bt) = (matrix(imp, &am, "dft_re")?, matrix(imp, &bm, "dft_im")?);
+    let (at, bt) = (matrix(imp, at, "dft_re")?, matrix(imp, bt, "dft_im")?);
     // Parts as [..., n] with the signal axis last.
     let mut perm: Vec<usize> = (0..r - 1).filter(|&i| i != a).collect();
     perm.push(a);
@@ -570,7 +569,7 @@ fn stft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         return Err(cx.invalid(format!("frame step {step} and length {frame} do not fit a signal of {}", shape[1])));
     }
     let frames = 1 + (shape[1] as i64 - frame) / step;
-    super::build::constant_len(cx, [frames as u64, frame as u64])?;
+    constant_len(cx, [frames as u64, frame as u64])?;
     let indices: Vec<i64> = (0..frames).flat_map(|f| (0..frame).map(move |w| f * step + w)).collect();
     let t = Tensor::from_i64(DType::I64, &[frames as usize, frame as usize], indices)
         .map_err(|e| cx.invalid(e.to_string()))?;
@@ -608,7 +607,7 @@ fn affine_grid(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     };
     let p: usize = spatial.iter().product();
     // Rows x, y[, z], 1 (x runs along the last spatial axis).
-    let mut g = vec![0.0; super::build::constant_len(cx, [k as u64 + 1, p as u64])?];
+    let mut g = vec![0.0; constant_len(cx, [k as u64 + 1, p as u64])?];
     for flat in 0..p {
         let mut rest = flat;
         for (axis, &n) in spatial.iter().enumerate().rev() {

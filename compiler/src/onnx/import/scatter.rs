@@ -127,9 +127,7 @@ fn max_unpool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let sp = xs.len().saturating_sub(2);
     // The indices address the default unpooled shape; an explicit `output_shape` pads it at
     // the end of each axis, as ONNX's reference does.
-    if cx.attr("kernel_shape").is_none() {
-        return Err(cx.invalid("`kernel_shape` is required"));
-    }
+    cx.require("kernel_shape")?;
     let kernel = cx.geometry("kernel_shape", 1, sp, 1)?;
     let strides = cx.geometry("strides", 1, sp, 1)?;
     let pads = cx.geometry("pads", 0, 2 * sp, 0)?;

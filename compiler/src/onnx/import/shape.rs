@@ -340,10 +340,15 @@ fn window(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
             }
         })
         .collect();
+    computed(cx, dtype, &[size], w)
+}
+
+/// A constant the importer computed in f64, in `output_datatype` (integers truncated).
+fn computed(cx: &NodeCx, dtype: DType, shape: &[usize], values: Vec<f64>) -> R<Vec<Value>> {
     let t = match dtype {
-        d if d.is_float() => Tensor::from_f64(d, &[size], w),
-        d if d.is_int() => Tensor::from_i64(d, &[size], w.into_iter().map(|v| v as i64).collect()),
-        _ => return Err(cx.invalid("a window of bools")),
+        d if d.is_float() => Tensor::from_f64(d, shape, values),
+        d if d.is_int() => Tensor::from_i64(d, shape, values.into_iter().map(|v| v as i64).collect()),
+        _ => return Err(cx.invalid(format!("`output_datatype` {dtype} for numbers"))),
     };
     Ok(vec![Value::constant(t.map_err(|e| cx.invalid(e.to_string()))?)])
 }
@@ -361,6 +366,8 @@ fn mel_weight_matrix(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let dtype = tensor::dtype(cx.int("output_datatype", 1)? as i32, &|| {
         format!("{}: attribute `output_datatype`", cx.node_ref())
     })?;
+    let rows = dft_length as usize / 2 + 1;
+    constant_len(cx, [rows as u64, mels as u64])?; // before anything is allocated
     let to_mel = |hz: f64| 2595.0 * (hz / 700.0).ln_1p() / 10f64.ln();
     let (low_mel, high_mel) = (to_mel(low), to_mel(high));
     let step = (high_mel - low_mel) / (mels + 2) as f64;
@@ -370,8 +377,6 @@ fn mel_weight_matrix(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
             ((dft_length + 1) as f64 * hz).div_euclid(rate as f64) as i64
         })
         .collect();
-    let rows = (dft_length / 2 + 1) as usize;
-    constant_len(cx, [rows as u64, mels as u64])?;
     let mut m = vec![0.0; rows * mels as usize];
     let mut set = |j: i64, i: usize, v: f64| -> R<()> {
         match usize::try_from(j).ok().filter(|&j| j < rows) {
@@ -395,10 +400,5 @@ fn mel_weight_matrix(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
             set(j, i, (hi - j) as f64 / (hi - center) as f64)?;
         }
     }
-    let t = match dtype {
-        d if d.is_float() => Tensor::from_f64(d, &[rows, mels as usize], m),
-        d if d.is_int() => Tensor::from_i64(d, &[rows, mels as usize], m.into_iter().map(|v| v as i64).collect()),
-        _ => return Err(cx.invalid("a matrix of bools")),
-    };
-    Ok(vec![Value::constant(t.map_err(|e| cx.invalid(e.to_string()))?)])
+    computed(cx, dtype, &[rows, mels as usize], m)
 }

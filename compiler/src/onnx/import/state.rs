@@ -67,13 +67,14 @@ fn causal_conv_with_state(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         imp.concat(cx, &[state, x], 2)?
     };
     let len = imp.ty(padded).shape[2].as_known().ok_or_else(|| cx.unsupported("a symbolic length"))?;
-    let one_high = |imp: &mut Importer, v: NodeId, s: &Shape| {
-        let mut s = s.clone();
+    // [B, C, L] -> [B, C, 1, L]: a conv2d of height 1.
+    let one_high = |imp: &mut Importer, v: NodeId| {
+        let mut s = imp.ty(v).shape;
         s.insert(2, Dim::known(1));
         imp.reshape(cx, v, s)
     };
-    let lifted = one_high(imp, padded, &imp.ty(padded).shape)?;
-    let w2 = one_high(imp, w, &imp.ty(w).shape)?;
+    let lifted = one_high(imp, padded)?;
+    let w2 = one_high(imp, w)?;
     let op = Op::Conv2d { stride: [1, 1], padding: [0; 4], dilation: [1, 1], groups: c };
     let operands: Vec<NodeId> = [Some(lifted), Some(w2), bias].into_iter().flatten().collect();
     let y = imp.add(cx, op, &operands, None)?;
@@ -134,18 +135,17 @@ fn linear_attention(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     };
     let batch = qs[0].clone();
     let state_shape = vec![batch.clone(), Dim::known(hkv), Dim::known(dk), Dim::known(dv)];
-    // Decay as [B, Hkv, T, 1 or dk] and beta as [B, Hkv or 1, T, 1].
-    let per_step = |imp: &mut Importer, i: usize, keep_last: bool| -> R<Option<NodeId>> {
+    // Decay as [B, Hkv, T, 1 or dk] (per head or per key row) and beta as [B, Hkv or 1, T, 1].
+    let per_step = |imp: &mut Importer, i: usize, what: &str, sizes: [u64; 2]| -> R<Option<NodeId>> {
         let Some(x) = imp.opt_input(cx, i)? else { return Ok(None) };
-        imp.need_rank(cx, x, 3, if i == 4 { "decay" } else { "beta" })?;
+        imp.need_rank(cx, x, 3, what)?;
         let x = widened(imp, cx, x)?;
         let s = imp.ty(x).shape;
         let last = s[2].as_known().unwrap_or(0);
-        let ok = if i == 4 { last == hkv || last == hkv * dk } else { last == hkv || last == 1 };
-        if !ok {
-            return Err(cx.invalid(format!("input {i} has {last} entries per step, which fits neither rule")));
+        if !sizes.contains(&last) {
+            return Err(cx.invalid(format!("{what} has {last} entries per step, not one of {sizes:?}")));
         }
-        let y = if keep_last && last == hkv * dk {
+        let y = if last == hkv * dk {
             heads(imp, cx, x, Some(hkv as i64))?
         } else {
             let r = imp.reshape(cx, x, vec![s[0].clone(), s[1].clone(), s[2].clone(), Dim::known(1)])?;
@@ -153,8 +153,8 @@ fn linear_attention(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         };
         Ok(Some(y))
     };
-    let decay = per_step(imp, 4, true)?;
-    let beta = per_step(imp, 5, false)?;
+    let decay = per_step(imp, 4, "decay", [hkv, hkv * dk])?;
+    let beta = per_step(imp, 5, "beta", [hkv, 1])?;
     let past = imp.opt_input(cx, 3)?;
     let mut state = match past {
         Some(p) => {
