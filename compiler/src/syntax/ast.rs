@@ -72,10 +72,51 @@ pub enum Stmt {
     Assign { targets: Vec<Ident>, value: Expr, prefix: Option<Ident>, span: Span },
 }
 
+/// An expression. Its nesting is bounded by the parser ([`super::parser::MAX_NESTING`]),
+/// except along a left-associative chain (`a + b + c + ...` nests once per term): walk
+/// such a chain with [`Expr::left_chain`], never by recursion, and let [`Drop`] free it.
 #[derive(Clone, Debug)]
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
+}
+
+impl Expr {
+    /// The binary nodes down the left operands from `self`, innermost first, and the
+    /// leftmost operand below them: `a + b * c - d` gives `a`, [`a + b * c`, `... - d`].
+    pub fn left_chain(&self) -> (&Expr, Vec<&Expr>) {
+        let mut chain = Vec::new();
+        let mut leaf = self;
+        while let ExprKind::Binary(_, _, lhs, _) = &leaf.kind {
+            chain.push(leaf);
+            leaf = lhs;
+        }
+        chain.reverse();
+        (leaf, chain)
+    }
+}
+
+impl Drop for Expr {
+    /// Frees the tree with a worklist: the derived drop would recurse once per term of a
+    /// left-associative chain and overflow the stack on a long one.
+    fn drop(&mut self) {
+        let mut work = Vec::new();
+        take_children(&mut self.kind, &mut work);
+        while let Some(mut e) = work.pop() {
+            take_children(&mut e.kind, &mut work);
+        }
+    }
+}
+
+/// Moves the operands of `kind` onto `work`, leaving a leaf in its place.
+fn take_children(kind: &mut ExprKind, work: &mut Vec<Expr>) {
+    match std::mem::replace(kind, ExprKind::Bool(false)) {
+        ExprKind::Unary(_, x) => work.push(*x),
+        ExprKind::Binary(_, _, a, b) => work.extend([*a, *b]),
+        ExprKind::List(items) => work.extend(items),
+        ExprKind::Call { args, .. } => work.extend(args.into_iter().map(|a| a.value)),
+        ExprKind::Name(_) | ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

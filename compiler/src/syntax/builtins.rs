@@ -146,15 +146,25 @@ pub(super) fn attr(e: &Expr, dims: &HashMap<String, Dim>) -> Attr {
             Attr::Float(v) => Attr::Float(-v),
             _ => Attr::Invalid("only numbers can be negated in an attribute".into()),
         },
-        ExprKind::Binary(BinOp::Mul, _, a, b) => match (as_dim(&attr(a, dims)), as_dim(&attr(b, dims))) {
-            (Some(x), Some(y)) => Attr::Dim(x.mul(&y)),
-            _ => Attr::Invalid("only dims can be multiplied in an attribute".into()),
-        },
+        ExprKind::Binary(BinOp::Mul, ..) => dim_product(e, dims),
         ExprKind::List(items) => Attr::List(items.iter().map(|x| attr(x, dims)).collect()),
         ExprKind::Unary(..) | ExprKind::Binary(..) | ExprKind::Call { .. } => {
             Attr::Invalid("attribute values are literals, lists, dtypes or dims".into())
         }
     }
+}
+
+/// `a * b * ...` as a dim, walking the left-nested chain in a loop (its length is unbounded).
+fn dim_product(e: &Expr, dims: &HashMap<String, Dim>) -> Attr {
+    let (leaf, chain) = e.left_chain();
+    let mut product = as_dim(&attr(leaf, dims));
+    for node in chain {
+        product = match (&node.kind, product) {
+            (ExprKind::Binary(BinOp::Mul, _, _, b), Some(x)) => as_dim(&attr(b, dims)).map(|y| x.mul(&y)),
+            _ => None,
+        };
+    }
+    product.map_or_else(|| Attr::Invalid("only dims can be multiplied in an attribute".into()), Attr::Dim)
 }
 
 fn as_dim(a: &Attr) -> Option<Dim> {

@@ -6,9 +6,16 @@ use super::ast::*;
 use super::lexer::{Tok, Token};
 use crate::diag::{Diagnostic, Span};
 
+/// How deeply an expression may nest: each bracket pair, call argument, prefix operator and
+/// right operand of `**` opens a level. A level costs the parser eight frames, about 7 KiB
+/// of stack in a debug build (the lowering needs less), so the limit stays under 1 MiB:
+/// half of a test thread's 2 MiB. Real programs nest a handful of levels.
+pub const MAX_NESTING: usize = 128;
+
 /// Parses tokens into a file; returns every syntax error found.
 pub fn parse(tokens: &[Token], source_len: usize) -> (File, Vec<Diagnostic>) {
-    let mut p = Parser { tokens, pos: 0, diags: Vec::new(), eof: Span::new(source_len..source_len) };
+    let mut p =
+        Parser { tokens, pos: 0, diags: Vec::new(), eof: Span::new(source_len..source_len), depth: 0, too_deep: false };
     let file = p.file();
     (file, p.diags)
 }
@@ -18,6 +25,10 @@ struct Parser<'t> {
     pos: usize,
     diags: Vec<Diagnostic>,
     eof: Span,
+    /// The nesting level of the expression being parsed.
+    depth: usize,
+    /// The limit was exceeded; the statement's recovery then skips the rest of the body.
+    too_deep: bool,
 }
 
 /// A syntax error was recorded; the caller unwinds to a recovery point.
@@ -69,6 +80,31 @@ impl Parser<'_> {
         } else {
             self.error(&format!("`{}`", tok.spelling()))
         }
+    }
+
+    /// Parses `f` one nesting level deeper, or refuses at the token that opened the level.
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_NESTING {
+            return self.nesting_error();
+        }
+        self.depth += 1;
+        let result = f(self);
+        self.depth -= 1;
+        result
+    }
+
+    // Out of line, so that its temporaries do not sit in the frame of every nesting level.
+    #[cold]
+    #[inline(never)]
+    fn nesting_error<T>(&mut self) -> PResult<T> {
+        let d = Diagnostic::at(
+            format!("expression nested more than {MAX_NESTING} levels deep"),
+            self.prev_span(),
+            format!("level {} opens here", MAX_NESTING + 1),
+        );
+        self.diags.push(d.with_note("name an inner part in a statement of its own: `t = ...`"));
+        self.too_deep = true;
+        Err(Recover)
     }
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
@@ -192,10 +228,20 @@ impl Parser<'_> {
         while !matches!(self.peek(), None | Some(Tok::RBrace)) {
             match self.stmt() {
                 Ok(s) => stmts.push(s),
+                Err(Recover) if self.too_deep => self.skip_deep_expr(),
                 Err(Recover) => self.skip_to_stmt(),
             }
         }
         stmts
+    }
+
+    /// After the nesting limit, skips to the end of the body: the deep expression may span
+    /// many lines, and resuming at each would report it again. No expression holds a brace.
+    fn skip_deep_expr(&mut self) {
+        self.too_deep = false;
+        while !matches!(self.peek(), None | Some(Tok::RBrace | Tok::Graph | Tok::Fn)) {
+            self.pos += 1;
+        }
     }
 
     /// Skips to the next token that starts a line (a new statement), or to the closing brace.
@@ -302,7 +348,7 @@ impl Parser<'_> {
             _ => return self.power(),
         };
         self.pos += 1;
-        let operand = self.unary()?;
+        let operand = self.nested(Self::unary)?;
         Ok(Expr { span: start.to(operand.span), kind: ExprKind::Unary(op, Box::new(operand)) })
     }
 
@@ -311,7 +357,7 @@ impl Parser<'_> {
         let op_span = self.span();
         if self.eat(&Tok::StarStar) {
             // Right-associative, and binds tighter than a unary minus on its left: -x**2 = -(x**2).
-            let exponent = self.unary()?;
+            let exponent = self.nested(Self::unary)?;
             return Ok(binary(BinOp::Pow, op_span, base, exponent));
         }
         Ok(base)
@@ -344,7 +390,7 @@ impl Parser<'_> {
                 }
                 _ => None,
             };
-            args.push(Arg { key, value: self.expr()? });
+            args.push(Arg { key, value: self.nested(Self::expr)? });
             if !self.eat(&Tok::Comma) && !self.at(&Tok::RParen) {
                 return self.error("`,` or `)`");
             }
@@ -376,15 +422,15 @@ impl Parser<'_> {
             Some(Tok::Str(s)) => ExprKind::Str(s),
             Some(Tok::LParen) => {
                 self.pos += 1;
-                let inner = self.expr()?;
-                let end = self.expect(Tok::RParen)?;
-                return Ok(Expr { span: span.to(end), kind: inner.kind });
+                let mut inner = self.nested(Self::expr)?;
+                inner.span = span.to(self.expect(Tok::RParen)?);
+                return Ok(inner);
             }
             Some(Tok::LBracket) => {
                 self.pos += 1;
                 let mut items = Vec::new();
                 while !self.eat(&Tok::RBracket) {
-                    items.push(self.expr()?);
+                    items.push(self.nested(Self::expr)?);
                     if !self.eat(&Tok::Comma) && !self.at(&Tok::RBracket) {
                         return self.error("`,` or `]`");
                     }
