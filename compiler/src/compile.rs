@@ -1,14 +1,14 @@
-//! `flint compile`: the pass pipeline with timings and dumps, then fusion, scheduling and the
-//! memory plan.
+//! `flint compile`: runs [`pipeline::compile`] with a timing line per stage, and writes the
+//! dumps, the plan report and the plan drawing asked for.
 
 use std::path::Path;
-use std::time::Instant;
 
 use flint_compiler::ir::print::print;
-use flint_compiler::passes::{self, fusion, memory, RunOptions};
-use flint_compiler::plan::{self, svg, PlanOptions};
+use flint_compiler::kernel::memory;
+use flint_compiler::pipeline::{self, CompileOptions, StageRecord};
+use flint_compiler::plan::svg;
 
-/// What `flint compile` writes besides its per-pass timings.
+/// What `flint compile` writes besides its per-stage timings.
 pub struct Outputs<'a> {
     pub dump_after: Option<&'a str>,
     pub dump_all: Option<&'a Path>,
@@ -17,7 +17,7 @@ pub struct Outputs<'a> {
 }
 
 pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String> {
-    let names = passes::pass_names();
+    let names = pipeline::stage_names();
     if list {
         names.iter().enumerate().for_each(|(i, n)| println!("{:02} {n}", i + 1));
         return Ok(());
@@ -26,43 +26,40 @@ pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String>
         return Err(format!("error: --dump-after {p}: no such pass (passes: {})", names.join(", ")));
     }
     let Some(file) = file else { return Err("error: no source file given".into()) };
-    let mut graph = crate::load(file)?;
-    let before = print(&graph);
-    let opts = RunOptions { verify: true, keep_dumps: out.dump_after.is_some() || out.dump_all.is_some() };
-    let records =
-        passes::run_passes(&mut graph, &passes::default_pipeline(), &opts).map_err(|e| format!("error: {e}"))?;
+    let graph = crate::load(file)?;
     if let Some(dir) = out.dump_all {
         std::fs::create_dir_all(dir).map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
-        let write = |name: String, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| format!("error: cannot write {}: {e}", path.display()))
-        };
-        write("00-input.ir".into(), &before)?;
-        for (i, r) in records.iter().enumerate() {
-            write(format!("{:02}-{}.ir", i + 1, r.name), r.dump.as_deref().unwrap_or_default())?;
-        }
+        write(&dir.join("00-input.ir"), &print(&graph))?;
     }
-    for r in &records {
-        let ms = r.time.as_secs_f64() * 1e3;
-        eprintln!("{:<12} {:>8.3} ms  nodes {:>4} -> {:<4}", r.name, ms, r.nodes_before, r.nodes_after);
+    let opts = CompileOptions { keep_dumps: out.dump_after.is_some() || out.dump_all.is_some(), ..Default::default() };
+    let mut step = 0;
+    let mut written = Ok(());
+    let mut total = std::time::Duration::ZERO;
+    let mut observe = |r: &StageRecord| {
+        step += 1;
+        total += r.time;
+        eprintln!("{:<12} {:>8.3} ms  {}", r.name, r.time.as_secs_f64() * 1e3, r.summary);
+        let dump = r.dump.as_deref().unwrap_or_default();
         if out.dump_after == Some(r.name) {
-            print!("{}", r.dump.as_deref().unwrap_or_default());
+            print!("{dump}");
         }
-    }
-    let start = Instant::now();
-    let kernels = fusion::fuse(&graph);
-    eprintln!("{:<12} {:>8.3} ms  kernels {}", "fusion", start.elapsed().as_secs_f64() * 1e3, kernels.kernels.len());
-    let start = Instant::now();
-    let mp = memory::plan_memory(&graph, &kernels, &PlanOptions::default());
-    eprintln!("{:<12} {:>8.3} ms  arena {} B", "memory-plan", start.elapsed().as_secs_f64() * 1e3, mp.plan.arena);
-    plan::check::check(&mp.buffers, &mp.plan, memory::ALIGNMENT)
-        .map_err(|e| format!("internal error: the memory plan is invalid: {e}"))?;
+        if let (Some(dir), Ok(())) = (out.dump_all, &written) {
+            let ext = if r.graph_pass { "ir" } else { "txt" };
+            written = write(&dir.join(format!("{step:02}-{}.{ext}", r.name)), dump);
+        }
+    };
+    let compiled = pipeline::compile_observed(&graph, &opts, &mut observe).map_err(|e| format!("error: {e}"))?;
+    written?;
+    eprintln!("{:<12} {:>8.3} ms", "total", total.as_secs_f64() * 1e3);
     if out.report {
-        print!("{}", memory::report(&graph, &kernels, &mp));
+        print!("{}", memory::report(&compiled.graph, &compiled.kernels, &compiled.memory));
     }
     if let Some(path) = out.plan_svg {
-        std::fs::write(path, svg::render_svg(&mp.buffers, &mp.plan))
-            .map_err(|e| format!("error: cannot write {}: {e}", path.display()))?;
+        write(path, &svg::render_svg(&compiled.memory.buffers, &compiled.memory.plan))?;
     }
     Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("error: cannot write {}: {e}", path.display()))
 }

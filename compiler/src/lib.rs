@@ -1,14 +1,17 @@
 //! The Flint compiler: front end (`syntax`), typed IR (`ir`), reference interpreter
-//! (`interp`), and the `flint` command-line driver built on them.
+//! (`interp`), graph passes (`passes`), kernel graph and memory plan (`kernel`), all run in
+//! order by one call ([`pipeline::compile`]), and the `flint` command-line driver.
 
 pub mod diag;
 pub mod interp;
 pub mod ir;
+pub mod kernel;
 #[cfg(feature = "mlir")]
 pub mod mlir;
 pub mod npy;
 pub mod onnx;
 pub mod passes;
+pub mod pipeline;
 pub mod plan;
 pub mod random;
 pub mod syntax;

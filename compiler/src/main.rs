@@ -37,22 +37,25 @@ enum Command {
         /// The source file.
         file: PathBuf,
     },
-    /// Run the optimisation pipeline over a .tg file and report what each pass did.
+    /// Run the compile pipeline over a .tg or .onnx file and report what each stage did.
     ///
-    /// Runs the graph passes (verifying after each), fuses into kernels, schedules them and
-    /// plans their memory; shows what each step did. Artifact output (kernel code, host
-    /// glue) is not written yet.
+    /// Runs every stage in order (see --list-passes): the graph passes, fusion into kernels,
+    /// the memory-aware schedule and the memory plan, verifying after each, and prints one
+    /// line per stage on stderr (time, and nodes, kernels, peak or arena). Kernel code and
+    /// the artifact are not written yet.
     Compile {
         /// The source file.
         #[arg(required_unless_present = "list_passes")]
         file: Option<PathBuf>,
-        /// Print the IR after this pass (see --list-passes for names).
+        /// Print the output of this stage (see --list-passes for names): the IR after a graph
+        /// pass, the kernel graph after `fusion` or `schedule`, the plan after `memory-plan`.
         #[arg(long, value_name = "PASS")]
         dump_after: Option<String>,
-        /// Write the IR before the pipeline and after every pass to DIR/NN-<pass>.ir.
+        /// Write the IR before the pipeline to DIR/00-input.ir and every stage's output to
+        /// DIR/NN-<stage>.ir (graph passes) or DIR/NN-<stage>.txt (kernel stages).
         #[arg(long, value_name = "DIR")]
         dump_all: Option<PathBuf>,
-        /// List the passes of the pipeline in order.
+        /// List the stages of the pipeline in order.
         #[arg(long)]
         list_passes: bool,
         /// Print the memory plan: arena, lower bound, ratio, buffers, regions, and the bytes
@@ -146,8 +149,11 @@ pub(crate) fn load(path: &Path) -> Result<Graph, String> {
     if flint_compiler::onnx::is_onnx_path(path) {
         return import::load(path).map(|m| m.graph);
     }
-    let source = std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?;
     let name = path.display().to_string();
+    let source = syntax::decode_source(&bytes).map(str::to_owned).map_err(|d| {
+        diag::render_with(&name, &String::from_utf8_lossy(&bytes), &[d], std::io::stderr().is_terminal())
+    })?;
     let graph = syntax::compile_str(&source)
         .map_err(|diags| diag::render_with(&name, &source, &diags, std::io::stderr().is_terminal()))?;
     ir::verify::verify(&graph).map_err(|e| format!("internal error: the lowered graph does not verify: {e}"))?;

@@ -1,14 +1,14 @@
-//! Every pass on every `ir-spec` example: the IR after each pass is snapshotted as
-//! `<example>@NN-<pass>`, and the whole pipeline preserves meaning on fresh random inputs.
+//! Every stage on every `ir-spec` example: the output of each stage of the one pipeline
+//! (the IR after graph passes, the kernel graph, the plan) is snapshotted as
+//! `<example>@NN-<stage>`, and the whole pipeline preserves meaning on fresh random inputs.
 
 use std::path::Path;
 
 use flint_compiler::interp::{self, DimValues, Tensor};
 use flint_compiler::ir::{self, DType, Graph, SymId};
-use flint_compiler::ir::{NodeId, Op};
-use flint_compiler::passes::kernels::KernelGraph;
-use flint_compiler::passes::{self, fusion, memory, schedule, RunOptions};
-use flint_compiler::plan::{self, PlanOptions};
+use flint_compiler::ir::{NodeId, OpClass};
+use flint_compiler::kernel::{fusion, memory, schedule, KernelGraph, KernelKind};
+use flint_compiler::pipeline::{self, CompileOptions, Compiled};
 use flint_compiler::{random, syntax};
 
 fn lower(path: &Path) -> Graph {
@@ -20,36 +20,29 @@ fn stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+fn compile(graph: &Graph, label: &str, keep_dumps: bool) -> Compiled {
+    pipeline::compile(graph, &CompileOptions { verify: true, keep_dumps, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{label}: {e}"))
+}
+
 #[test]
 fn every_pass_on_every_example() {
     insta::glob!("../../ir-spec/examples", "*.tg", |path| {
-        let mut graph = lower(path);
-        let records =
-            passes::run_passes(&mut graph, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: true })
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        for (i, r) in records.iter().enumerate() {
+        let label = path.display().to_string();
+        let compiled = compile(&lower(path), &label, true);
+        for (i, r) in compiled.stages.iter().enumerate() {
             let name = format!("{}@{:02}-{}", stem(path), i + 1, r.name);
             insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
                 insta::assert_snapshot!(name, r.dump.clone().unwrap_or_default());
             });
         }
-        assert!(graph.node_ids().all(|n| !graph.op(n).is_composite()), "{}: a composite survived", path.display());
-        let kernels = fusion::fuse(&graph);
-        check_kernels(&graph, &kernels, &path.display().to_string());
-        let (fused, unfused) = (schedule::peak(&graph, &kernels), schedule::peak(&graph, &fusion::unfused(&graph)));
-        assert!(fused <= unfused, "{}: fusion raised the peak from {unfused} to {fused} bytes", path.display());
-        let text = format!("peak {fused} B (unfused {unfused} B)\n{}", kernels.print(&graph));
-        insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
-            insta::assert_snapshot!(format!("{}@{:02}-fusion", stem(path), records.len() + 1), text);
-        });
-        let mp = memory::plan_memory(&graph, &kernels, &PlanOptions::default());
-        plan::check::check(&mp.buffers, &mp.plan, memory::ALIGNMENT)
-            .unwrap_or_else(|e| panic!("{}: invalid memory plan: {e}", path.display()));
-        assert!(mp.plan.arena <= mp.greedy_arena, "{}: worse than greedy", path.display());
+        let Compiled { graph, kernels, memory: mp, .. } = &compiled;
+        assert!(graph.node_ids().all(|n| !graph.op(n).is_composite()), "{label}: a composite survived");
+        check_kernels(graph, kernels, &label);
+        let (fused, unfused) = (schedule::peak(graph, kernels), schedule::peak(graph, &fusion::unfused(graph)));
+        assert!(fused <= unfused, "{label}: fusion raised the peak from {unfused} to {fused} bytes");
+        assert!(mp.plan.arena <= mp.greedy_arena, "{label}: worse than greedy");
         assert!(mp.plan.offsets.iter().all(|o| o % memory::ALIGNMENT == 0));
-        insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
-            insta::assert_snapshot!(format!("{}@{:02}-plan", stem(path), records.len() + 2), memory::report(&graph, &kernels, &mp));
-        });
     });
 }
 
@@ -74,9 +67,7 @@ fn close(got: &Tensor, want: &Tensor, dtype: DType) -> Result<(), String> {
 }
 
 fn check_pipeline_preserves(graph: &Graph, label: &str, seed: u64) {
-    let mut optimized = graph.clone();
-    passes::run_passes(&mut optimized, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: false })
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let optimized = compile(graph, label, false).graph;
     for pick in [|_: u64| 1, |b: u64| b.min(5)] {
         let dims: DimValues = graph.symbols.iter().enumerate().map(|(i, s)| (SymId(i as u32), pick(s.bound))).collect();
         let inputs = random::random_inputs(graph, &dims, seed).expect("inputs");
@@ -106,8 +97,8 @@ fn the_pipeline_preserves_every_example() {
 }
 
 #[test]
-fn pass_names_are_kebab_case_and_unique() {
-    let names = passes::pass_names();
+fn stage_names_are_kebab_case_and_unique() {
+    let names = pipeline::stage_names();
     let mut sorted = names.clone();
     sorted.sort();
     sorted.dedup();
@@ -122,10 +113,8 @@ fn focused_rewrites() {
     let cases = include_str!("passes/rewrites.tg");
     let mut out = String::new();
     for (i, case) in cases.split("// -----").enumerate() {
-        let mut graph = syntax::compile_str(case).unwrap_or_else(|_| panic!("case {i} does not compile"));
-        let original = graph.clone();
-        passes::run_passes(&mut graph, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: false })
-            .unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let original = syntax::compile_str(case).unwrap_or_else(|_| panic!("case {i} does not compile"));
+        let graph = compile(&original, &format!("case {i}"), false).graph;
         check_pipeline_preserves(&original, &format!("case {i}"), 7);
         out.push_str(&format!("// ----- case {i}\n{}\n{}\n", case.trim(), ir::print::print(&graph)));
     }
@@ -135,17 +124,13 @@ fn focused_rewrites() {
 }
 
 /// Every computed node is in exactly one kernel, views and constants only where read, and
-/// each kernel's inputs are bound or produced by an earlier kernel.
+/// each kernel's inputs are bound or produced by an earlier kernel. Written apart from the
+/// kernel verifier the pipeline runs, so that each checks the other.
 fn check_kernels(graph: &Graph, kg: &KernelGraph, label: &str) {
-    let view_or_const = |op: &Op| {
-        matches!(
-            op,
-            Op::Constant { .. } | Op::Iota { .. } | Op::Reshape | Op::Permute { .. } | Op::Broadcast | Op::Slice { .. }
-        )
-    };
+    let view_or_const = |op: &ir::Op| op.class().is_duplicable();
     let mut seen: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
     let mut available: std::collections::HashSet<NodeId> =
-        graph.node_ids().filter(|&n| matches!(graph.op(n), Op::Input { .. } | Op::Param { .. })).collect();
+        graph.node_ids().filter(|&n| graph.op(n).class() == OpClass::Leaf).collect();
     for (k, kernel) in kg.kernels.iter().enumerate() {
         for &i in &kernel.inputs {
             assert!(available.contains(&i), "{label}: kernel {k} reads {i} before it is written");
@@ -159,7 +144,7 @@ fn check_kernels(graph: &Graph, kg: &KernelGraph, label: &str) {
     }
     for n in graph.node_ids() {
         let op = graph.op(n);
-        if !view_or_const(op) && !matches!(op, Op::Input { .. } | Op::Param { .. }) {
+        if !view_or_const(op) && op.class() != OpClass::Leaf {
             assert_eq!(seen.get(&n).copied(), Some(1), "{label}: {n} ({}) is not in exactly one kernel", op.name());
         }
     }
@@ -175,17 +160,14 @@ fn check_kernels(graph: &Graph, kg: &KernelGraph, label: &str) {
 fn in_place_pairs_follow_the_rules() {
     let mut total = 0;
     for path in ["../ir-spec/examples/cnn.tg", "../examples/transformer.tg", "../ir-spec/examples/gpt2_block.tg"] {
-        let mut graph = lower(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path));
-        passes::run_passes(&mut graph, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: false })
-            .expect("pipeline");
-        let kernels = fusion::fuse(&graph);
-        let mp = memory::plan_memory(&graph, &kernels, &PlanOptions::default());
+        let Compiled { graph, kernels, memory: mp, .. } =
+            compile(&lower(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path)), path, false);
         for values in mp.values.iter().filter(|vs| vs.len() > 1) {
             for pair in values.windows(2) {
                 let (old, new) = (pair[0], pair[1]);
                 let step = kernels.kernels.iter().position(|k| k.outputs.contains(&new)).expect("a producer");
                 let kernel = &kernels.kernels[step];
-                assert_eq!(kernel.kind, passes::kernels::KernelKind::Elementwise, "{path}");
+                assert_eq!(kernel.kind, KernelKind::Elementwise, "{path}");
                 assert!(kernel.inputs.contains(&old), "{path}: not an input of the writer");
                 assert_eq!(graph.ty(old), graph.ty(new), "{path}");
                 assert!(kernels.kernels[step + 1..].iter().all(|k| !k.inputs.contains(&old)), "{path}: read later");

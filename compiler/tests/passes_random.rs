@@ -3,22 +3,20 @@
 //! are generated as source text, so the front end is exercised too.
 
 use flint_compiler::interp::{self, DimValues};
-use flint_compiler::ir::Op;
 use flint_compiler::ir::SymId;
-use flint_compiler::passes::{self, fusion, schedule, RunOptions};
+use flint_compiler::ir::{Op, OpClass};
+use flint_compiler::kernel::{fusion, schedule};
+use flint_compiler::pipeline::{self, CompileOptions};
 use flint_compiler::{random, syntax};
 use proptest::prelude::*;
 
 /// Views and constants: read by every kernel that needs them, owned by none.
 fn placed_freely(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Constant { .. } | Op::Iota { .. } | Op::Reshape | Op::Permute { .. } | Op::Broadcast | Op::Slice { .. }
-    )
+    op.class().is_duplicable()
 }
 
 fn is_leaf(op: &Op) -> bool {
-    matches!(op, Op::Input { .. } | Op::Param { .. })
+    op.class() == OpClass::Leaf
 }
 
 /// One step: an expression over the previous value `$t` and an earlier value `$u`, all of
@@ -76,11 +74,10 @@ proptest! {
     ) {
         let source = program(b, &steps, returned);
         let graph = syntax::compile_str(&source).map_err(|d| TestCaseError::fail(format!("{source}\n{d:?}")))?;
-        let mut optimized = graph.clone();
-        passes::run_passes(&mut optimized, &passes::default_pipeline(), &RunOptions { verify: true, keep_dumps: false })
+        let compiled = pipeline::compile(&graph, &CompileOptions::default())
             .map_err(|e| TestCaseError::fail(format!("{source}\n{e}")))?;
-        let kernels = fusion::fuse(&optimized);
-        prop_assert!(schedule::peak(&optimized, &kernels) <= schedule::peak(&optimized, &fusion::unfused(&optimized)));
+        let (optimized, kernels) = (&compiled.graph, &compiled.kernels);
+        prop_assert!(schedule::peak(optimized, kernels) <= schedule::peak(optimized, &fusion::unfused(optimized)));
         let computed = optimized.node_ids().filter(|&n| !placed_freely(optimized.op(n)) && !is_leaf(optimized.op(n))).count();
         let placed: usize =
             kernels.kernels.iter().map(|k| k.nodes.iter().filter(|&&n| !placed_freely(optimized.op(n))).count()).sum();
@@ -89,7 +86,7 @@ proptest! {
         let dims: DimValues = [(SymId(0), n)].into_iter().collect();
         let inputs = random::random_inputs(&graph, &dims, seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let before = interp::eval(&graph, &dims, &inputs, &Default::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let after = interp::eval(&optimized, &dims, &inputs, &Default::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let after = interp::eval(optimized, &dims, &inputs, &Default::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for ((name, want), (_, got)) in before.iter().zip(&after) {
             for (g, w) in got.to_f64_vec().iter().zip(want.to_f64_vec()) {
                 let ok = (g.is_nan() && w.is_nan()) || *g == w || (g - w).abs() <= 1e-4 + 1e-4 * w.abs();

@@ -163,6 +163,28 @@ impl Graph {
         self.nodes.remove_node(id.0);
     }
 
+    /// Renumbers the handles densely in the printer's order (topological, ties by handle;
+    /// handle order for a graph with a cycle), so that `%N` in an error names the same node
+    /// as `%N` in a dump. Returns the old handle of every new one, by new index.
+    pub fn compact(&mut self) -> Vec<NodeId> {
+        let order = self.topo_order().unwrap_or_else(|| self.node_ids().collect());
+        let mut nodes = StableDiGraph::with_capacity(order.len(), self.nodes.edge_count());
+        let mut new_of = std::collections::HashMap::with_capacity(order.len());
+        for &old in &order {
+            new_of.insert(old, NodeId(nodes.add_node(self.nodes[old.0].clone())));
+        }
+        for &old in &order {
+            for e in self.nodes.edges_directed(old.0, Direction::Incoming) {
+                nodes.add_edge(new_of[&NodeId(e.source())].0, new_of[&old].0, *e.weight());
+            }
+        }
+        let renumber = |id: &mut NodeId| *id = new_of.get(id).copied().unwrap_or(*id);
+        self.inputs.iter_mut().for_each(renumber);
+        self.outputs.iter_mut().for_each(|(_, id)| renumber(id));
+        self.nodes = nodes;
+        order
+    }
+
     /// Every live node in a topological order (operands first); ties broken by handle
     /// order, so the order is deterministic. `None` when the graph has a cycle.
     pub fn topo_order(&self) -> Option<Vec<NodeId>> {

@@ -31,5 +31,5 @@ mod types;
 pub mod verify;
 
 pub use graph::{Graph, Node, NodeId, OperandIndex};
-pub use op::{ArgReduceOp, BinaryOp, CompareOp, ConstData, GeluApprox, Op, PoolKind, ReduceOp, UnaryOp};
+pub use op::{ArgReduceOp, BinaryOp, CompareOp, ConstData, GeluApprox, Op, OpClass, PoolKind, ReduceOp, UnaryOp};
 pub use types::{DType, Dim, Shape, SymId, Symbol, TensorType};

@@ -213,17 +213,61 @@ impl Op {
 
     /// True for ops a later pass rewrites into core ops.
     pub fn is_composite(&self) -> bool {
-        matches!(
-            self,
+        self.class() == OpClass::Composite
+    }
+
+    /// What the op means to fusion, memory planning and lowering. The one place that sorts
+    /// ops into families: every later stage asks this instead of listing ops again.
+    pub fn class(&self) -> OpClass {
+        match self {
+            Op::Input { .. } | Op::Param { .. } => OpClass::Leaf,
+            Op::Constant { .. } | Op::Iota { .. } => OpClass::Constant,
+            Op::Reshape | Op::Permute { .. } | Op::Broadcast | Op::Slice { .. } => OpClass::View,
+            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast => OpClass::Elementwise,
+            Op::Reduce { axes, .. } => OpClass::Reduction { axes: axes.clone() },
+            Op::ArgReduce { axis, .. } => OpClass::Reduction { axes: vec![*axis] },
+            Op::MatMul | Op::Conv2d { .. } => OpClass::Contraction,
+            Op::Concat { .. } | Op::Pad { .. } | Op::Gather { .. } | Op::Pool2d { .. } => OpClass::Opaque,
             Op::Softmax { .. }
-                | Op::LogSoftmax { .. }
-                | Op::LayerNorm { .. }
-                | Op::RmsNorm { .. }
-                | Op::Gelu { .. }
-                | Op::Silu
-                | Op::Linear
-                | Op::Attention { .. }
-        )
+            | Op::LogSoftmax { .. }
+            | Op::LayerNorm { .. }
+            | Op::RmsNorm { .. }
+            | Op::Gelu { .. }
+            | Op::Silu
+            | Op::Linear
+            | Op::Attention { .. } => OpClass::Composite,
+        }
+    }
+}
+
+/// The families of ops, as the back end sees them ([`Op::class`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpClass {
+    /// Bound from outside the graph: inputs and params.
+    Leaf,
+    /// Computed from nothing: constants and iota, emitted as immediates where they are read.
+    Constant,
+    /// The operand's elements at other indices (reshape, permute, broadcast, slice): an index
+    /// map on the operand, never a computation of its own.
+    View,
+    /// Reads every operand at the index it writes, after broadcasting (unary, binary,
+    /// compare, select, cast).
+    Elementwise,
+    /// Folds the operand over `axes` (sum, mean, max, min, prod, argmax, argmin).
+    Reduction { axes: Vec<usize> },
+    /// Sums products over a contracted dimension (matmul, conv2d).
+    Contraction,
+    /// Data movement or windows with an index pattern of their own (concat, pad, gather,
+    /// pooling).
+    Opaque,
+    /// Defined by a decomposition into the families above (softmax, layer_norm, linear, ...).
+    Composite,
+}
+
+impl OpClass {
+    /// Views and constants: free to recompute inside every kernel that reads them.
+    pub fn is_duplicable(&self) -> bool {
+        matches!(self, OpClass::View | OpClass::Constant)
     }
 }
 

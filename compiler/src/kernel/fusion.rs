@@ -6,62 +6,34 @@
 //! kernel each; matmul and conv take their elementwise epilogue (bias, activation, residual).
 //! Producers merge into their consumers' kernel, consumers first, one merge at a time.
 //!
-//! Fusion never raises peak memory: a merge only removes buffers, but it can stretch the
-//! lifetimes of a kernel's inputs, so each merge is kept only if the scheduled peak of live
-//! intermediate bytes (at the symbols' bounds) does not rise; otherwise it is undone.
+//! Fusion never raises peak memory. It starts from the list schedule of the unfused kernels
+//! (one per computed node) and keeps every group at a step of that timeline: a producer
+//! merged into its consumers' group moves to their step, its buffer disappears and the
+//! buffers it reads live until that step. The live bytes per step sit in a segment tree
+//! ([`super::live`]), so each candidate merge changes a range and reads the peak in
+//! `O(log steps)`; a merge that would raise the peak is undone. The whole pass is
+//! `O(nodes · log nodes)` plus the sizes of the groups it grows.
 //!
 //! *Requires:* a verified graph without composites. *Establishes:* every computed node
-//! belongs to exactly one kernel (views and constants may be read by several); the kernel
-//! dependencies are acyclic and the kernels are in a memory-aware schedule.
+//! belongs to exactly one kernel (views and constants may be read by several); the kernels
+//! are in an order that respects their dependencies (the timeline's), and the peak of live
+//! intermediate bytes in that order is at most the unfused schedule's.
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::kernels::{Kernel, KernelGraph, KernelKind};
+use super::live::LiveBytes;
 use super::schedule;
+use super::{bytes_at_bound, Kernel, KernelGraph, KernelKind};
 use crate::ir::infer::numel;
 use crate::ir::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Class {
-    /// A graph input or param: a bound buffer.
-    Leaf,
-    /// Free to recompute in every kernel that reads it: views, constants, iota.
-    Duplicable,
-    Elementwise,
-    Reduce,
-    Contraction,
-    Opaque,
-}
-
-fn class(op: &Op) -> Class {
-    match op {
-        Op::Input { .. } | Op::Param { .. } => Class::Leaf,
-        Op::Constant { .. } | Op::Iota { .. } | Op::Reshape | Op::Permute { .. } | Op::Broadcast | Op::Slice { .. } => {
-            Class::Duplicable
-        }
-        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast => Class::Elementwise,
-        Op::Reduce { .. } | Op::ArgReduce { .. } => Class::Reduce,
-        Op::MatMul | Op::Conv2d { .. } => Class::Contraction,
-        Op::Concat { .. }
-        | Op::Pad { .. }
-        | Op::Gather { .. }
-        | Op::Pool2d { .. }
-        | Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::LayerNorm { .. }
-        | Op::RmsNorm { .. }
-        | Op::Gelu { .. }
-        | Op::Silu
-        | Op::Linear
-        | Op::Attention { .. } => Class::Opaque,
-    }
-}
 
 #[derive(Clone, Debug)]
 struct Group {
     kind: KernelKind,
     domain: Shape,
     members: BTreeSet<NodeId>,
+    /// The group's step in the timeline.
+    step: usize,
 }
 
 struct Fusion<'g> {
@@ -69,48 +41,64 @@ struct Fusion<'g> {
     topo: HashMap<NodeId, usize>,
     groups: Vec<Option<Group>>,
     owner: HashMap<NodeId, usize>,
+    /// The computed nodes that read each node, looking through views and constants.
+    consumers: HashMap<NodeId, BTreeSet<NodeId>>,
+    /// The buffers (owned or bound values) each node reads, looking through views.
+    reads: HashMap<NodeId, BTreeSet<NodeId>>,
+    /// The step of the last group reading each intermediate buffer.
+    last_read: HashMap<NodeId, usize>,
+    live: LiveBytes,
 }
 
 /// One kernel per computed node, scheduled: the baseline fusion improves on.
 pub fn unfused(graph: &Graph) -> KernelGraph {
-    Fusion::new(graph).kernels().0
+    Fusion::new(graph).kernel_graph()
 }
 
-/// Fuses `graph` into kernels and schedules them.
+/// Fuses `graph` into kernels, in an order that keeps the unfused peak.
 pub fn fuse(graph: &Graph) -> KernelGraph {
     let order = graph.topo_order().unwrap_or_default();
     let mut f = Fusion::new(graph);
-    let (mut best, mut peak) = f.kernels();
     for &n in order.iter().rev() {
         let Some(&from) = f.owner.get(&n) else { continue };
         let Some(target) = f.single_consumer_group(n).filter(|&t| t != from) else { continue };
         let Some(merged) = f.merged(n, from, target) else { continue };
-        let saved = (f.groups[from].clone(), f.groups[target].clone(), f.owner.clone());
-        f.apply_merge(from, target, merged);
-        match f.kernels() {
-            (kg, p) if p <= peak && !kg.kernels.is_empty() => (best, peak) = (kg, p),
-            _ => (f.groups[from], f.groups[target], f.owner) = saved,
-        }
+        f.try_merge(from, target, merged);
     }
-    best
+    f.kernel_graph()
 }
 
 impl<'g> Fusion<'g> {
+    /// Every computed node alone in a group, at its step of the unfused list schedule.
     fn new(graph: &'g Graph) -> Fusion<'g> {
-        let mut f = Fusion { graph, topo: HashMap::new(), groups: Vec::new(), owner: HashMap::new() };
-        for (i, n) in graph.topo_order().unwrap_or_default().into_iter().enumerate() {
-            f.topo.insert(n, i);
-            f.start_group(n);
-        }
+        let order = graph.topo_order().unwrap_or_default();
+        let mut f = Fusion {
+            graph,
+            topo: order.iter().enumerate().map(|(i, &n)| (n, i)).collect(),
+            groups: Vec::new(),
+            owner: HashMap::new(),
+            consumers: HashMap::new(),
+            reads: HashMap::new(),
+            last_read: HashMap::new(),
+            live: LiveBytes::new(0),
+        };
+        order.iter().for_each(|&n| f.start_group(n));
+        f.look_through_views(&order);
+        f.place_on_timeline();
         f
     }
 
-    fn class(&self, n: NodeId) -> Class {
-        class(self.graph.op(n))
+    fn class(&self, n: NodeId) -> OpClass {
+        self.graph.op(n).class()
     }
 
     fn is_output(&self, n: NodeId) -> bool {
         self.graph.outputs.iter().any(|(_, o)| *o == n)
+    }
+
+    /// A view or constant that is computed inside each kernel reading it, never stored.
+    fn is_inlined(&self, n: NodeId) -> bool {
+        self.class(n).is_duplicable() && !self.owner.contains_key(&n)
     }
 
     /// Every computed node starts alone; a view or constant gets a kernel only when it is
@@ -118,37 +106,89 @@ impl<'g> Fusion<'g> {
     fn start_group(&mut self, n: NodeId) {
         let ty = self.graph.ty(n);
         let (kind, domain) = match self.class(n) {
-            Class::Leaf => return,
-            Class::Duplicable if !self.is_output(n) => return,
-            Class::Duplicable | Class::Elementwise => (KernelKind::Elementwise, ty.shape.clone()),
-            Class::Reduce => (KernelKind::Row { axes: reduced_axes(self.graph.op(n)) }, self.operand_shape(n)),
-            Class::Contraction => (KernelKind::Contraction, ty.shape.clone()),
-            Class::Opaque => (KernelKind::Opaque, ty.shape.clone()),
+            OpClass::Leaf | OpClass::Composite => return,
+            OpClass::View | OpClass::Constant if !self.is_output(n) => return,
+            OpClass::View | OpClass::Constant | OpClass::Elementwise => (KernelKind::Elementwise, ty.shape.clone()),
+            OpClass::Reduction { axes } => (KernelKind::Row { axes }, self.operand_shape(n)),
+            OpClass::Contraction => (KernelKind::Contraction, ty.shape.clone()),
+            OpClass::Opaque => (KernelKind::Opaque, ty.shape.clone()),
         };
         self.owner.insert(n, self.groups.len());
-        self.groups.push(Some(Group { kind, domain, members: BTreeSet::from([n]) }));
+        self.groups.push(Some(Group { kind, domain, members: BTreeSet::from([n]), step: 0 }));
     }
 
     fn operand_shape(&self, n: NodeId) -> Shape {
         self.graph.operands(n).first().map_or_else(Vec::new, |&o| self.graph.ty(o).shape.clone())
     }
 
-    /// The computed nodes that read `n`, looking through views and constants.
-    fn consumers(&self, n: NodeId) -> BTreeSet<NodeId> {
-        let mut out = BTreeSet::new();
-        for u in self.graph.users(n) {
-            if self.class(u) == Class::Duplicable && !self.owner.contains_key(&u) {
-                out.extend(self.consumers(u));
-            } else {
-                out.insert(u);
+    /// Fills `consumers` (in reverse topological order) and `reads` (in topological order),
+    /// seeing through inlined views and constants; iterative, so chains of any length work.
+    fn look_through_views(&mut self, order: &[NodeId]) {
+        for &n in order.iter().rev() {
+            let mut out = BTreeSet::new();
+            for u in self.graph.users(n) {
+                if self.is_inlined(u) {
+                    out.extend(self.consumers.get(&u).into_iter().flatten().copied());
+                } else {
+                    out.insert(u);
+                }
+            }
+            self.consumers.insert(n, out);
+        }
+        for &n in order {
+            let mut out = BTreeSet::new();
+            for o in self.graph.operands(n) {
+                if self.is_inlined(o) {
+                    out.extend(self.reads.get(&o).into_iter().flatten().copied());
+                } else {
+                    out.insert(o);
+                }
+            }
+            self.reads.insert(n, out);
+        }
+    }
+
+    /// Steps from the list schedule of the singleton groups, and the live bytes per step.
+    fn place_on_timeline(&mut self) {
+        let kg = self.kernel_graph_in_group_order();
+        let order = schedule::order(self.graph, &kg).unwrap_or_else(|| (0..kg.kernels.len()).collect());
+        let live_groups: Vec<usize> = (0..self.groups.len()).filter(|&g| self.groups[g].is_some()).collect();
+        for (step, &k) in order.iter().enumerate() {
+            if let Some(g) = self.groups[live_groups[k]].as_mut() {
+                g.step = step;
             }
         }
-        out
+        self.live = LiveBytes::new(order.len());
+        let buffers: Vec<(NodeId, usize)> = self.owner.iter().map(|(&n, &g)| (n, g)).collect();
+        for (n, g) in buffers {
+            let Some(last) = self.consumer_steps(n).max() else { continue };
+            if schedule::is_intermediate(self.graph, n) {
+                self.last_read.insert(n, last);
+                self.live.add(self.step(g), last, self.bytes(n));
+            }
+        }
+    }
+
+    fn step(&self, g: usize) -> usize {
+        self.groups[g].as_ref().map_or(0, |g| g.step)
+    }
+
+    fn bytes(&self, n: NodeId) -> i64 {
+        bytes_at_bound(self.graph, n).min(i64::MAX as u64 / 4) as i64
+    }
+
+    /// The steps of the groups reading `n`.
+    fn consumer_steps(&self, n: NodeId) -> impl Iterator<Item = usize> + '_ {
+        self.consumer_groups(n).map(|g| self.step(g))
+    }
+
+    fn consumer_groups(&self, n: NodeId) -> impl Iterator<Item = usize> + '_ {
+        self.consumers.get(&n).into_iter().flatten().filter_map(|c| self.owner.get(c)).copied()
     }
 
     /// The one group all of `n`'s consumers belong to, if there is one.
     fn single_consumer_group(&self, n: NodeId) -> Option<usize> {
-        let groups: BTreeSet<usize> = self.consumers(n).iter().filter_map(|c| self.owner.get(c)).copied().collect();
+        let groups: BTreeSet<usize> = self.consumer_groups(n).collect();
         (groups.len() == 1).then(|| groups.into_iter().next()).flatten()
     }
 
@@ -194,35 +234,67 @@ impl<'g> Fusion<'g> {
     /// Whether `n` is an operand of a matmul or conv in `t` (a contraction reads each operand
     /// many times; recomputing a producer there would multiply its work).
     fn feeds_contraction(&self, n: NodeId, t: &Group) -> bool {
-        t.members.iter().any(|&m| self.class(m) == Class::Contraction && self.reads(m, n))
+        t.members.iter().any(|&m| self.class(m) == OpClass::Contraction && self.reads[&m].contains(&n))
     }
 
-    /// Whether `m` reads `n`, directly or through views.
-    fn reads(&self, m: NodeId, n: NodeId) -> bool {
-        self.graph.operands(m).into_iter().any(|o| o == n || (self.class(o) == Class::Duplicable && self.reads(o, n)))
-    }
-
-    fn apply_merge(&mut self, from: usize, target: usize, (kind, domain): (KernelKind, Shape)) {
-        let Some(moved) = self.groups[from].take() else { return };
-        for &m in &moved.members {
-            self.owner.insert(m, target);
+    /// Moves `from`'s members to `target`'s step, unless that raises the peak. Every
+    /// consumer of `from` is in `target` (or `from`), so the move keeps the timeline a valid
+    /// order and creates no cycle: a path out of `from` and back into `target` would pass
+    /// through `target` first, and the grouping had no cycle before.
+    fn try_merge(&mut self, from: usize, target: usize, (kind, domain): (KernelKind, Shape)) {
+        let (Some(p), Some(to)) = (self.groups[from].as_ref(), self.groups[target].as_ref()) else { return };
+        let (start, at) = (p.step, to.step);
+        let members: Vec<NodeId> = p.members.iter().copied().collect();
+        let contained = members.iter().all(|&m| self.consumer_groups(m).all(|g| g == from || g == target));
+        if !contained || at <= start {
+            return;
         }
+        // (first step, last step, bytes): `from`'s buffers go, the buffers it reads stretch.
+        let mut changes: Vec<(usize, usize, i64)> = Vec::new();
+        let mut stretched: Vec<NodeId> = Vec::new();
+        for &m in &members {
+            if let Some(&last) = self.last_read.get(&m) {
+                changes.push((start, last, -self.bytes(m)));
+            }
+        }
+        let read: BTreeSet<NodeId> = members.iter().flat_map(|m| self.reads[m].iter().copied()).collect();
+        for i in read.into_iter().filter(|i| !members.contains(i)) {
+            if let Some(&last) = self.last_read.get(&i).filter(|&&last| last < at) {
+                changes.push((last + 1, at, self.bytes(i)));
+                stretched.push(i);
+            }
+        }
+        let peak = self.live.peak();
+        changes.iter().for_each(|&(a, b, bytes)| self.live.add(a, b, bytes));
+        if self.live.peak() > peak {
+            changes.iter().for_each(|&(a, b, bytes)| self.live.add(a, b, -bytes));
+            return;
+        }
+        for i in stretched {
+            self.last_read.insert(i, at);
+        }
+        for m in &members {
+            self.last_read.remove(m);
+            self.owner.insert(*m, target);
+        }
+        let moved = self.groups[from].take().map(|g| g.members).unwrap_or_default();
         if let Some(t) = self.groups[target].as_mut() {
-            t.members.extend(moved.members);
+            t.members.extend(moved);
             t.kind = kind;
             t.domain = domain;
         }
     }
 
-    /// The kernels of the current grouping, scheduled, and their peak; an empty kernel
-    /// graph and `u64::MAX` if the grouping has a cycle.
-    fn kernels(&self) -> (KernelGraph, u64) {
-        let mut kg = KernelGraph { kernels: self.groups.iter().flatten().map(|g| self.kernel(g)).collect() };
-        if schedule::schedule(self.graph, &mut kg).is_none() {
-            return (KernelGraph::default(), u64::MAX);
-        }
-        let peak = schedule::peak(self.graph, &kg);
-        (kg, peak)
+    /// The kernels of the current grouping, in timeline order.
+    fn kernel_graph(&self) -> KernelGraph {
+        let mut groups: Vec<&Group> = self.groups.iter().flatten().collect();
+        groups.sort_by_key(|g| g.step);
+        KernelGraph { kernels: groups.into_iter().map(|g| self.kernel(g)).collect() }
+    }
+
+    /// The kernels of the current grouping, in group order (before steps exist).
+    fn kernel_graph_in_group_order(&self) -> KernelGraph {
+        KernelGraph { kernels: self.groups.iter().flatten().map(|g| self.kernel(g)).collect() }
     }
 
     fn kernel(&self, g: &Group) -> Kernel {
@@ -230,7 +302,7 @@ impl<'g> Fusion<'g> {
         let mut stack: Vec<NodeId> = g.members.iter().copied().collect();
         while let Some(n) = stack.pop() {
             for o in self.graph.operands(n) {
-                if self.class(o) == Class::Duplicable && !self.owner.contains_key(&o) && nodes.insert(o) {
+                if self.is_inlined(o) && nodes.insert(o) {
                     stack.push(o);
                 }
             }
@@ -246,7 +318,7 @@ impl<'g> Fusion<'g> {
             .members
             .iter()
             .copied()
-            .filter(|&m| self.is_output(m) || self.consumers(m).iter().any(|c| !g.members.contains(c)))
+            .filter(|&m| self.is_output(m) || self.consumers[&m].iter().any(|c| !g.members.contains(c)))
             .collect();
         Kernel {
             kind: g.kind.clone(),
@@ -255,14 +327,6 @@ impl<'g> Fusion<'g> {
             inputs: by_topo(inputs),
             outputs: by_topo(outputs),
         }
-    }
-}
-
-fn reduced_axes(op: &Op) -> Vec<usize> {
-    match op {
-        Op::Reduce { axes, .. } => axes.clone(),
-        Op::ArgReduce { axis, .. } => vec![*axis],
-        _ => Vec::new(),
     }
 }
 

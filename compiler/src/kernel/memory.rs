@@ -13,28 +13,67 @@
 //! aligned offset; values alive together never share bytes.
 
 use std::collections::HashMap;
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
-use super::kernels::{bytes_at_bound, Kernel, KernelGraph, KernelKind};
-use super::schedule;
-use crate::ir::{Graph, NodeId, Op};
+use super::{bytes_at_bound, schedule, Kernel, KernelGraph, KernelKind};
+use crate::ir::{Graph, NodeId, Op, OpClass};
 use crate::plan::{self, Buffer, Plan, PlanOptions};
 
 /// Offsets are multiples of this: a cache line, and enough for every vector load.
 pub const ALIGNMENT: u64 = 64;
 
+/// An arena buffer: an index into [`MemoryPlan::buffers`]. Prints as `buffer 3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId(pub u32);
+
+impl BufferId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for BufferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "buffer {}", self.0)
+    }
+}
+
 /// What the runtime binds from outside the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RegionKind {
+    /// A graph input, written by the caller.
+    Input,
+    /// A weight, bound from a weights file or the artifact.
+    Param,
+    /// A graph output, read by the caller.
+    Output,
+}
+
+impl RegionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RegionKind::Input => "input",
+            RegionKind::Param => "param",
+            RegionKind::Output => "output",
+        }
+    }
+}
+
+/// A region: memory the runtime binds from outside the arena.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Region {
-    pub kind: &'static str,
+    pub kind: RegionKind,
     pub name: String,
+    /// The value it holds.
+    pub value: NodeId,
     pub bytes: u64,
 }
 
 /// The arena plan of a kernel graph.
 #[derive(Clone, Debug)]
 pub struct MemoryPlan {
-    /// One per arena buffer; its id names the values it holds (`%3` or `%3=%5` in place).
+    /// One per arena buffer, indexed by [`BufferId`]; its id names the values it holds
+    /// (`%3`, or `%3=%5` in place), as the planner's CSV and SVG show them.
     pub buffers: Vec<Buffer>,
     /// The values each buffer holds, in the order they are written.
     pub values: Vec<Vec<NodeId>>,
@@ -46,6 +85,12 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
+    /// The buffer holding `value` and its offset in the arena, if it is an intermediate.
+    pub fn buffer_of(&self, value: NodeId) -> Option<(BufferId, u64)> {
+        let b = self.values.iter().position(|vs| vs.contains(&value))?;
+        Some((BufferId(b as u32), self.plan.offsets[b]))
+    }
+
     /// How many values were written over an input in place.
     pub fn in_place(&self) -> usize {
         self.values.iter().map(|vs| vs.len() - 1).sum()
@@ -113,22 +158,24 @@ fn overwritable(graph: &Graph, kernel: &Kernel, value: NodeId, input: NodeId) ->
 
 /// Ops that read each operand at the index they write.
 fn is_pointwise(op: &Op) -> bool {
-    matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast)
+    op.class() == OpClass::Elementwise
 }
 
 fn regions(graph: &Graph) -> Vec<Region> {
     let mut regions: Vec<Region> = graph
         .node_ids()
         .filter_map(|n| match graph.op(n) {
-            Op::Input { name } => Some(Region { kind: "input", name: name.clone(), bytes: bytes_at_bound(graph, n) }),
-            Op::Param { name } => Some(Region { kind: "param", name: name.clone(), bytes: bytes_at_bound(graph, n) }),
+            Op::Input { name } => Some((RegionKind::Input, name, n)),
+            Op::Param { name } => Some((RegionKind::Param, name, n)),
             _ => None,
         })
+        .map(|(kind, name, value)| Region { kind, name: name.clone(), value, bytes: bytes_at_bound(graph, value) })
         .collect();
     regions.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     regions.extend(graph.outputs.iter().map(|(name, v)| Region {
-        kind: "output",
+        kind: RegionKind::Output,
         name: name.clone(),
+        value: *v,
         bytes: bytes_at_bound(graph, *v),
     }));
     regions
@@ -154,7 +201,7 @@ pub fn report(graph: &Graph, kg: &KernelGraph, mp: &MemoryPlan) -> String {
     }
     let _ = writeln!(out, "regions {}", mp.regions.len());
     for r in &mp.regions {
-        let _ = writeln!(out, "  {:<6} {:<16} {:>9} B", r.kind, r.name, r.bytes);
+        let _ = writeln!(out, "  {:<6} {:<16} {:>9} B", r.kind.name(), r.name, r.bytes);
     }
     let _ = writeln!(out, "kernels {}", kg.kernels.len());
     for (k, kernel) in kg.kernels.iter().enumerate() {

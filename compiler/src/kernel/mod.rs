@@ -1,10 +1,43 @@
-//! The kernel graph: what fusion produces and scheduling orders. A kernel is a set of IR
-//! nodes computed in one launch over one iteration space; values cross kernel boundaries
-//! only through buffers.
+//! The kernel graph: what fusion produces, scheduling orders and the memory plan stores.
+//!
+//! A kernel is a set of IR nodes computed in one launch over one iteration space; values
+//! cross kernel boundaries only through buffers. The stages here run after the graph passes,
+//! in this order (the list is in [`crate::pipeline`]):
+//!
+//! - [`fusion`]: partitions the computed nodes into kernels;
+//! - [`schedule`]: orders the kernels to lower the peak of live bytes;
+//! - [`memory`]: gives every intermediate an offset in one arena;
+//! - [`program`]: the planned program, self-contained, as the artifact will carry it.
+//!
+//! [`verify`] checks the kernel graph and its plan after each of them in tests and debug
+//! builds, as the graph verifier does after each graph pass.
 
-use std::fmt::Write;
+pub mod fusion;
+mod live;
+pub mod memory;
+pub mod program;
+pub mod schedule;
+pub mod verify;
+
+use std::fmt::{self, Write};
 
 use crate::ir::{infer::numel, Dim, Graph, NodeId, Op, Shape};
+
+/// A kernel's position in the kernel graph (its step, once scheduled). Prints as `kernel 3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelId(pub u32);
+
+impl KernelId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for KernelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel {}", self.0)
+    }
+}
 
 /// How a kernel iterates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +95,11 @@ pub fn bytes_at_bound(graph: &Graph, id: NodeId) -> u64 {
 }
 
 impl KernelGraph {
+    /// The kernels with their ids, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (KernelId, &Kernel)> {
+        self.kernels.iter().enumerate().map(|(k, kernel)| (KernelId(k as u32), kernel))
+    }
+
     /// Bytes a kernel reads and writes, at the symbols' bounds.
     pub fn traffic(&self, graph: &Graph, k: usize) -> (u64, u64) {
         let kernel = &self.kernels[k];

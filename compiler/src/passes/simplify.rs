@@ -40,9 +40,12 @@ impl Pass for Simplify {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<(), PassError> {
+        // Rules look only at nodes an output depends on: a rewrite leaves the old node dead,
+        // and the `dce` line after this pass removes it.
         loop {
             let mut changed = false;
-            for id in graph.topo_order().unwrap_or_default() {
+            let live = super::dce::live_nodes(graph);
+            for id in graph.topo_order().unwrap_or_default().into_iter().filter(|n| live.contains(n)) {
                 for (_, rule) in RULES {
                     if let Some(replacement) = rule(graph, id)? {
                         graph.replace_uses(id, replacement);
@@ -54,7 +57,6 @@ impl Pass for Simplify {
             if !changed {
                 return Ok(());
             }
-            super::Dce.run(graph)?;
         }
     }
 }

@@ -171,6 +171,7 @@ pub fn import_model(model: &ModelProto, options: &ImportOptions) -> Result<Impor
         imp.import_node(index, node)?;
     }
     imp.outputs(g)?;
+    imp.graph.compact();
     let producer =
         format!("{} {}", model.producer_name.as_deref().unwrap_or(""), model.producer_version.as_deref().unwrap_or(""));
     Ok(Imported { graph: imp.graph, params: imp.params, opset, producer: producer.trim().to_string() })
