@@ -38,7 +38,8 @@ check-snapshots:
 conformance: deps
 	./scripts/conformance.sh
 
-# The memory planner against greedy best-fit on the MiniMalloc benchmarks and the examples;
+# The memory planner against greedy best-fit on the MiniMalloc benchmarks and the examples, and
+# the compile time per stage on a GPT-2-small-shaped stack;
 # writes bench/RESULTS.md.
 bench: deps
 	./scripts/bench.sh

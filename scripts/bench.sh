@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The memory planner's benchmark: every MiniMalloc file in bench/minimalloc/, greedy best-fit
 # by size (what TFLite and XLA ship) and Flint's planner side by side in one run, then the plan
-# of every example. Writes bench/RESULTS.md with a description of the machine.
+# of every example, then the compile time of each stage on a GPT-2-small-shaped stack. Writes
+# bench/RESULTS.md with a description of the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The planner needs no MLIR: a release build without it is quick.
+# The planner and the pipeline up to the memory plan need no MLIR: a release build without it
+# is quick.
 cargo build --release --locked -p flint-compiler --no-default-features --bin flint
 flint=target/release/flint
 out=bench/RESULTS.md
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 {
-    echo "# Memory planner benchmark"
+    echo "# Benchmarks: memory planner, compile time"
     echo
     echo "Written by \`make bench\` (\`scripts/bench.sh\`) on $(date -u +%Y-%m-%d)."
     echo
@@ -48,6 +50,16 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
         kernels=$(sed -n 's/^kernels \([0-9]*\)$/\1/p' <<<"$r")
         echo "| $f | $kernels | $buffers | $lb | $greedy | $arena | $ratio |"
     done
+    echo
+    echo "## Compile time"
+    echo
+    echo "\`flint compile\` (release) on a GPT-2-small-shaped stack (\`bench/gpt2_stack.py\`: d=768, 12 heads,"
+    echo "MLP 3072, batch <= 4, sequence <= 128), median of five runs per stage. Nodes in = after the front"
+    echo "end; the front end (parse, type-check, fn inlining) is not a pipeline stage and not in the total."
+    echo "Goal: every stage together under 200 ms for 12 layers and under 1 s for 48; 48 layers no more than"
+    echo "5x the time of 12."
+    echo
+    python3 bench/compile_time.py "$flint"
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

@@ -26,7 +26,10 @@ pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String>
         return Err(format!("error: --dump-after {p}: no such pass (passes: {})", names.join(", ")));
     }
     let Some(file) = file else { return Err("error: no source file given".into()) };
+    let start = std::time::Instant::now();
     let graph = crate::load(file)?;
+    let front_end = start.elapsed();
+    eprintln!("{:<12} {:>8.3} ms  nodes {}", "front-end", front_end.as_secs_f64() * 1e3, graph.len());
     if let Some(dir) = out.dump_all {
         std::fs::create_dir_all(dir).map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
         write(&dir.join("00-input.ir"), &print(&graph))?;
@@ -50,7 +53,12 @@ pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String>
     };
     let compiled = pipeline::compile_observed(&graph, &opts, &mut observe).map_err(|e| format!("error: {e}"))?;
     written?;
-    eprintln!("{:<12} {:>8.3} ms", "total", total.as_secs_f64() * 1e3);
+    eprintln!(
+        "{:<12} {:>8.3} ms  (stages; with the front end {:.3} ms)",
+        "total",
+        total.as_secs_f64() * 1e3,
+        (total + front_end).as_secs_f64() * 1e3
+    );
     if out.report {
         print!("{}", memory::report(&compiled.graph, &compiled.kernels, &compiled.memory));
     }

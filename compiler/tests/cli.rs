@@ -166,6 +166,26 @@ fn compile_runs_the_pipeline_and_dumps_on_request() {
     assert!(stderr(&o).contains("no such pass"));
 }
 
+/// Every stage `--list-passes` names can be dumped, and says what it is: IR after a graph
+/// pass, kernels after fusion and schedule, the plan after memory-plan.
+#[test]
+fn every_listed_stage_can_be_dumped() {
+    let stages = passes_in_order();
+    assert_eq!(stages, ["decompose", "simplify", "cse", "dce", "fusion", "schedule", "memory-plan"]);
+    for stage in &stages {
+        let o = flint(&["compile", "examples/mlp.tg", "--dump-after", stage]);
+        assert!(o.status.success(), "{stage}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let head = match stage.as_str() {
+            "fusion" => "kernel 0 ",
+            "schedule" => "peak ",
+            "memory-plan" => "arena ",
+            _ => "graph mlp(",
+        };
+        assert!(out.starts_with(head), "{stage}: {out}");
+    }
+}
+
 fn passes_in_order() -> Vec<String> {
     let o = flint(&["compile", "--list-passes"]);
     String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_whitespace().nth(1).map(String::from)).collect()
