@@ -261,6 +261,169 @@ fn shape_arithmetic_keeps_a_symbolic_batch() {
     }
 }
 
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+/// Seeded values that are neither zeros nor ones.
+fn wavy(n: usize, seed: f64) -> Vec<f64> {
+    (0..n).map(|i| ((i as f64 + seed) * 0.7).sin() * 2.0).collect()
+}
+
+/// Evaluates `m` at each batch size on `x` (shape `[batch, rest...]`) and compares the
+/// single output with `want(batch, x)`.
+fn check_batches(m: &ModelProto, rest: &[usize], bound: u64, want: impl Fn(usize, &[f64]) -> Vec<f64>) {
+    let imported = import(m, &[("batch", bound)]).expect("imports");
+    for batch in [1, 3, bound as usize] {
+        let shape: Vec<usize> = [batch].iter().chain(rest).copied().collect();
+        let x = wavy(shape.iter().product(), batch as f64);
+        let mut inputs = TensorMap::new();
+        inputs.insert("x".into(), Tensor::from_f64(DType::F32, &shape, x.clone()).expect("tensor"));
+        let out = interp::run(&imported.graph, &inputs, &imported.params).expect("evaluates");
+        let (got, want) = (out[0].1.to_f64_vec(), want(batch, &x));
+        assert_eq!(got.len(), want.len(), "batch {batch}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "batch {batch}, element {i}: {g} != {w}");
+        }
+    }
+}
+
+/// A 2-D pool over `[B, C, 4, 4]` by hand: window `k`, stride `s`, pad `p` (padding never
+/// counted), reduced by `f` over the in-bounds elements.
+fn pool_by_hand(x: &[f64], planes: usize, k: usize, s: usize, p: usize, f: fn(&[f64]) -> f64) -> Vec<f64> {
+    let out = (4 + 2 * p - k) / s + 1;
+    let mut y = vec![];
+    for plane in x.chunks(16).take(planes) {
+        for i in 0..out {
+            for j in 0..out {
+                let mut window = vec![];
+                for (a, b) in (0..k).flat_map(|a| (0..k).map(move |b| (a, b))) {
+                    let (r, c) = ((i * s + a) as i64 - p as i64, (j * s + b) as i64 - p as i64);
+                    if (0..4).contains(&r) && (0..4).contains(&c) {
+                        window.push(plane[(r * 4 + c) as usize]);
+                    }
+                }
+                y.push(f(&window));
+            }
+        }
+    }
+    y
+}
+
+fn max_of(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn mean_of(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn pool_model(op: &str, attrs: Vec<AttributeProto>, dims: &[D], out: &[D]) -> ModelProto {
+    model(
+        vec![node(op, "pool", &["x"], &["y"], attrs)],
+        vec![value_info("x", DataType::Float, dims)],
+        vec![value_info("y", DataType::Float, out)],
+        vec![],
+    )
+}
+
+#[test]
+fn pools_take_a_symbolic_batch() {
+    let x = [D::P("batch"), D::N(2), D::N(4), D::N(4)];
+    let m = pool_model("MaxPool", vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])], &x, &[]);
+    check_batches(&m, &[2, 4, 4], 4, |b, x| pool_by_hand(x, 2 * b, 2, 2, 0, max_of));
+    let attrs = vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])];
+    let m = pool_model("AveragePool", attrs, &x, &[]);
+    check_batches(&m, &[2, 4, 4], 4, |b, x| pool_by_hand(x, 2 * b, 3, 1, 1, mean_of));
+    let m = pool_model("GlobalAveragePool", vec![], &x, &[]);
+    check_batches(&m, &[2, 4, 4], 4, |_, x| x.chunks(16).map(mean_of).collect());
+    // Ceil mode: windows at 0 and 2, the second cut off by the border. An average that
+    // counts padding goes through strided slices, which keep the batch too (the ceil-mode
+    // room is not padding, so both reduce the in-bounds elements).
+    for (op, f, include) in [("MaxPool", max_of as fn(&[f64]) -> f64, 0), ("AveragePool", mean_of, 1)] {
+        let attrs = vec![
+            ints("kernel_shape", &[3, 3]),
+            ints("strides", &[2, 2]),
+            int_attr("ceil_mode", 1),
+            int_attr("count_include_pad", include),
+        ];
+        let m = pool_model(op, if op == "MaxPool" { attrs[..3].to_vec() } else { attrs }, &x, &[]);
+        check_batches(&m, &[2, 4, 4], 4, |b, x| {
+            x.chunks(16)
+                .take(2 * b)
+                .flat_map(|p| {
+                    [(0, 0), (0, 2), (2, 0), (2, 2)].map(|(i, j)| {
+                        let w: Vec<f64> =
+                            (i..(i + 3).min(4)).flat_map(|r| (j..(j + 3).min(4)).map(move |c| p[r * 4 + c])).collect();
+                        f(&w)
+                    })
+                })
+                .collect()
+        });
+    }
+}
+
+#[test]
+fn a_pool_refuses_a_symbolic_spatial_axis_by_name() {
+    let x = [D::P("batch"), D::N(2), D::P("H"), D::N(4)];
+    let m = pool_model("MaxPool", vec![ints("kernel_shape", &[2, 2])], &x, &[]);
+    let e = import(&m, &[("batch", 4), ("H", 8)]).expect_err("H is symbolic");
+    assert_eq!(
+        e.to_string(),
+        "node 0 `pool` (MaxPool): dim 2 of `x` is `H`, but `MaxPool` needs that size as a number (pass a static shape there)"
+    );
+}
+
+/// A ViT's class token `[1, 1, 4]` expanded to `[batch, 1, 4]` the way PyTorch exports
+/// `cls.expand(x.shape[0], -1, -1)`: `Shape -> Gather -> Unsqueeze -> Concat(n, -1, -1)`,
+/// then `Where(Equal(target, -1), ones, target) -> Expand`, and put before the tokens.
+fn class_token() -> ModelProto {
+    let ones = AttributeProto {
+        name: Some("value".into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(i64_tensor("one", &[1])),
+        ..Default::default()
+    };
+    model(
+        vec![
+            node("Shape", "shape", &["x"], &["s"], vec![]),
+            node("Gather", "batch", &["s", "zero"], &["n"], vec![]),
+            node("Unsqueeze", "batch1", &["n", "axes0"], &["n1"], vec![]),
+            node("Concat", "target", &["n1", "minus1", "minus1"], &["t"], vec![int_attr("axis", 0)]),
+            node("Shape", "target_len", &["t"], &["tl"], vec![]),
+            node("ConstantOfShape", "ones", &["tl"], &["o"], vec![ones]),
+            node("Equal", "is_any", &["t", "minus1"], &["eq"], vec![]),
+            node("Where", "resolved", &["eq", "o", "t"], &["r"], vec![]),
+            node("Expand", "expand", &["cls", "r"], &["c"], vec![]),
+            node("Concat", "tokens", &["c", "x"], &["y"], vec![int_attr("axis", 1)]),
+        ],
+        vec![value_info("x", DataType::Float, &[D::P("batch"), D::N(3), D::N(4)])],
+        vec![value_info("y", DataType::Float, &[D::P("batch"), D::N(4), D::N(4)])],
+        vec![
+            TensorProto { dims: vec![], ..i64_tensor("zero", &[0]) },
+            i64_tensor("axes0", &[0]),
+            i64_tensor("minus1", &[-1]),
+            f32_tensor("cls", &[1, 1, 4], &[0.5, -1.25, 2.0, 0.75]),
+        ],
+    )
+}
+
+#[test]
+fn a_class_token_expands_to_a_symbolic_batch() {
+    let m = class_token();
+    let imported = import(&m, &[("batch", 5)]).expect("imports");
+    let (_, y) = &imported.graph.outputs[0];
+    assert_eq!(imported.graph.ty(*y).shape, vec![Dim::sym(SymId(0)), Dim::known(4), Dim::known(4)]);
+    check_batches(&m, &[3, 4], 5, |b, x| {
+        x.chunks(12).take(b).flat_map(|row| [0.5, -1.25, 2.0, 0.75].into_iter().chain(row.iter().copied())).collect()
+    });
+}
+
 // ----- the source writer -----
 
 #[test]

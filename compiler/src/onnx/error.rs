@@ -45,6 +45,8 @@ pub enum OnnxError {
     UnsupportedModel { place: String, what: String },
     #[error("{node}: input {input} (`{value}`) must be known at import time (Flint's shapes and attributes are static), but it is computed at run time")]
     NeedsConstant { node: NodeRef, input: usize, value: String },
+    #[error("{node}: dim {axis} of `{value}` is `{dim}`, but `{}` needs that size as a number (pass a static shape there)", node.op_type)]
+    SymbolicDim { node: NodeRef, value: String, axis: usize, dim: String },
     #[error("{node}: {message}")]
     Invalid { node: NodeRef, message: String },
     #[error("{place}: {message}")]
@@ -74,6 +76,7 @@ impl OnnxError {
                 | OnnxError::Unsupported { .. }
                 | OnnxError::UnsupportedModel { .. }
                 | OnnxError::NeedsConstant { .. }
+                | OnnxError::SymbolicDim { .. }
         )
     }
 }

@@ -17,6 +17,28 @@ impl Importer {
         }
     }
 
+    /// The sizes of `axes` of `x`, each of which must be a number; the other axes may be
+    /// symbolic. A symbolic one is refused naming the axis, its dim and the value (the ONNX
+    /// input it is, else the graph node's name).
+    pub fn known_axes(&self, cx: &NodeCx, x: NodeId, axes: impl IntoIterator<Item = usize>) -> R<Vec<u64>> {
+        let shape = self.ty(x).shape;
+        let refuse = |axis: usize, d: &Dim| {
+            let input = (0..cx.inputs.len()).find(|&i| matches!(cx.opt(i), Some(Value::Node(n)) if *n == x));
+            let value = match input {
+                Some(i) => cx.node.input[i].clone(),
+                None => self.graph.node(x).name.clone().unwrap_or_else(|| format!("{x}")),
+            };
+            let dim = d.display(&self.graph.symbols).to_string();
+            OnnxError::SymbolicDim { node: cx.node_ref(), value, axis, dim }
+        };
+        axes.into_iter()
+            .map(|a| match shape.get(a) {
+                Some(d) => d.as_known().ok_or_else(|| refuse(a, d)),
+                None => Err(cx.invalid(format!("the operand has no dim {a}"))),
+            })
+            .collect()
+    }
+
     pub fn unary(&mut self, cx: &NodeCx, u: UnaryOp, x: NodeId) -> R<NodeId> {
         self.add(cx, Op::Unary(u), &[x], None)
     }

@@ -153,7 +153,7 @@ fn concat(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 
 /// The static length of `x` along `axis`.
 fn static_len(imp: &Importer, cx: &NodeCx, x: NodeId, axis: usize) -> R<u64> {
-    imp.ty(x).shape[axis].as_known().ok_or_else(|| cx.unsupported(format!("`{}` along a symbolic axis", cx.op())))
+    Ok(imp.known_axes(cx, x, [axis])?[0])
 }
 
 fn split(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
@@ -347,13 +347,9 @@ pub(super) fn strides(shape: &[u64]) -> Vec<u64> {
     s
 }
 
+/// Every dim of `x`, which must all be numbers (see [`Importer::known_axes`]).
 pub(crate) fn static_shape(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<Vec<u64>> {
-    let ty = imp.ty(x);
-    ty.shape
-        .iter()
-        .map(|d| d.as_known())
-        .collect::<Option<_>>()
-        .ok_or_else(|| cx.unsupported(format!("`{}` on a symbolic shape", cx.op())))
+    imp.known_axes(cx, x, 0..imp.rank(x))
 }
 
 /// Indices as i64 with negative ones wrapped once: `i < 0 ? i + n : i`.

@@ -299,12 +299,12 @@ fn window(cx: &NodeCx, spatial: usize, input: [u64; 2], kernel: Option<Vec<i64>>
 
 /// The spatial lengths of an NCL or NCHW input, lifted to 2-D, and how many there are.
 fn spatial(imp: &Importer, cx: &NodeCx, x: NodeId) -> R<(usize, [u64; 2])> {
-    let shape = imp.ty(x).shape;
-    let known =
-        |d: &Dim| d.as_known().ok_or_else(|| cx.unsupported(format!("`{}` with a symbolic spatial dim", cx.op())));
-    match shape.len() {
-        3 => Ok((1, [1, known(&shape[2])?])),
-        4 => Ok((2, [known(&shape[2])?, known(&shape[3])?])),
+    match imp.rank(x) {
+        3 => Ok((1, [1, imp.known_axes(cx, x, [2])?[0]])),
+        4 => match imp.known_axes(cx, x, [2, 3])?[..] {
+            [h, w] => Ok((2, [h, w])),
+            _ => Err(cx.invalid("no spatial dims")),
+        },
         r => Err(cx.unsupported(format!("`{}` on a rank-{r} input (Flint has 1-D and 2-D windows)", cx.op()))),
     }
 }
@@ -456,9 +456,8 @@ fn col2im(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         (0..r).map(|i| (padded[i] - dil[i] * (block[i] - 1) - 1).div_euclid(stride[i]) + 1).collect();
     let k: i64 = block.iter().product();
     let xs = imp.ty(x).shape;
-    let (Some(ck), Some(l)) = (xs[1].as_known(), xs[2].as_known()) else {
-        return Err(cx.unsupported("`Col2Im` with symbolic channels or blocks"));
-    };
+    let known = imp.known_axes(cx, x, 1..3)?;
+    let (ck, l) = (known[0], known[1]);
     if blocks.iter().any(|&b| b < 1) || l as i64 != blocks.iter().product::<i64>() || ck as i64 % k != 0 {
         return Err(cx.invalid(format!(
             "input {:?} does not hold {k} kernel offsets per channel and {blocks:?} blocks",
@@ -529,10 +528,8 @@ fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     imp.need_rank(cx, off, 4, "the offset")?;
     let ws = super::movement::static_shape(imp, cx, w)?;
     let xs = imp.ty(x).shape;
-    let os = imp.ty(off).shape;
-    let known =
-        |d: &Dim| d.as_known().ok_or_else(|| cx.unsupported("`DeformConv` with symbolic dims besides the batch"));
-    let (c, h, wd, oh, ow) = (known(&xs[1])?, known(&xs[2])?, known(&xs[3])?, known(&os[2])?, known(&os[3])?);
+    let (xk, ok) = (imp.known_axes(cx, x, 1..4)?, imp.known_axes(cx, off, 1..4)?);
+    let (c, h, wd, off_c, oh, ow) = (xk[0], xk[1], xk[2], ok[0], ok[1], ok[2]);
     let [oc, cg, kh, kw] = ws[..] else { return Err(cx.invalid("the weight must be [M, C/group, kh, kw]")) };
     let (group, og) = (cx.geometry_int("group", 1, 1)? as u64, cx.geometry_int("offset_group", 1, 1)? as u64);
     let list = |name: &str, default: i64, len: usize| -> R<Vec<u64>> {
@@ -548,7 +545,7 @@ fn deform_conv(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
             cx.invalid(format!("{c} channels do not fit the weight {ws:?}, group {group} and offset_group {og}"))
         );
     }
-    if known(&os[1])? != og * kh * kw * 2 || !fits(0, h, oh) || !fits(1, wd, ow) {
+    if off_c != og * kh * kw * 2 || !fits(0, h, oh) || !fits(1, wd, ow) {
         return Err(cx.invalid("the offset's shape does not fit the kernel, pads, strides and dilations"));
     }
     if cx.ints("kernel_shape")?.is_some_and(|k| k != [kh as i64, kw as i64]) {
@@ -698,11 +695,12 @@ fn pool_geometry(cx: &NodeCx, input: &[u64]) -> R<Vec<PoolAxis>> {
 
 fn pool(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let x = imp.input(cx, 0)?;
-    let shape = super::movement::static_shape(imp, cx, x)?;
-    if shape.len() < 3 {
+    if imp.rank(x) < 3 {
         return Err(cx.invalid("the input must have rank >= 3"));
     }
-    let geo = pool_geometry(cx, &shape[2..])?;
+    // The batch and channels may be symbolic; the windows need the spatial sizes.
+    let spatial = imp.known_axes(cx, x, 2..imp.rank(x))?;
+    let geo = pool_geometry(cx, &spatial)?;
     let include = cx.op() == "LpPool" || cx.int("count_include_pad", 0)? != 0;
     // Flint's pool: 1-D or 2-D, no dilation, and the ceil-mode room (at most one element,
     // at the end, where the reference puts it) not counted as padding.
@@ -861,7 +859,7 @@ fn pool_by_slices(
 /// with `storage_order = 1`, as `MaxPool`'s `Indices` counts.
 fn flat_positions(imp: &mut Importer, cx: &NodeCx, padded: NodeId, geo: &[PoolAxis]) -> R<NodeId> {
     let shape = imp.ty(padded).shape;
-    let channels = shape[1].as_known().ok_or_else(|| cx.unsupported("`Indices` with symbolic channels"))?;
+    let channels = imp.known_axes(cx, padded, [1])?[0];
     let plane: u64 = geo.iter().map(|g| g.n).product();
     let column_major = match cx.int("storage_order", 0)? {
         0 => false,

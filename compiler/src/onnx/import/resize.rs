@@ -644,10 +644,7 @@ fn grid_sample(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     if r == 0 || gt.rank() != r + 2 || gt.shape[r + 1].as_known() != Some(r as u64) {
         return Err(cx.invalid("X must be [N, C, D1, ..., Dr] and grid [N, H1, ..., Hr, r]"));
     }
-    let dims: Vec<u64> = xt.shape[2..]
-        .iter()
-        .map(|d| d.as_known().ok_or_else(|| cx.unsupported("`GridSample` on an input with symbolic spatial dims")))
-        .collect::<R<_>>()?;
+    let dims = imp.known_axes(cx, x, 2..r + 2)?;
     let align = cx.int("align_corners", 0)? != 0;
     let taps_per_axis = match cx.string("mode", "linear")?.as_str() {
         "nearest" => 1,
@@ -925,10 +922,7 @@ fn roi_align(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, rois, batch) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
     imp.need_rank(cx, x, 4, "the input")?;
     imp.need_rank(cx, rois, 2, "the regions")?;
-    let xs = imp.ty(x).shape;
-    let (Some(c), Some(h), Some(w)) = (xs[1].as_known(), xs[2].as_known(), xs[3].as_known()) else {
-        return Err(cx.unsupported("`RoiAlign` on symbolic channels or spatial dims"));
-    };
+    let [c, h, w] = imp.known_axes(cx, x, 1..4)?[..] else { return Err(cx.invalid("the input must have rank 4")) };
     if cx.int("sampling_ratio", 0)? == 0 {
         return Err(cx.unsupported("`sampling_ratio` 0 (the sample count would depend on run-time region sizes)"));
     }

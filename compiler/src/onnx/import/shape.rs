@@ -170,6 +170,11 @@ pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>
         return None;
     }
     let lists: Vec<Option<(Vec<DimOrInt>, bool)>> = cx.inputs.iter().map(|v| v.as_ref().and_then(as_list)).collect();
+    match cx.op() {
+        "Equal" => return equal_dims(&lists),
+        "Where" => return where_dims(imp, cx, &lists),
+        _ => {}
+    }
     let (data, scalar) = lists.first()?.clone()?;
     let mut dtype = imp.dtype_of(cx, 0).ok()?;
     let ints = |i: usize| -> Option<Vec<i64>> { lists.get(i)?.as_ref()?.0.iter().map(DimOrInt::as_int).collect() };
@@ -223,16 +228,71 @@ pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>
         "Range" if dims => return range_of_dims(imp, cx, &lists),
         _ => None,
     };
-    let value = match result? {
-        (items, scalar) if dtype == DType::I64 => Value::dims(items, scalar),
-        (items, scalar) => {
-            // Another integer dtype: only a constant keeps it.
-            let ints = items.iter().map(DimOrInt::as_int).collect::<Option<Vec<i64>>>()?;
-            let shape: &[usize] = if scalar { &[] } else { &[ints.len()] };
-            Value::constant(Tensor::from_i64(dtype, shape, ints).ok()?)
+    let (items, scalar) = result?;
+    Some(Ok(vec![dims_value(dtype, items, scalar)?]))
+}
+
+/// The value of a shape-arithmetic result of `dtype`.
+fn dims_value(dtype: DType, items: Vec<DimOrInt>, scalar: bool) -> Option<Value> {
+    if dtype == DType::I64 {
+        return Some(Value::dims(items, scalar));
+    }
+    // Another integer dtype: only a constant keeps it.
+    let ints = items.iter().map(DimOrInt::as_int).collect::<Option<Vec<i64>>>()?;
+    let shape: &[usize] = if scalar { &[] } else { &[ints.len()] };
+    Some(Value::constant(Tensor::from_i64(dtype, shape, ints).ok()?))
+}
+
+/// `f` over the elements of `a` and `b` paired as broadcasting pairs them (equal lengths, or
+/// one side of length 1).
+fn zip_broadcast<A: Clone, B: Clone, T>(a: &[A], b: &[B], f: impl Fn(A, B) -> Option<T>) -> Option<Vec<T>> {
+    let n = a.len().max(b.len());
+    if (a.len() != n && a.len() != 1) || (b.len() != n && b.len() != 1) {
+        return None;
+    }
+    let at = |len: usize, i: usize| if len == 1 { 0 } else { i };
+    (0..n).map(|i| f(a[at(a.len(), i)].clone(), b[at(b.len(), i)].clone())).collect()
+}
+
+/// Whether two entries are equal, when that is known at import time: a symbolic dim is at
+/// least its coefficient (every symbol is at least 1), so it differs from any smaller
+/// number (PyTorch's `-1` placeholders); two equal dims are equal.
+fn same_entry(x: DimOrInt, y: DimOrInt) -> Option<bool> {
+    if let (Some(a), Some(b)) = (x.as_int(), y.as_int()) {
+        return Some(a == b);
+    }
+    match (&x, &y) {
+        (DimOrInt::Dim(a), DimOrInt::Dim(b)) if a == b => Some(true),
+        (DimOrInt::Dim(d), DimOrInt::Int(v)) | (DimOrInt::Int(v), DimOrInt::Dim(d)) if *v < d.coeff as i64 => {
+            Some(false)
         }
-    };
-    Some(Ok(vec![value]))
+        _ => None,
+    }
+}
+
+/// `Equal` on a dims vector, decided entry by entry at import time (a constant mask).
+fn equal_dims(lists: &[Option<(Vec<DimOrInt>, bool)>]) -> Option<R<Vec<Value>>> {
+    let (a, sa) = lists.first()?.clone()?;
+    let (b, sb) = lists.get(1)?.clone()?;
+    let eq = zip_broadcast(&a, &b, same_entry)?;
+    let shape: &[usize] = if sa && sb { &[] } else { &[eq.len()] };
+    Some(Ok(vec![Value::constant(Tensor::from_bool(shape, eq).ok()?)]))
+}
+
+/// `Where` with a constant condition choosing between dims vectors (PyTorch's
+/// `Where(Equal(shape, -1), ones, shape)` before an `Expand`).
+fn where_dims(imp: &Importer, cx: &NodeCx, lists: &[Option<(Vec<DimOrInt>, bool)>]) -> Option<R<Vec<Value>>> {
+    let Some(Value::Const(c)) = cx.opt(0) else { return None };
+    if c.shape().len() > 1 {
+        return None;
+    }
+    let cond: Vec<bool> = c.as_bool()?.iter().copied().collect();
+    let (x, sx) = lists.get(1)?.clone()?;
+    let (y, sy) = lists.get(2)?.clone()?;
+    let picked = zip_broadcast(&x, &y, |a, b| Some((a, b)))?;
+    let items = zip_broadcast(&cond, &picked, |c, (a, b)| Some(if c { a } else { b }))?;
+    let scalar = c.shape().is_empty() && sx && sy;
+    Some(Ok(vec![dims_value(imp.dtype_of(cx, 1).ok()?, items, scalar)?]))
 }
 
 fn slice_positions(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
@@ -251,31 +311,23 @@ fn slice_positions(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
 /// `Mul`/`Div` of dims vectors (one side may have one element): a product of monomials, or
 /// an exact quotient.
 fn elementwise_dims(op: &str, a: &[DimOrInt], b: &[DimOrInt]) -> Option<Vec<DimOrInt>> {
-    let n = a.len().max(b.len());
-    let at = |v: &[DimOrInt], i: usize| if v.len() == 1 { v[0].clone() } else { v[i].clone() };
-    if (a.len() != n && a.len() != 1) || (b.len() != n && b.len() != 1) {
-        return None;
-    }
-    (0..n)
-        .map(|i| {
-            let (x, y) = (at(a, i), at(b, i));
-            if let (Some(x), Some(y)) = (x.as_int(), y.as_int()) {
-                return Some(DimOrInt::Int(match op {
-                    "Mul" => x.checked_mul(y)?,
-                    "Div" => x.checked_div(y)?,
-                    "Add" => x.checked_add(y)?,
-                    _ => x.checked_sub(y)?,
-                }));
-            }
-            let (x, y) = (x.as_dim()?, y.as_dim()?);
-            let r = match op {
-                "Mul" => Some(x.mul(&y)),
-                "Div" => x.div(&y),
-                _ => None,
-            }?;
-            Some(DimOrInt::Dim(r))
-        })
-        .collect()
+    zip_broadcast(a, b, |x, y| {
+        if let (Some(x), Some(y)) = (x.as_int(), y.as_int()) {
+            return Some(DimOrInt::Int(match op {
+                "Mul" => x.checked_mul(y)?,
+                "Div" => x.checked_div(y)?,
+                "Add" => x.checked_add(y)?,
+                _ => x.checked_sub(y)?,
+            }));
+        }
+        let (x, y) = (x.as_dim()?, y.as_dim()?);
+        let r = match op {
+            "Mul" => Some(x.mul(&y)),
+            "Div" => x.div(&y),
+            _ => None,
+        }?;
+        Some(DimOrInt::Dim(r))
+    })
 }
 
 /// `Range(0, n, 1)` with a symbolic `n` is an `iota`.
