@@ -134,7 +134,7 @@ impl Stage {
 /// How to compile.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
-    /// Run the verifiers after every stage (always on in debug builds).
+    /// Run the verifiers after every stage (the default in debug builds, and always on there).
     pub verify: bool,
     /// Keep every stage's dump in its [`StageRecord`].
     pub keep_dumps: bool,
@@ -144,7 +144,7 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> CompileOptions {
-        CompileOptions { verify: true, keep_dumps: false, plan: PlanOptions::default() }
+        CompileOptions { verify: cfg!(debug_assertions), keep_dumps: false, plan: PlanOptions::default() }
     }
 }
 
@@ -218,9 +218,6 @@ pub fn compile_observed(
         let start = Instant::now();
         stage.run(&mut unit, opts)?;
         let time = start.elapsed();
-        if opts.verify || cfg!(debug_assertions) {
-            stage.verify(&unit)?;
-        }
         let record = StageRecord {
             name: stage.name(),
             graph_pass: stage.is_graph_pass(),
@@ -228,7 +225,11 @@ pub fn compile_observed(
             summary: stage.summary(&unit, nodes_before),
             dump: opts.keep_dumps.then(|| stage.dump(&unit)),
         };
+        // Observed before the verifier runs, so a failing stage's own dump is still shown.
         observe(&record);
+        if opts.verify || cfg!(debug_assertions) {
+            stage.verify(&unit)?;
+        }
         records.push(record);
     }
     match unit {

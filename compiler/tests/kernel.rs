@@ -51,6 +51,15 @@ fn broken_kernel_graphs_are_rejected() {
     assert!(matches!(check(&kg), Err(KernelError::WritesForeign { .. })), "{:?}", check(&kg));
 
     let mut kg = c.kernels.clone();
+    kg.kernels[0].inputs.retain(|&i| !matches!(c.graph.op(i), flint_compiler::ir::Op::Param { .. }));
+    assert!(matches!(check(&kg), Err(KernelError::MissingInput { .. })), "{:?}", check(&kg));
+
+    let mut kg = c.kernels.clone();
+    let unrelated = c.kernels.kernels[2].inputs.iter().copied().find(|i| !c.kernels.kernels[0].inputs.contains(i));
+    kg.kernels[0].inputs.extend(unrelated);
+    assert!(matches!(check(&kg), Err(KernelError::UnusedInput { .. } | KernelError::ReadBeforeWritten { .. })));
+
+    let mut kg = c.kernels.clone();
     let own = kg.kernels[0].outputs[0];
     kg.kernels[0].inputs.push(own);
     assert!(matches!(check(&kg), Err(KernelError::ReadsItself { .. })), "{:?}", check(&kg));

@@ -7,8 +7,8 @@
 
 pub struct LiveBytes {
     steps: usize,
-    max: Vec<i64>,
-    add: Vec<i64>,
+    max: Vec<i128>,
+    add: Vec<i128>,
 }
 
 impl LiveBytes {
@@ -19,18 +19,19 @@ impl LiveBytes {
     }
 
     /// Adds `bytes` (negative to remove) at every step of `first..=last`.
-    pub fn add(&mut self, first: usize, last: usize, bytes: i64) {
+    pub fn add(&mut self, first: usize, last: usize, bytes: i128) {
+        debug_assert!(first <= last && last < self.steps, "steps {first}..={last} of {}", self.steps);
         if bytes != 0 && first <= last && last < self.steps {
             self.update(1, 0, self.steps - 1, first, last, bytes);
         }
     }
 
     /// The most bytes live at any step.
-    pub fn peak(&self) -> i64 {
+    pub fn peak(&self) -> i128 {
         self.max[1]
     }
 
-    fn update(&mut self, node: usize, lo: usize, hi: usize, first: usize, last: usize, bytes: i64) {
+    fn update(&mut self, node: usize, lo: usize, hi: usize, first: usize, last: usize, bytes: i128) {
         if first <= lo && hi <= last {
             self.max[node] += bytes;
             self.add[node] += bytes;
@@ -55,12 +56,12 @@ mod tests {
     #[test]
     fn agrees_with_an_array() {
         let steps = 37;
-        let (mut tree, mut plain) = (LiveBytes::new(steps), vec![0i64; steps]);
+        let (mut tree, mut plain) = (LiveBytes::new(steps), vec![0i128; steps]);
         let mut x: u64 = 12345;
         for _ in 0..2000 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let (a, b) = ((x >> 33) as usize % steps, (x >> 13) as usize % steps);
-            let bytes = (x >> 50) as i64 - 8000;
+            let bytes = (x >> 50) as i128 - 8000;
             tree.add(a.min(b), a.max(b), bytes);
             plain[a.min(b)..=a.max(b)].iter_mut().for_each(|v| *v += bytes);
             assert_eq!(tree.peak(), *plain.iter().max().expect("steps > 0"));

@@ -93,7 +93,7 @@ impl MemoryPlan {
 
     /// How many values were written over an input in place.
     pub fn in_place(&self) -> usize {
-        self.values.iter().map(|vs| vs.len() - 1).sum()
+        self.values.iter().map(|vs| vs.len().saturating_sub(1)).sum()
     }
 }
 

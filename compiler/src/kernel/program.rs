@@ -1,8 +1,8 @@
-//! The planned program: the kernel graph and its memory plan, described without the
-//! [`Graph`]. This is what kernel lowering, the host glue and the artifact read: the kernels
-//! in schedule order with their kinds, domains and the values they read and write, and a
-//! table from every such value to its dtype, shape and storage (a bound region or an
-//! arena buffer at an offset).
+//! The planned program: the launches and the storage of a compiled graph, described without
+//! the [`Graph`]. This is what the host glue and the artifact read: the kernels in schedule
+//! order with their kinds, domains and the values they read and write, and a table from
+//! every such value to its dtype, shape and storage (a bound region or an arena buffer at an
+//! offset). A kernel's body (its ops) stays in the graph, which lowering reads.
 //!
 //! Values are named by [`ValueId`], the `%N` of the IR printer, so a value in a program, an
 //! error and a dump is one name.
@@ -77,8 +77,8 @@ pub struct Program {
 impl Program {
     /// Describes a scheduled kernel graph and its plan.
     pub fn new(graph: &Graph, kg: &KernelGraph, mp: &MemoryPlan) -> Program {
-        let number = crate::ir::print::numbering(graph);
-        let id = |n: NodeId| ValueId(number.get(&n).map_or(u32::MAX, |&i| i as u32));
+        // The pipeline compacts the graph, so a node's handle is its printed number.
+        let id = |n: NodeId| ValueId(n.index() as u32);
         let regions: Vec<Region> = mp
             .regions
             .iter()

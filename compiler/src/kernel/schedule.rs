@@ -106,7 +106,7 @@ pub(crate) fn order(graph: &Graph, kg: &KernelGraph) -> Option<Vec<usize>> {
             *left -= 1;
             // The one reader left now frees the buffer: its cost drops if it is ready.
             if *left == 1 && size(i) > 0 {
-                let last = readers[i].iter().copied().find(|&r| !done[r]);
+                let last = readers.get(i).into_iter().flatten().copied().find(|&r| !done[r]);
                 if let Some(r) = last.filter(|&r| ready.remove(&(key[r], r))) {
                     key[r] -= size(i);
                     ready.insert((key[r], r));
@@ -150,13 +150,9 @@ pub fn peak(graph: &Graph, kg: &KernelGraph) -> u64 {
         change[span.last] -= span.bytes as i128;
     }
     let mut live = 0i128;
-    change
-        .iter()
-        .map(|c| {
-            live += c;
-            live
-        })
-        .max()
-        .unwrap_or(0)
-        .max(0) as u64
+    let peak = change.iter().map(|c| {
+        live += c;
+        live
+    });
+    u64::try_from(peak.max().unwrap_or(0)).unwrap_or(u64::MAX)
 }

@@ -29,6 +29,10 @@ pub enum KernelError {
     ReadBeforeWritten { kernel: KernelId, value: NodeId },
     #[error("{kernel} reads {value}, which it computes itself")]
     ReadsItself { kernel: KernelId, value: NodeId },
+    #[error("{kernel} needs {value} but does not list it among its inputs")]
+    MissingInput { kernel: KernelId, value: NodeId },
+    #[error("{kernel} lists {value} as an input but no node of it reads that")]
+    UnusedInput { kernel: KernelId, value: NodeId },
     #[error("{kernel} writes {value}, which it does not compute")]
     WritesForeign { kernel: KernelId, value: NodeId },
     #[error("{kernel} computes {value}, which another kernel or the caller reads, but does not write it")]
@@ -48,12 +52,14 @@ pub fn verify(graph: &Graph, kg: &KernelGraph, plan: Option<&MemoryPlan>) -> Res
     let home = assignment(graph, kg)?;
     let returned: HashSet<NodeId> = graph.outputs.iter().map(|(_, o)| *o).collect();
     let mut written: HashSet<NodeId> = graph.node_ids().filter(|&n| graph.op(n).class() == OpClass::Leaf).collect();
-    let read_elsewhere = |k: KernelId, v: NodeId| kg.iter().any(|(j, kernel)| j != k && kernel.inputs.contains(&v));
+    let mut readers: HashMap<NodeId, Vec<KernelId>> = HashMap::new();
     for (k, kernel) in kg.iter() {
+        kernel.inputs.iter().for_each(|&i| readers.entry(i).or_default().push(k));
+    }
+    let read_elsewhere = |k: KernelId, v: NodeId| readers.get(&v).is_some_and(|r| r.iter().any(|&j| j != k));
+    for (k, kernel) in kg.iter() {
+        check_inputs(graph, k, kernel)?;
         for &i in &kernel.inputs {
-            if kernel.nodes.contains(&i) {
-                return Err(KernelError::ReadsItself { kernel: k, value: i });
-            }
             if !written.contains(&i) {
                 return Err(KernelError::ReadBeforeWritten { kernel: k, value: i });
             }
@@ -77,6 +83,24 @@ pub fn verify(graph: &Graph, kg: &KernelGraph, plan: Option<&MemoryPlan>) -> Res
         return Err(KernelError::OutputNotWritten(name.clone(), *o));
     }
     plan.map_or(Ok(()), |mp| verify_plan(graph, kg, mp))
+}
+
+/// A kernel's inputs are exactly what its nodes read from outside it.
+fn check_inputs(graph: &Graph, k: KernelId, kernel: &super::Kernel) -> Result<(), KernelError> {
+    let nodes: HashSet<NodeId> = kernel.nodes.iter().copied().collect();
+    let inputs: HashSet<NodeId> = kernel.inputs.iter().copied().collect();
+    if let Some(&i) = kernel.inputs.iter().find(|i| nodes.contains(i)) {
+        return Err(KernelError::ReadsItself { kernel: k, value: i });
+    }
+    let read: HashSet<NodeId> =
+        kernel.nodes.iter().flat_map(|&n| graph.operands(n)).filter(|o| !nodes.contains(o)).collect();
+    if let Some(&value) = read.iter().find(|v| !inputs.contains(v)) {
+        return Err(KernelError::MissingInput { kernel: k, value });
+    }
+    match kernel.inputs.iter().find(|i| !read.contains(i)) {
+        Some(&value) => Err(KernelError::UnusedInput { kernel: k, value }),
+        None => Ok(()),
+    }
 }
 
 /// The kernel computing each computed node, checking that there is exactly one.
@@ -105,8 +129,9 @@ fn stored(graph: &Graph, n: NodeId) -> bool {
 }
 
 fn verify_plan(graph: &Graph, kg: &KernelGraph, mp: &MemoryPlan) -> Result<(), KernelError> {
+    let buffered: HashSet<NodeId> = mp.values.iter().flatten().copied().collect();
     let outputs = kg.kernels.iter().flat_map(|kernel| kernel.outputs.iter().copied());
-    if let Some(o) = outputs.filter(|&o| schedule::is_intermediate(graph, o)).find(|&o| mp.buffer_of(o).is_none()) {
+    if let Some(o) = outputs.filter(|&o| schedule::is_intermediate(graph, o)).find(|o| !buffered.contains(o)) {
         return Err(KernelError::NoBuffer(o));
     }
     Ok(check(&mp.buffers, &mp.plan, ALIGNMENT)?)
