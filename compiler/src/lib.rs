@@ -7,6 +7,8 @@ pub mod interp;
 pub mod ir;
 pub mod kernel;
 #[cfg(feature = "mlir")]
+pub mod lower;
+#[cfg(feature = "mlir")]
 pub mod mlir;
 pub mod npy;
 pub mod onnx;

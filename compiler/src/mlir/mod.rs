@@ -179,7 +179,7 @@ fn check_target(chip: &str, features: &str) -> Result<String, MlirError> {
 /// A context with every upstream dialect, extension, pass and LLVM translation registered.
 /// The NVVM target attribute and the `gpu.module` → binary serialisation live in the
 /// extensions and translations, so all of them are needed for the NVVM pipeline.
-fn new_context() -> Context {
+pub(crate) fn new_context() -> Context {
     let registry = DialectRegistry::new();
     register_all_dialects(&registry);
     register_all_passes();
@@ -192,12 +192,12 @@ fn new_context() -> Context {
 
 /// Collects the diagnostics MLIR reports on a context, so they end up in our errors instead
 /// of on stderr.
-struct DiagnosticLog {
+pub(crate) struct DiagnosticLog {
     lines: Rc<RefCell<Vec<String>>>,
 }
 
 impl DiagnosticLog {
-    fn attach(context: &Context) -> DiagnosticLog {
+    pub(crate) fn attach(context: &Context) -> DiagnosticLog {
         let lines = Rc::new(RefCell::new(Vec::new()));
         let sink = Rc::clone(&lines);
         // The handler lives as long as the context; it owns its own reference to the log.
@@ -214,11 +214,11 @@ impl DiagnosticLog {
         DiagnosticLog { lines }
     }
 
-    fn take(&self) -> String {
+    pub(crate) fn take(&self) -> String {
         self.lines.borrow_mut().drain(..).collect::<Vec<_>>().join("\n")
     }
 
-    fn take_or(&self, fallback: &str) -> String {
+    pub(crate) fn take_or(&self, fallback: &str) -> String {
         let text = self.take();
         if text.is_empty() {
             fallback.to_string()

@@ -1,0 +1,1044 @@
+//! One kernel as an MLIR function for the CPU.
+//!
+//! Every kernel kind goes through one mechanism: the kernel loops over its domain (parallel
+//! axes outside, a row kernel's reduced axes inside) and, at each point, asks for the value
+//! of each output at the index that point maps to. A value at an index is emitted by its op:
+//! a buffer is loaded, a view re-indexes its operand ([`super::index`]), an elementwise op
+//! combines its operands at the broadcast indices, a reduction or a matmul loops over what
+//! it folds. Values are memoised per (node, index) within the loop scope that defined them,
+//! so a row kernel computes each reduction once per row, before its inner loop.
+//!
+//! The function is `flint_kernel_K(args: ptr, begin: i64, end: i64, dims: ptr)`: `args`
+//! holds one pointer per kernel input then output (in the program's order), `dims` the
+//! run-time value of every symbol by id, and `[begin, end)` is the range of the outermost
+//! parallel axis this call computes (the runtime splits it across threads).
+//!
+//! Floats are computed in f32 (f16 and bf16 are rounded to their dtype after every op, as
+//! the interpreter rounds every node); bools are `i1` in registers and one byte in memory.
+//! Integer division and remainder guard their divisor, so a zero divisor (a run-time error
+//! in the interpreter) cannot trap the process.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use super::index::{self, Ix};
+use super::LowerError;
+use crate::interp::round_float;
+use crate::ir::infer::numel;
+use crate::ir::{ArgReduceOp, OpClass};
+use crate::ir::{BinaryOp, CompareOp, ConstData, DType, Dim, Graph, NodeId, Op, ReduceOp, UnaryOp};
+use crate::kernel::{Kernel, KernelId, KernelKind};
+
+/// A value in a register: its SSA name and MLIR type.
+#[derive(Clone, Debug)]
+struct Reg {
+    name: String,
+    ty: &'static str,
+}
+
+/// One iteration of a fold: the loop index and the carried values to the next ones.
+type FoldStep<'a, 'g> = dyn FnMut(&mut Emitter<'g>, Ix, &[Reg]) -> Result<Vec<Reg>, LowerError> + 'a;
+
+#[derive(Default)]
+struct Scope {
+    ix: HashMap<Ix, String>,
+    values: HashMap<(NodeId, Vec<Ix>), Reg>,
+}
+
+struct Emitter<'g> {
+    graph: &'g Graph,
+    id: KernelId,
+    kernel: &'g Kernel,
+    slots: HashMap<NodeId, usize>,
+    body: String,
+    globals: String,
+    buffers: Vec<String>,
+    depth: usize,
+    next: usize,
+    scopes: Vec<Scope>,
+}
+
+/// The MLIR text of `kernel` (a `func.func`, with any constant tables it needs before it).
+pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<String, LowerError> {
+    let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut e = Emitter {
+        graph,
+        id,
+        kernel,
+        slots,
+        body: String::new(),
+        globals: String::new(),
+        buffers: Vec::new(),
+        depth: 0,
+        next: 0,
+        scopes: vec![Scope::default()],
+    };
+    e.prologue();
+    e.domain_loops()?;
+    Ok(format!(
+        "{}  func.func @{}(%args: !llvm.ptr, %begin: i64, %end: i64, %dims: !llvm.ptr) {{\n{}    return\n  }}\n",
+        e.globals,
+        symbol(id),
+        e.body
+    ))
+}
+
+/// The axis of the kernel's domain whose range `[begin, end)` a call computes: the first
+/// axis a row kernel does not reduce. `None` when every axis is reduced: then a call with
+/// `begin < end` computes the whole kernel.
+pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
+    let rows: &[usize] = match &kernel.kind {
+        KernelKind::Row { axes } => axes,
+        _ => &[],
+    };
+    (0..kernel.domain.len()).find(|a| !rows.contains(a))
+}
+
+/// The symbol of kernel `id` in the shared object.
+pub fn symbol(id: KernelId) -> String {
+    format!("flint_kernel_{}", id.0)
+}
+
+fn reg_ty(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => "f32",
+        DType::I32 => "i32",
+        DType::I64 => "i64",
+        DType::Bool => "i1",
+    }
+}
+
+fn mem_ty(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        DType::I32 => "i32",
+        DType::I64 => "i64",
+        DType::Bool => "i8",
+    }
+}
+
+/// One element as stored in memory (little-endian).
+fn element_bytes(dtype: DType, v: f64) -> Vec<u8> {
+    match dtype {
+        DType::F32 => (v as f32).to_le_bytes().to_vec(),
+        DType::F16 => half::f16::from_f64(v).to_le_bytes().to_vec(),
+        DType::BF16 => half::bf16::from_f64(v).to_le_bytes().to_vec(),
+        DType::I32 => (v as i32).to_le_bytes().to_vec(),
+        DType::I64 => (v as i64).to_le_bytes().to_vec(),
+        DType::Bool => vec![u8::from(v != 0.0)],
+    }
+}
+
+fn is_float(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+impl<'g> Emitter<'g> {
+    fn line(&mut self, text: &str) {
+        let _ = writeln!(self.body, "{:width$}{text}", "", width = 4 + 2 * self.depth);
+    }
+
+    /// Emits `%vN = rhs` and returns `%vN`.
+    fn op(&mut self, rhs: impl AsRef<str>) -> String {
+        let name = format!("%v{}", self.next);
+        self.next += 1;
+        self.line(&format!("{name} = {}", rhs.as_ref()));
+        name
+    }
+
+    fn reg(&mut self, rhs: impl AsRef<str>, ty: &'static str) -> Reg {
+        Reg { name: self.op(rhs), ty }
+    }
+
+    fn unsupported(&self, what: impl Into<String>) -> LowerError {
+        LowerError::Unsupported { kernel: self.id, what: what.into() }
+    }
+
+    /// Buffer pointers and run-time dims, loaded once.
+    fn prologue(&mut self) {
+        for slot in 0..self.slots.len() {
+            let p = self.op(format!("llvm.getelementptr %args[{slot}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr"));
+            let b = self.op(format!("llvm.load {p} : !llvm.ptr -> !llvm.ptr"));
+            self.buffers.push(b);
+        }
+        for s in 0..self.graph.symbols.len() {
+            let p = self.op(format!("llvm.getelementptr %dims[{s}] : (!llvm.ptr) -> !llvm.ptr, i64"));
+            let v = self.op(format!("llvm.load {p} : !llvm.ptr -> i64"));
+            let i = self.op(format!("arith.index_cast {v} : i64 to index"));
+            self.scopes[0].ix.insert(Ix::Sym(crate::ir::SymId(s as u32)), i);
+        }
+    }
+
+    fn lookup_ix(&self, ix: &Ix) -> Option<String> {
+        self.scopes.iter().rev().find_map(|s| s.ix.get(ix).cloned())
+    }
+
+    fn ix(&mut self, ix: &Ix) -> Result<String, LowerError> {
+        if let Some(name) = self.lookup_ix(ix) {
+            return Ok(name);
+        }
+        let name = match ix {
+            Ix::Const(c) => self.op(format!("arith.constant {c} : index")),
+            Ix::Value(name) => name.clone(),
+            Ix::Var(_) | Ix::Sym(_) => return Err(self.unsupported(format!("index {ix:?} used outside its loop"))),
+            Ix::Add(a, b) | Ix::Sub(a, b) | Ix::Mul(a, b) | Ix::Div(a, b) | Ix::Rem(a, b) => {
+                let (a, b) = (self.ix(a)?, self.ix(b)?);
+                let op = match ix {
+                    Ix::Add(..) => "addi",
+                    Ix::Sub(..) => "subi",
+                    Ix::Mul(..) => "muli",
+                    Ix::Div(..) => "divui",
+                    _ => "remui",
+                };
+                self.op(format!("arith.{op} {a}, {b} : index"))
+            }
+        };
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.ix.insert(ix.clone(), name.clone());
+        }
+        Ok(name)
+    }
+
+    fn shape(&self, n: NodeId) -> &'g [Dim] {
+        &self.graph.ty(n).shape
+    }
+
+    fn dtype(&self, n: NodeId) -> DType {
+        self.graph.ty(n).dtype
+    }
+
+    // ---- loops ----------------------------------------------------------------------
+
+    /// `scf.for` over `[lo, hi)` with no results; `body` runs inside with `Var(depth)` bound.
+    fn for_loop(
+        &mut self,
+        lo: &str,
+        hi: &str,
+        body: &mut dyn FnMut(&mut Self, Ix) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
+        let one = self.ix(&Ix::Const(1))?;
+        let var = format!("%i{}", self.next);
+        self.next += 1;
+        self.line(&format!("scf.for {var} = {lo} to {hi} step {one} {{"));
+        let ix = self.enter(var);
+        body(self, ix)?;
+        self.leave();
+        self.line("}");
+        Ok(())
+    }
+
+    fn enter(&mut self, var: String) -> Ix {
+        let ix = Ix::Var(self.next);
+        self.next += 1;
+        self.depth += 1;
+        let mut scope = Scope::default();
+        scope.ix.insert(ix.clone(), var);
+        self.scopes.push(scope);
+        ix
+    }
+
+    fn leave(&mut self) {
+        self.scopes.pop();
+        self.depth -= 1;
+    }
+
+    /// The domain: parallel axes outside (the first over `[begin, end)`), a row kernel's
+    /// reduced axes inside; per-row outputs and reductions at the row level.
+    fn domain_loops(&mut self) -> Result<(), LowerError> {
+        let domain = &self.kernel.domain;
+        let rows: Vec<usize> = match &self.kernel.kind {
+            KernelKind::Row { axes } => axes.clone(),
+            _ => Vec::new(),
+        };
+        let parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
+        let begin = self.op("arith.index_cast %begin : i64 to index");
+        let end = self.op("arith.index_cast %end : i64 to index");
+        let point = vec![Ix::Const(0); domain.len()];
+        self.parallel_loops(&parallel, &rows, &point, Some((begin, end)))
+    }
+
+    fn parallel_loops(
+        &mut self,
+        parallel: &[usize],
+        rows: &[usize],
+        point: &[Ix],
+        range: Option<(String, String)>,
+    ) -> Result<(), LowerError> {
+        let Some((&axis, rest)) = parallel.split_first() else {
+            // No parallel axis left; with none at all, the call's range is one point.
+            return match range {
+                Some((begin, end)) => {
+                    let cond = self.op(format!("arith.cmpi ult, {begin}, {end} : index"));
+                    self.line(&format!("scf.if {cond} {{"));
+                    self.depth += 1;
+                    self.scopes.push(Scope::default());
+                    self.row_level(rows, point)?;
+                    self.leave();
+                    self.line("}");
+                    Ok(())
+                }
+                None => self.row_level(rows, point),
+            };
+        };
+        let (lo, hi) = match range {
+            Some(r) => r,
+            None => (self.ix(&Ix::Const(0))?, self.ix(&Ix::dim(&self.kernel.domain[axis]))?),
+        };
+        let mut inner = point.to_vec();
+        self.for_loop(&lo, &hi, &mut |e, var| {
+            inner[axis] = var;
+            e.parallel_loops(rest, rows, &inner, None)
+        })
+    }
+
+    fn row_level(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
+        let domain = self.kernel.domain.clone();
+        let reduced: Vec<Dim> =
+            domain.iter().enumerate().map(|(a, d)| if rows.contains(&a) { Dim::known(1) } else { d.clone() }).collect();
+        let (full, row) = (numel(&domain), numel(&reduced));
+        if !rows.is_empty() {
+            let kernel = self.kernel;
+            for &n in &kernel.nodes {
+                let per_row = numel(self.shape(n)) == row;
+                if per_row
+                    && (matches!(self.graph.op(n).class(), OpClass::Reduction { .. })
+                        || self.kernel.outputs.contains(&n))
+                {
+                    let idx = index::reshape(point, &reduced, self.shape(n));
+                    let value = self.value(n, &idx)?;
+                    if self.kernel.outputs.contains(&n) && numel(self.shape(n)) != full {
+                        self.store(n, &idx, &value)?;
+                    }
+                }
+            }
+        }
+        let outputs: Vec<NodeId> =
+            self.kernel.outputs.iter().copied().filter(|&o| rows.is_empty() || numel(self.shape(o)) == full).collect();
+        if rows.is_empty() {
+            return outputs.into_iter().try_for_each(|o| self.store_at(o, point, &domain));
+        }
+        let extent = rows.iter().fold(Ix::Const(1), |acc, &a| Ix::prod(acc, Ix::dim(&domain[a])));
+        let (lo, hi) = (self.ix(&Ix::Const(0))?, self.ix(&extent)?);
+        let row_dims: Vec<Dim> = rows.iter().map(|&a| domain[a].clone()).collect();
+        self.for_loop(&lo, &hi, &mut |e, var| {
+            let mut full_point = point.to_vec();
+            for (a, i) in rows.iter().zip(index::delinearize(var, &row_dims)) {
+                full_point[*a] = i;
+            }
+            outputs.iter().try_for_each(|&o| e.store_at(o, &full_point, &domain))
+        })
+    }
+
+    fn store_at(&mut self, o: NodeId, point: &[Ix], domain: &[Dim]) -> Result<(), LowerError> {
+        if numel(self.shape(o)) != numel(domain) {
+            return Err(self.unsupported(format!("output {o} has neither the domain's size nor a row's")));
+        }
+        let idx = index::reshape(point, domain, self.shape(o));
+        let value = self.value(o, &idx)?;
+        self.store(o, &idx, &value)
+    }
+
+    // ---- memory ---------------------------------------------------------------------
+
+    fn address(&mut self, n: NodeId, idx: &[Ix]) -> Result<String, LowerError> {
+        let slot = *self.slots.get(&n).ok_or_else(|| self.unsupported(format!("{n} is not a buffer of the kernel")))?;
+        let linear = self.ix(&index::linearize(idx, self.shape(n)))?;
+        let offset = self.op(format!("arith.index_cast {linear} : index to i64"));
+        let base = self.buffers.get(slot).cloned().unwrap_or_default();
+        let ty = mem_ty(self.dtype(n));
+        Ok(self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, {ty}")))
+    }
+
+    fn load(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let dtype = self.dtype(n);
+        let ptr = self.address(n, idx)?;
+        let raw = self.op(format!("llvm.load {ptr} : !llvm.ptr -> {}", mem_ty(dtype)));
+        Ok(self.widen(raw, dtype))
+    }
+
+    /// A value as loaded from memory, in its register type.
+    fn widen(&mut self, raw: String, dtype: DType) -> Reg {
+        match dtype {
+            DType::F16 | DType::BF16 => self.reg(format!("arith.extf {raw} : {} to f32", mem_ty(dtype)), "f32"),
+            DType::Bool => {
+                let zero = self.op("arith.constant 0 : i8");
+                self.reg(format!("arith.cmpi ne, {raw}, {zero} : i8"), "i1")
+            }
+            _ => Reg { name: raw, ty: reg_ty(dtype) },
+        }
+    }
+
+    fn store(&mut self, n: NodeId, idx: &[Ix], value: &Reg) -> Result<(), LowerError> {
+        let dtype = self.dtype(n);
+        let ptr = self.address(n, idx)?;
+        let raw = match dtype {
+            DType::F16 | DType::BF16 => self.op(format!("arith.truncf {} : f32 to {}", value.name, mem_ty(dtype))),
+            DType::Bool => self.op(format!("arith.extui {} : i1 to i8", value.name)),
+            _ => value.name.clone(),
+        };
+        self.line(&format!("llvm.store {raw}, {ptr} : {}, !llvm.ptr", mem_ty(dtype)));
+        Ok(())
+    }
+
+    // ---- values ---------------------------------------------------------------------
+
+    /// The value of `n` at `idx`, memoised in the innermost scope.
+    fn value(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let key = (n, idx.to_vec());
+        if let Some(r) = self.scopes.iter().rev().find_map(|s| s.values.get(&key).cloned()) {
+            return Ok(r);
+        }
+        let r = if self.kernel.inputs.contains(&n) { self.load(n, idx)? } else { self.compute(n, idx)? };
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.values.insert(key, r.clone());
+        }
+        Ok(r)
+    }
+
+    fn operand(&mut self, n: NodeId, i: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let o = self.graph.operands(n)[i];
+        let at = index::broadcast(idx, self.shape(o));
+        self.value(o, &at)
+    }
+
+    fn compute(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let dtype = self.dtype(n);
+        let operands = self.graph.operands(n);
+        match self.graph.op(n) {
+            Op::Input { .. } | Op::Param { .. } => Err(self.unsupported(format!("{n} is read but not an input"))),
+            Op::Constant { data } => self.constant(n, data, idx),
+            Op::Iota { axis } => {
+                let i = self.ix(&idx[*axis])?;
+                let i = self.op(format!("arith.index_cast {i} : index to i64"));
+                Ok(self.convert(Reg { name: i, ty: "i64" }, DType::I64, dtype))
+            }
+            Op::Unary(u) => {
+                let x = self.operand(n, 0, idx)?;
+                self.unary(*u, dtype, x)
+            }
+            Op::Binary(b) => {
+                let (x, y) = (self.operand(n, 0, idx)?, self.operand(n, 1, idx)?);
+                self.binary(*b, dtype, x, y)
+            }
+            Op::Compare(c) => {
+                let (x, y) = (self.operand(n, 0, idx)?, self.operand(n, 1, idx)?);
+                Ok(self.compare(*c, self.dtype(operands[0]), &x, &y))
+            }
+            Op::Select => {
+                let (c, x, y) = (self.operand(n, 0, idx)?, self.operand(n, 1, idx)?, self.operand(n, 2, idx)?);
+                Ok(self.reg(format!("arith.select {}, {}, {} : {}", c.name, x.name, y.name, x.ty), x.ty))
+            }
+            Op::Cast => {
+                let x = self.operand(n, 0, idx)?;
+                Ok(self.convert(x, self.dtype(operands[0]), dtype))
+            }
+            Op::Reshape => {
+                let o = operands[0];
+                let at = index::reshape(idx, self.shape(n), self.shape(o));
+                self.value(o, &at)
+            }
+            Op::Permute { perm } => {
+                let mut at = vec![Ix::Const(0); perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    at[p] = idx[i].clone();
+                }
+                self.value(operands[0], &at)
+            }
+            Op::Broadcast => self.operand(n, 0, idx),
+            Op::Slice { axis, start, step, .. } => {
+                let mut at = idx.to_vec();
+                at[*axis] = Ix::sum(Ix::Const(*start), Ix::prod(idx[*axis].clone(), Ix::Const(*step)));
+                self.value(operands[0], &at)
+            }
+            Op::Reduce { op, axes, keepdims } => self.reduce(n, *op, axes, *keepdims, idx),
+            Op::ArgReduce { op, axis, keepdims } => self.arg_reduce(n, *op, *axis, *keepdims, idx),
+            Op::MatMul => self.matmul(n, idx),
+            Op::Concat { axis } => self.concat(n, *axis, idx),
+            Op::Pad { low, value, .. } => self.pad(n, low, *value, idx),
+            Op::Gather { axis } => self.gather(n, *axis, idx),
+            op @ (Op::Conv2d { .. }
+            | Op::Pool2d { .. }
+            | Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::LayerNorm { .. }
+            | Op::RmsNorm { .. }
+            | Op::Gelu { .. }
+            | Op::Silu
+            | Op::Linear
+            | Op::Attention { .. }) => Err(self.unsupported(format!("`{}` is not lowered yet", op.name()))),
+        }
+    }
+
+    // ---- constants and conversions ----------------------------------------------------
+
+    /// A float, int or bool immediate in `dtype`'s register type.
+    fn immediate(&mut self, dtype: DType, value: f64) -> Reg {
+        match dtype {
+            DType::F32 | DType::F16 | DType::BF16 => {
+                let bits = (round_float(dtype, value) as f32).to_bits();
+                self.reg(format!("arith.constant 0x{bits:08X} : f32"), "f32")
+            }
+            DType::Bool => self.reg(format!("arith.constant {} : i1", i32::from(value != 0.0)), "i1"),
+            DType::I32 | DType::I64 => {
+                self.reg(format!("arith.constant {} : {}", value as i64, reg_ty(dtype)), reg_ty(dtype))
+            }
+        }
+    }
+
+    fn constant(&mut self, n: NodeId, data: &ConstData, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let dtype = self.dtype(n);
+        let values: Vec<f64> = match data {
+            ConstData::Float(v) => v.clone(),
+            ConstData::Int(v) => v.iter().map(|&x| x as f64).collect(),
+            ConstData::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
+        };
+        let first = values.first().copied().unwrap_or(0.0);
+        if values.iter().all(|&v| v.to_bits() == first.to_bits()) {
+            return Ok(match data {
+                ConstData::Int(v) if matches!(dtype, DType::I32 | DType::I64) => {
+                    let x = v.first().copied().unwrap_or(0);
+                    self.reg(format!("arith.constant {x} : {}", reg_ty(dtype)), reg_ty(dtype))
+                }
+                _ => self.immediate(dtype, first),
+            });
+        }
+        self.table(n, &values, idx)
+    }
+
+    /// A constant with distinct elements: a table in the module, read at the index.
+    fn table(&mut self, n: NodeId, values: &[f64], idx: &[Ix]) -> Result<Reg, LowerError> {
+        let dtype = self.dtype(n);
+        let name = format!("flint_k{}_c{}", self.id.0, n.index());
+        if !self.globals.contains(&format!("@{name}(")) {
+            let bytes: Vec<u8> = values.iter().flat_map(|&v| element_bytes(dtype, v)).collect();
+            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            let (len, ty) = (values.len(), mem_ty(dtype));
+            let _ = writeln!(
+                self.globals,
+                "  llvm.mlir.global internal constant @{name}(dense<\"0x{hex}\"> : tensor<{len}x{ty}>) : !llvm.array<{len} x {ty}>"
+            );
+        }
+        let linear = self.ix(&index::linearize(idx, self.shape(n)))?;
+        let offset = self.op(format!("arith.index_cast {linear} : index to i64"));
+        let base = self.op(format!("llvm.mlir.addressof @{name} : !llvm.ptr"));
+        let ty = mem_ty(dtype);
+        let ptr = self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, {ty}"));
+        let raw = self.op(format!("llvm.load {ptr} : !llvm.ptr -> {ty}"));
+        Ok(self.widen(raw, dtype))
+    }
+
+    /// Rounds an f32 register to `dtype` when that is narrower (f16, bf16).
+    fn round(&mut self, x: Reg, dtype: DType) -> Reg {
+        match dtype {
+            DType::F16 | DType::BF16 => {
+                let t = self.op(format!("arith.truncf {} : f32 to {}", x.name, mem_ty(dtype)));
+                self.reg(format!("arith.extf {t} : {} to f32", mem_ty(dtype)), "f32")
+            }
+            _ => x,
+        }
+    }
+
+    fn convert(&mut self, x: Reg, from: DType, to: DType) -> Reg {
+        let (fty, tty) = (reg_ty(from), reg_ty(to));
+        match (is_float(from), is_float(to)) {
+            (true, true) => self.round(x, to),
+            (false, true) => {
+                let op = if from == DType::Bool { "uitofp" } else { "sitofp" };
+                let f = self.reg(format!("arith.{op} {} : {fty} to f32", x.name), "f32");
+                self.round(f, to)
+            }
+            (true, false) if to == DType::Bool => {
+                let zero = self.immediate(DType::F32, 0.0);
+                self.reg(format!("arith.cmpf une, {}, {} : f32", x.name, zero.name), "i1")
+            }
+            (true, false) => self.float_to_int(x, to),
+            (false, false) if from == to => x,
+            (false, false) if to == DType::Bool => {
+                let zero = self.immediate(from, 0.0);
+                self.reg(format!("arith.cmpi ne, {}, {} : {fty}", x.name, zero.name), "i1")
+            }
+            (false, false) => {
+                let op = match (from, to) {
+                    (DType::Bool, _) => "extui",
+                    (DType::I32, DType::I64) => "extsi",
+                    _ => "trunci",
+                };
+                self.reg(format!("arith.{op} {} : {fty} to {tty}", x.name), tty)
+            }
+        }
+    }
+
+    /// Truncates toward zero, saturating at the target's range; NaN gives 0.
+    fn float_to_int(&mut self, x: Reg, to: DType) -> Reg {
+        let ty = reg_ty(to);
+        let (lo, hi) = if to == DType::I32 { (i32::MIN as i64, i32::MAX as i64) } else { (i64::MIN, i64::MAX) };
+        let limit = self.immediate(DType::F32, -(lo as f64));
+        let neg = self.immediate(DType::F32, lo as f64);
+        let clamped = self.op(format!("arith.maximumf {}, {} : f32", x.name, neg.name));
+        let below = self.op(format!("arith.cmpf olt, {clamped}, {} : f32", limit.name));
+        let safe = self.op(format!("arith.select {below}, {clamped}, {} : f32", neg.name));
+        let int = self.op(format!("arith.fptosi {safe} : f32 to {ty}"));
+        let max = self.op(format!("arith.constant {hi} : {ty}"));
+        let high = self.op(format!("arith.select {below}, {int}, {max} : {ty}"));
+        let nan = self.op(format!("arith.cmpf uno, {}, {} : f32", x.name, x.name));
+        let zero = self.op(format!("arith.constant 0 : {ty}"));
+        self.reg(format!("arith.select {nan}, {zero}, {high} : {ty}"), ty)
+    }
+
+    // ---- elementwise ----------------------------------------------------------------
+
+    fn unary(&mut self, u: UnaryOp, dtype: DType, x: Reg) -> Result<Reg, LowerError> {
+        let ty = x.ty;
+        if !is_float(dtype) {
+            return self.unary_int(u, dtype, x);
+        }
+        let one = || 1.0;
+        let r = match u {
+            UnaryOp::Neg => self.reg(format!("arith.negf {} : f32", x.name), ty),
+            UnaryOp::Abs => self.reg(format!("math.absf {} : f32", x.name), ty),
+            UnaryOp::Exp => self.reg(format!("math.exp {} : f32", x.name), ty),
+            UnaryOp::Log => self.reg(format!("math.log {} : f32", x.name), ty),
+            UnaryOp::Sqrt => self.reg(format!("math.sqrt {} : f32", x.name), ty),
+            UnaryOp::Tanh => self.reg(format!("math.tanh {} : f32", x.name), ty),
+            UnaryOp::Erf => self.reg(format!("math.erf {} : f32", x.name), ty),
+            UnaryOp::Sin => self.reg(format!("math.sin {} : f32", x.name), ty),
+            UnaryOp::Cos => self.reg(format!("math.cos {} : f32", x.name), ty),
+            UnaryOp::Atan => self.reg(format!("math.atan {} : f32", x.name), ty),
+            UnaryOp::Floor => self.reg(format!("math.floor {} : f32", x.name), ty),
+            UnaryOp::Ceil => self.reg(format!("math.ceil {} : f32", x.name), ty),
+            UnaryOp::Round => self.reg(format!("math.roundeven {} : f32", x.name), ty),
+            UnaryOp::Rsqrt => {
+                let s = self.op(format!("math.sqrt {} : f32", x.name));
+                let one = self.immediate(DType::F32, one());
+                self.reg(format!("arith.divf {}, {s} : f32", one.name), ty)
+            }
+            UnaryOp::Reciprocal => {
+                let one = self.immediate(DType::F32, one());
+                self.reg(format!("arith.divf {}, {} : f32", one.name, x.name), ty)
+            }
+            UnaryOp::Sigmoid => {
+                let neg = self.op(format!("arith.negf {} : f32", x.name));
+                let e = self.op(format!("math.exp {neg} : f32"));
+                let one = self.immediate(DType::F32, one());
+                let d = self.op(format!("arith.addf {}, {e} : f32", one.name));
+                self.reg(format!("arith.divf {}, {d} : f32", one.name), ty)
+            }
+            UnaryOp::Relu => {
+                let zero = self.immediate(DType::F32, 0.0);
+                self.reg(format!("arith.maximumf {}, {} : f32", x.name, zero.name), ty)
+            }
+            UnaryOp::Sign => {
+                let (zero, one, minus) = (
+                    self.immediate(DType::F32, 0.0),
+                    self.immediate(DType::F32, 1.0),
+                    self.immediate(DType::F32, -1.0),
+                );
+                let pos = self.op(format!("arith.cmpf ogt, {}, {} : f32", x.name, zero.name));
+                let neg = self.op(format!("arith.cmpf olt, {}, {} : f32", x.name, zero.name));
+                let low = self.op(format!("arith.select {neg}, {}, {} : f32", minus.name, x.name));
+                self.reg(format!("arith.select {pos}, {}, {low} : f32", one.name), ty)
+            }
+            UnaryOp::Not => return Err(self.unsupported("`not` on a float")),
+        };
+        Ok(self.round(r, dtype))
+    }
+
+    fn unary_int(&mut self, u: UnaryOp, dtype: DType, x: Reg) -> Result<Reg, LowerError> {
+        let ty = x.ty;
+        let zero = self.immediate(dtype, 0.0);
+        Ok(match u {
+            UnaryOp::Neg => self.reg(format!("arith.subi {}, {} : {ty}", zero.name, x.name), ty),
+            UnaryOp::Abs => self.reg(format!("math.absi {} : {ty}", x.name), ty),
+            UnaryOp::Relu => self.reg(format!("arith.maxsi {}, {} : {ty}", x.name, zero.name), ty),
+            UnaryOp::Not => {
+                let ones = self.op(format!("arith.constant -1 : {ty}"));
+                self.reg(format!("arith.xori {}, {ones} : {ty}", x.name), ty)
+            }
+            UnaryOp::Sign => {
+                let (one, minus) = (self.immediate(dtype, 1.0), self.immediate(dtype, -1.0));
+                let pos = self.op(format!("arith.cmpi sgt, {}, {} : {ty}", x.name, zero.name));
+                let neg = self.op(format!("arith.cmpi slt, {}, {} : {ty}", x.name, zero.name));
+                let low = self.op(format!("arith.select {neg}, {}, {} : {ty}", minus.name, zero.name));
+                self.reg(format!("arith.select {pos}, {}, {low} : {ty}", one.name), ty)
+            }
+            other => return Err(self.unsupported(format!("`{}` on an integer", other.name()))),
+        })
+    }
+
+    fn binary(&mut self, b: BinaryOp, dtype: DType, x: Reg, y: Reg) -> Result<Reg, LowerError> {
+        let ty = x.ty;
+        let (a, c) = (&x.name, &y.name);
+        if is_float(dtype) {
+            let op = match b {
+                BinaryOp::Add => "arith.addf",
+                BinaryOp::Sub => "arith.subf",
+                BinaryOp::Mul => "arith.mulf",
+                BinaryOp::Div => "arith.divf",
+                BinaryOp::Rem => "arith.remf",
+                BinaryOp::Pow => "math.powf",
+                BinaryOp::Maximum => "arith.maximumf",
+                BinaryOp::Minimum => "arith.minimumf",
+                BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => return Err(self.unsupported("a logical op on floats")),
+            };
+            let r = self.reg(format!("{op} {a}, {c} : f32"), ty);
+            return Ok(self.round(r, dtype));
+        }
+        let op = match b {
+            BinaryOp::Add => "addi",
+            BinaryOp::Sub => "subi",
+            BinaryOp::Mul => "muli",
+            BinaryOp::Maximum => "maxsi",
+            BinaryOp::Minimum => "minsi",
+            BinaryOp::And => "andi",
+            BinaryOp::Or => "ori",
+            BinaryOp::Xor => "xori",
+            BinaryOp::Div | BinaryOp::Rem => return Ok(self.int_division(b, dtype, x, y)),
+            BinaryOp::Pow => return Err(self.unsupported("integer `pow`")),
+        };
+        Ok(self.reg(format!("arith.{op} {a}, {c} : {ty}"), ty))
+    }
+
+    /// Truncating division and remainder; `MIN / -1 = MIN`, `MIN % -1 = 0`, and a zero
+    /// divisor reads as 1 (the interpreter reports it; here it must not trap).
+    fn int_division(&mut self, b: BinaryOp, dtype: DType, x: Reg, y: Reg) -> Reg {
+        let ty = x.ty;
+        let (zero, one, minus) = (self.immediate(dtype, 0.0), self.immediate(dtype, 1.0), self.immediate(dtype, -1.0));
+        let is_zero = self.op(format!("arith.cmpi eq, {}, {} : {ty}", y.name, zero.name));
+        let is_minus = self.op(format!("arith.cmpi eq, {}, {} : {ty}", y.name, minus.name));
+        let bad = self.op(format!("arith.ori {is_zero}, {is_minus} : i1"));
+        let safe = self.op(format!("arith.select {bad}, {}, {} : {ty}", one.name, y.name));
+        let (op, special) = match b {
+            BinaryOp::Div => ("divsi", self.op(format!("arith.subi {}, {} : {ty}", zero.name, x.name))),
+            _ => ("remsi", zero.name.clone()),
+        };
+        let q = self.op(format!("arith.{op} {}, {safe} : {ty}", x.name));
+        self.reg(format!("arith.select {is_minus}, {special}, {q} : {ty}"), ty)
+    }
+
+    fn compare(&mut self, c: CompareOp, dtype: DType, x: &Reg, y: &Reg) -> Reg {
+        let (float, signed) = (is_float(dtype), dtype != DType::Bool);
+        let pred = match (c, float) {
+            (CompareOp::Eq, true) => "oeq",
+            (CompareOp::Ne, true) => "une",
+            (CompareOp::Lt, true) => "olt",
+            (CompareOp::Le, true) => "ole",
+            (CompareOp::Gt, true) => "ogt",
+            (CompareOp::Ge, true) => "oge",
+            (CompareOp::Eq, false) => "eq",
+            (CompareOp::Ne, false) => "ne",
+            (CompareOp::Lt, false) => ["ult", "slt"][usize::from(signed)],
+            (CompareOp::Le, false) => ["ule", "sle"][usize::from(signed)],
+            (CompareOp::Gt, false) => ["ugt", "sgt"][usize::from(signed)],
+            (CompareOp::Ge, false) => ["uge", "sge"][usize::from(signed)],
+        };
+        let op = if float { "cmpf" } else { "cmpi" };
+        self.reg(format!("arith.{op} {pred}, {}, {} : {}", x.name, y.name, x.ty), "i1")
+    }
+
+    // ---- loops that fold ------------------------------------------------------------
+
+    /// `scf.for` over `[0, extent)` carrying `init`; `step` gets the loop index and the
+    /// carried values and returns the next ones. Returns the final values.
+    fn fold(&mut self, extent: &Ix, init: &[Reg], step: &mut FoldStep<'_, 'g>) -> Result<Vec<Reg>, LowerError> {
+        let (lo, hi, one) = (self.ix(&Ix::Const(0))?, self.ix(extent)?, self.ix(&Ix::Const(1))?);
+        let result = format!("%v{}", self.next);
+        self.next += 1;
+        let var = format!("%i{}", self.next);
+        self.next += 1;
+        let carried: Vec<Reg> = init
+            .iter()
+            .map(|r| {
+                self.next += 1;
+                Reg { name: format!("%a{}", self.next), ty: r.ty }
+            })
+            .collect();
+        let args: Vec<String> = carried.iter().zip(init).map(|(c, i)| format!("{} = {}", c.name, i.name)).collect();
+        let types: Vec<&str> = init.iter().map(|r| r.ty).collect();
+        self.line(&format!(
+            "{result}:{} = scf.for {var} = {lo} to {hi} step {one} iter_args({}) -> ({}) {{",
+            init.len(),
+            args.join(", "),
+            types.join(", ")
+        ));
+        let ix = self.enter(var);
+        let next = step(self, ix, &carried)?;
+        let names: Vec<&str> = next.iter().map(|r| r.name.as_str()).collect();
+        self.line(&format!("scf.yield {} : {}", names.join(", "), types.join(", ")));
+        self.leave();
+        self.line("}");
+        Ok(init.iter().enumerate().map(|(i, r)| Reg { name: format!("{result}#{i}"), ty: r.ty }).collect())
+    }
+
+    /// The operand index of a reduction over `axes` at output `idx`, with `inner` the
+    /// index over the reduced axes (delinearized).
+    fn reduced_index(&self, n: NodeId, axes: &[usize], keepdims: bool, idx: &[Ix], inner: Ix) -> Vec<Ix> {
+        let x = self.shape(self.graph.operands(n)[0]);
+        let dims: Vec<Dim> = axes.iter().map(|&a| x[a].clone()).collect();
+        let mut inner = index::delinearize(inner, &dims).into_iter();
+        let mut outer = idx.iter();
+        (0..x.len())
+            .map(|a| {
+                if axes.contains(&a) {
+                    if keepdims {
+                        outer.next();
+                    }
+                    inner.next().unwrap_or(Ix::Const(0))
+                } else {
+                    outer.next().cloned().unwrap_or(Ix::Const(0))
+                }
+            })
+            .collect()
+    }
+
+    fn reduce(
+        &mut self,
+        n: NodeId,
+        op: ReduceOp,
+        axes: &[usize],
+        keepdims: bool,
+        idx: &[Ix],
+    ) -> Result<Reg, LowerError> {
+        let dtype = self.dtype(n);
+        let x = self.graph.operands(n)[0];
+        let extent = axes.iter().fold(Ix::Const(1), |acc, &a| Ix::prod(acc, Ix::dim(&self.shape(x)[a])));
+        let float = is_float(dtype);
+        let acc_ty = if float { DType::F32 } else { DType::I64 };
+        let init = match op {
+            ReduceOp::Sum | ReduceOp::Mean => 0.0,
+            ReduceOp::Prod => 1.0,
+            ReduceOp::Max if float => f64::NEG_INFINITY,
+            ReduceOp::Min if float => f64::INFINITY,
+            ReduceOp::Max => {
+                if dtype == DType::I32 {
+                    i32::MIN as f64
+                } else {
+                    i64::MIN as f64
+                }
+            }
+            ReduceOp::Min => {
+                if dtype == DType::I32 {
+                    i32::MAX as f64
+                } else {
+                    i64::MAX as f64
+                }
+            }
+        };
+        let init = match (float, op) {
+            (false, ReduceOp::Max) => self.reg(
+                format!("arith.constant {} : i64", if dtype == DType::I32 { i32::MIN as i64 } else { i64::MIN }),
+                "i64",
+            ),
+            (false, ReduceOp::Min) => self.reg(
+                format!("arith.constant {} : i64", if dtype == DType::I32 { i32::MAX as i64 } else { i64::MAX }),
+                "i64",
+            ),
+            _ => self.immediate(acc_ty, init),
+        };
+        let combine = match (op, float) {
+            (ReduceOp::Sum | ReduceOp::Mean, true) => "arith.addf",
+            (ReduceOp::Prod, true) => "arith.mulf",
+            (ReduceOp::Max, true) => "arith.maximumf",
+            (ReduceOp::Min, true) => "arith.minimumf",
+            (ReduceOp::Sum | ReduceOp::Mean, false) => "arith.addi",
+            (ReduceOp::Prod, false) => "arith.muli",
+            (ReduceOp::Max, false) => "arith.maxsi",
+            (ReduceOp::Min, false) => "arith.minsi",
+        };
+        let acc_name = reg_ty(acc_ty);
+        let total = self.fold(&extent, &[init], &mut |e, i, carried| {
+            let at = e.reduced_index(n, axes, keepdims, idx, i);
+            let v = e.value(x, &at)?;
+            let v = e.convert(v, e.dtype(x), acc_ty);
+            Ok(vec![e.reg(format!("{combine} {}, {} : {acc_name}", carried[0].name, v.name), acc_name)])
+        })?;
+        let mut r = total.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
+        if op == ReduceOp::Mean {
+            let k = self.ix(&extent)?;
+            let k = self.op(format!("arith.index_cast {k} : index to i64"));
+            r = if float {
+                let kf = self.op(format!("arith.sitofp {k} : i64 to f32"));
+                self.reg(format!("arith.divf {}, {kf} : f32", r.name), "f32")
+            } else {
+                self.reg(format!("arith.divsi {}, {k} : i64", r.name), "i64")
+            };
+        }
+        Ok(self.convert(r, acc_ty, dtype))
+    }
+
+    /// Index of the first extremum; the first NaN wins over any number.
+    fn arg_reduce(
+        &mut self,
+        n: NodeId,
+        op: ArgReduceOp,
+        axis: usize,
+        keepdims: bool,
+        idx: &[Ix],
+    ) -> Result<Reg, LowerError> {
+        let x = self.graph.operands(n)[0];
+        let xt = self.dtype(x);
+        let extent = Ix::dim(&self.shape(x)[axis]);
+        let first_at = self.reduced_index(n, &[axis], keepdims, idx, Ix::Const(0));
+        let best = self.value(x, &first_at)?;
+        let zero = self.reg("arith.constant 0 : i64", "i64");
+        let out = self.fold(&extent, &[best, zero], &mut |e, i, carried| {
+            let at = e.reduced_index(n, &[axis], keepdims, idx, i.clone());
+            let v = e.value(x, &at)?;
+            let pred = CompareOp::Gt;
+            let better = match op {
+                ArgReduceOp::ArgMax => e.compare(pred, xt, &v, &carried[0]),
+                ArgReduceOp::ArgMin => e.compare(CompareOp::Lt, xt, &v, &carried[0]),
+            };
+            let take = if is_float(xt) {
+                let v_nan = e.op(format!("arith.cmpf uno, {}, {} : f32", v.name, v.name));
+                let b_nan = e.op(format!("arith.cmpf uno, {}, {} : f32", carried[0].name, carried[0].name));
+                let yes = e.op("arith.constant true");
+                let b_ok = e.op(format!("arith.xori {b_nan}, {yes} : i1"));
+                let first_nan = e.op(format!("arith.andi {v_nan}, {b_ok} : i1"));
+                e.op(format!("arith.ori {}, {first_nan} : i1", better.name))
+            } else {
+                better.name
+            };
+            let i = e.ix(&i)?;
+            let i = e.op(format!("arith.index_cast {i} : index to i64"));
+            let value = e.reg(format!("arith.select {take}, {}, {} : {}", v.name, carried[0].name, v.ty), v.ty);
+            let index = e.reg(format!("arith.select {take}, {i}, {} : i64", carried[1].name), "i64");
+            Ok(vec![value, index])
+        })?;
+        let index = out.into_iter().nth(1).ok_or_else(|| self.unsupported("an empty fold"))?;
+        Ok(self.convert(index, DType::I64, self.dtype(n)))
+    }
+
+    fn matmul(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let ops = self.graph.operands(n);
+        let (a, b) = (ops[0], ops[1]);
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        let r = idx.len();
+        let (m, col) = (idx[r - 2].clone(), idx[r - 1].clone());
+        let batch = &idx[..r - 2];
+        let a_batch = index::broadcast(batch, &sa[..sa.len() - 2]);
+        let b_batch = index::broadcast(batch, &sb[..sb.len() - 2]);
+        let extent = Ix::dim(&sa[sa.len() - 1]);
+        let dtype = self.dtype(n);
+        let acc_ty = if is_float(dtype) { DType::F32 } else { dtype };
+        let (mul, add) = if is_float(dtype) { ("arith.mulf", "arith.addf") } else { ("arith.muli", "arith.addi") };
+        let zero = self.immediate(acc_ty, 0.0);
+        let ty = reg_ty(acc_ty);
+        let sum = self.fold(&extent, &[zero], &mut |e, k, carried| {
+            let at_a: Vec<Ix> = a_batch.iter().cloned().chain([m.clone(), k.clone()]).collect();
+            let at_b: Vec<Ix> = b_batch.iter().cloned().chain([k, col.clone()]).collect();
+            let (x, y) = (e.value(a, &at_a)?, e.value(b, &at_b)?);
+            let p = e.op(format!("{mul} {}, {} : {ty}", x.name, y.name));
+            Ok(vec![e.reg(format!("{add} {}, {p} : {ty}", carried[0].name), ty)])
+        })?;
+        let s = sum.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
+        Ok(self.round(s, dtype))
+    }
+
+    // ---- data movement --------------------------------------------------------------
+
+    /// `scf.if cond -> ty { then } else { other }`.
+    fn select_branch(
+        &mut self,
+        cond: &str,
+        ty: &'static str,
+        then: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>,
+        other: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>,
+    ) -> Result<Reg, LowerError> {
+        let result = format!("%v{}", self.next);
+        self.next += 1;
+        self.line(&format!("{result} = scf.if {cond} -> ({ty}) {{"));
+        self.branch(ty, then)?;
+        self.line("} else {");
+        self.branch(ty, other)?;
+        self.line("}");
+        Ok(Reg { name: result, ty })
+    }
+
+    fn branch(
+        &mut self,
+        ty: &str,
+        body: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>,
+    ) -> Result<(), LowerError> {
+        self.depth += 1;
+        self.scopes.push(Scope::default());
+        let r = body(self)?;
+        self.line(&format!("scf.yield {} : {ty}", r.name));
+        self.leave();
+        Ok(())
+    }
+
+    fn concat(&mut self, n: NodeId, axis: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let operands = self.graph.operands(n);
+        self.concat_from(&operands, 0, axis, idx, reg_ty(self.dtype(n)))
+    }
+
+    fn concat_from(
+        &mut self,
+        operands: &[NodeId],
+        offset: u64,
+        axis: usize,
+        idx: &[Ix],
+        ty: &'static str,
+    ) -> Result<Reg, LowerError> {
+        let Some((&first, rest)) = operands.split_first() else { return Err(self.unsupported("an empty concat")) };
+        let len = self.shape(first)[axis].as_known().ok_or_else(|| self.unsupported("a symbolic concat axis"))?;
+        let mut at = idx.to_vec();
+        at[axis] = Ix::diff(idx[axis].clone(), Ix::Const(offset));
+        if rest.is_empty() {
+            return self.value(first, &at);
+        }
+        let i = self.ix(&idx[axis])?;
+        let end = self.ix(&Ix::Const(offset + len))?;
+        let cond = self.op(format!("arith.cmpi ult, {i}, {end} : index"));
+        self.select_branch(&cond, ty, &mut |e| e.value(first, &at), &mut |e| {
+            e.concat_from(rest, offset + len, axis, idx, ty)
+        })
+    }
+
+    fn pad(&mut self, n: NodeId, low: &[u64], value: f64, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let x = self.graph.operands(n)[0];
+        let dtype = self.dtype(n);
+        let mut inside: Option<String> = None;
+        let mut at = Vec::with_capacity(idx.len());
+        for (axis, (i, &lo)) in idx.iter().zip(low).enumerate() {
+            let shifted = Ix::diff(i.clone(), Ix::Const(lo));
+            let (iv, lov) = (self.ix(i)?, self.ix(&Ix::Const(lo))?);
+            let hi = self.ix(&Ix::sum(Ix::dim(&self.shape(x)[axis]), Ix::Const(lo)))?;
+            let ge = self.op(format!("arith.cmpi uge, {iv}, {lov} : index"));
+            let lt = self.op(format!("arith.cmpi ult, {iv}, {hi} : index"));
+            let both = self.op(format!("arith.andi {ge}, {lt} : i1"));
+            inside = Some(match inside {
+                Some(prev) => self.op(format!("arith.andi {prev}, {both} : i1")),
+                None => both,
+            });
+            at.push(shifted);
+        }
+        let Some(cond) = inside else { return self.value(x, idx) };
+        self.select_branch(&cond, reg_ty(dtype), &mut |e| e.value(x, &at), &mut |e| Ok(e.immediate(dtype, value)))
+    }
+
+    fn gather(&mut self, n: NodeId, axis: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let ops = self.graph.operands(n);
+        let (x, indices) = (ops[0], ops[1]);
+        let ri = self.shape(indices).len();
+        let position = self.value(indices, &idx[axis..axis + ri])?;
+        let len = self.ix(&Ix::dim(&self.shape(x)[axis]))?;
+        let len = self.op(format!("arith.index_cast {len} : index to {}", position.ty));
+        let zero = self.op(format!("arith.constant 0 : {}", position.ty));
+        // Negative positions count from the end; out-of-range ones (an interpreter error)
+        // are clamped so that no load leaves the buffer.
+        let negative = self.op(format!("arith.cmpi slt, {}, {zero} : {}", position.name, position.ty));
+        let wrapped = self.op(format!("arith.addi {}, {len} : {}", position.name, position.ty));
+        let p = self.op(format!("arith.select {negative}, {wrapped}, {} : {}", position.name, position.ty));
+        let one = self.op(format!("arith.constant 1 : {}", position.ty));
+        let last = self.op(format!("arith.subi {len}, {one} : {}", position.ty));
+        let p = self.op(format!("arith.maxsi {p}, {zero} : {}", position.ty));
+        let p = self.op(format!("arith.minsi {p}, {last} : {}", position.ty));
+        let p = self.op(format!("arith.index_cast {p} : {} to index", position.ty));
+        let at: Vec<Ix> =
+            idx[..axis].iter().cloned().chain([Ix::Value(p)]).chain(idx[axis + ri..].iter().cloned()).collect();
+        self.value(x, &at)
+    }
+}
