@@ -25,9 +25,16 @@ use super::index::{self, Ix};
 use super::LowerError;
 use crate::interp::round_float;
 use crate::ir::infer::numel;
-use crate::ir::{ArgReduceOp, OpClass};
+use crate::ir::{ArgReduceOp, OpClass, PoolKind};
 use crate::ir::{BinaryOp, CompareOp, ConstData, DType, Dim, Graph, NodeId, Op, ReduceOp, UnaryOp};
 use crate::kernel::{Kernel, KernelId, KernelKind};
+
+/// Stride, padding (`[top, left, bottom, right]`) and dilation of a 2-D window.
+struct Window {
+    stride: [u64; 2],
+    padding: [u64; 4],
+    dilation: [u64; 2],
+}
 
 /// A value in a register: its SSA name and MLIR type.
 #[derive(Clone, Debug)]
@@ -458,9 +465,15 @@ impl<'g> Emitter<'g> {
             Op::Concat { axis } => self.concat(n, *axis, idx),
             Op::Pad { low, value, .. } => self.pad(n, low, *value, idx),
             Op::Gather { axis } => self.gather(n, *axis, idx),
-            op @ (Op::Conv2d { .. }
-            | Op::Pool2d { .. }
-            | Op::Softmax { .. }
+            Op::Conv2d { stride, padding, dilation, groups } => {
+                let window = Window { stride: *stride, padding: *padding, dilation: *dilation };
+                self.conv2d(n, &window, *groups, idx)
+            }
+            Op::Pool2d { kind, kernel, stride, padding, count_include_pad } => {
+                let window = Window { stride: *stride, padding: *padding, dilation: [1, 1] };
+                self.pool2d(n, *kind, *kernel, &window, *count_include_pad, idx)
+            }
+            op @ (Op::Softmax { .. }
             | Op::LogSoftmax { .. }
             | Op::LayerNorm { .. }
             | Op::RmsNorm { .. }
@@ -650,7 +663,11 @@ impl<'g> Emitter<'g> {
         let zero = self.immediate(dtype, 0.0);
         Ok(match u {
             UnaryOp::Neg => self.reg(format!("arith.subi {}, {} : {ty}", zero.name, x.name), ty),
-            UnaryOp::Abs => self.reg(format!("math.absi {} : {ty}", x.name), ty),
+            UnaryOp::Abs => {
+                let neg = self.op(format!("arith.subi {}, {} : {ty}", zero.name, x.name));
+                let below = self.op(format!("arith.cmpi slt, {}, {} : {ty}", x.name, zero.name));
+                self.reg(format!("arith.select {below}, {neg}, {} : {ty}", x.name), ty)
+            }
             UnaryOp::Relu => self.reg(format!("arith.maxsi {}, {} : {ty}", x.name, zero.name), ty),
             UnaryOp::Not => {
                 let ones = self.op(format!("arith.constant -1 : {ty}"));
@@ -695,7 +712,7 @@ impl<'g> Emitter<'g> {
             BinaryOp::Or => "ori",
             BinaryOp::Xor => "xori",
             BinaryOp::Div | BinaryOp::Rem => return Ok(self.int_division(b, dtype, x, y)),
-            BinaryOp::Pow => return Err(self.unsupported("integer `pow`")),
+            BinaryOp::Pow => return self.int_pow(x, y),
         };
         Ok(self.reg(format!("arith.{op} {a}, {c} : {ty}"), ty))
     }
@@ -715,6 +732,28 @@ impl<'g> Emitter<'g> {
         };
         let q = self.op(format!("arith.{op} {}, {safe} : {ty}", x.name));
         self.reg(format!("arith.select {is_minus}, {special}, {q} : {ty}"), ty)
+    }
+
+    /// `a` multiplied `b` times, wrapping, by squaring over the exponent's bits (`b < 0`
+    /// is a run-time error in the interpreter; here it reads its low bits).
+    fn int_pow(&mut self, x: Reg, y: Reg) -> Result<Reg, LowerError> {
+        let ty = x.ty;
+        let bits = if ty == "i32" { 32 } else { 64 };
+        let one = self.reg(format!("arith.constant 1 : {ty}"), ty);
+        let out = self.fold(&Ix::Const(bits), &[one, x], &mut |e, i, carried| {
+            let i = e.ix(&i)?;
+            let shift = e.op(format!("arith.index_cast {i} : index to {ty}"));
+            let shifted = e.op(format!("arith.shrui {}, {shift} : {ty}", y.name));
+            let one = e.op(format!("arith.constant 1 : {ty}"));
+            let bit = e.op(format!("arith.andi {shifted}, {one} : {ty}"));
+            let zero = e.op(format!("arith.constant 0 : {ty}"));
+            let set = e.op(format!("arith.cmpi ne, {bit}, {zero} : {ty}"));
+            let times = e.op(format!("arith.muli {}, {} : {ty}", carried[0].name, carried[1].name));
+            let result = e.reg(format!("arith.select {set}, {times}, {} : {ty}", carried[0].name), ty);
+            let base = e.reg(format!("arith.muli {}, {} : {ty}", carried[1].name, carried[1].name), ty);
+            Ok(vec![result, base])
+        })?;
+        out.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))
     }
 
     fn compare(&mut self, c: CompareOp, dtype: DType, x: &Reg, y: &Reg) -> Reg {
@@ -934,6 +973,121 @@ impl<'g> Emitter<'g> {
         })?;
         let s = sum.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         Ok(self.round(s, dtype))
+    }
+
+    // ---- windows --------------------------------------------------------------------
+
+    /// Whether window tap `tap` of output position `out` along one spatial axis falls
+    /// inside the input, and the input position it reads.
+    fn tap(&mut self, out: &Ix, tap: &Ix, axis: usize, w: &Window, len: &Dim) -> Result<(String, Ix), LowerError> {
+        let low = w.padding[axis];
+        let at = Ix::sum(
+            Ix::prod(out.clone(), Ix::Const(w.stride[axis])),
+            Ix::prod(tap.clone(), Ix::Const(w.dilation[axis])),
+        );
+        let (p, lo) = (self.ix(&at)?, self.ix(&Ix::Const(low))?);
+        let hi = self.ix(&Ix::sum(Ix::dim(len), Ix::Const(low)))?;
+        let ge = self.op(format!("arith.cmpi uge, {p}, {lo} : index"));
+        let lt = self.op(format!("arith.cmpi ult, {p}, {hi} : index"));
+        let inside = self.op(format!("arith.andi {ge}, {lt} : i1"));
+        Ok((inside, Ix::diff(at, Ix::Const(low))))
+    }
+
+    /// Both spatial taps of a window: whether the pair is inside, and the input's `[y, x]`.
+    fn taps(&mut self, out: &[Ix], tap: &[Ix], w: &Window, x: NodeId) -> Result<(String, Vec<Ix>), LowerError> {
+        let shape = self.shape(x);
+        let (in_h, y) = self.tap(&out[2], &tap[0], 0, w, &shape[2])?;
+        let (in_w, xx) = self.tap(&out[3], &tap[1], 1, w, &shape[3])?;
+        let inside = self.op(format!("arith.andi {in_h}, {in_w} : i1"));
+        Ok((inside, vec![y, xx]))
+    }
+
+    fn conv2d(&mut self, n: NodeId, w: &Window, groups: u64, idx: &[Ix]) -> Result<Reg, LowerError> {
+        let ops = self.graph.operands(n);
+        let (x, weight) = (ops[0], ops[1]);
+        let ws = self.shape(weight);
+        let (per_group_out, kh, kw) = (Ix::quot(Ix::dim(&ws[0]), Ix::Const(groups)), &ws[2], &ws[3]);
+        let c_in = ws[1].clone();
+        let first_channel = Ix::prod(Ix::quot(idx[1].clone(), per_group_out), Ix::dim(&c_in));
+        let taps = [c_in.clone(), kh.clone(), kw.clone()];
+        let extent = taps.iter().fold(Ix::Const(1), |acc, d| Ix::prod(acc, Ix::dim(d)));
+        let dtype = self.dtype(n);
+        let zero = self.immediate(DType::F32, 0.0);
+        let sum = self.fold(&extent, &[zero], &mut |e, i, carried| {
+            let t = index::delinearize(i, &taps);
+            let (inside, yx) = e.taps(idx, &t[1..], w, x)?;
+            let channel = Ix::sum(first_channel.clone(), t[0].clone());
+            let at_x = vec![idx[0].clone(), channel, yx[0].clone(), yx[1].clone()];
+            let at_w = vec![idx[1].clone(), t[0].clone(), t[1].clone(), t[2].clone()];
+            let term = e.select_branch(
+                &inside,
+                "f32",
+                &mut |e| {
+                    let (a, b) = (e.value(x, &at_x)?, e.value(weight, &at_w)?);
+                    Ok(e.reg(format!("arith.mulf {}, {} : f32", a.name, b.name), "f32"))
+                },
+                &mut |e| Ok(e.immediate(DType::F32, 0.0)),
+            )?;
+            Ok(vec![e.reg(format!("arith.addf {}, {} : f32", carried[0].name, term.name), "f32")])
+        })?;
+        let mut s = sum.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
+        if let Some(&bias) = ops.get(2) {
+            let b = self.value(bias, &[idx[1].clone()])?;
+            s = self.reg(format!("arith.addf {}, {} : f32", s.name, b.name), "f32");
+        }
+        Ok(self.round(s, dtype))
+    }
+
+    fn pool2d(
+        &mut self,
+        n: NodeId,
+        kind: PoolKind,
+        kernel: [u64; 2],
+        w: &Window,
+        count_include_pad: bool,
+        idx: &[Ix],
+    ) -> Result<Reg, LowerError> {
+        let x = self.graph.operands(n)[0];
+        let dtype = self.dtype(n);
+        let taps = [Dim::known(kernel[0]), Dim::known(kernel[1])];
+        let start = match kind {
+            PoolKind::Max => f64::NEG_INFINITY,
+            PoolKind::Avg => 0.0,
+        };
+        let (init, count) = (self.immediate(DType::F32, start), self.immediate(DType::F32, 0.0));
+        let combine = if kind == PoolKind::Max { "arith.maximumf" } else { "arith.addf" };
+        let out = self.fold(&Ix::Const(kernel[0] * kernel[1]), &[init, count], &mut |e, i, carried| {
+            let t = index::delinearize(i, &taps);
+            let (inside, yx) = e.taps(idx, &t, w, x)?;
+            let at = vec![idx[0].clone(), idx[1].clone(), yx[0].clone(), yx[1].clone()];
+            let acc = carried[0].clone();
+            let next = e.select_branch(
+                &inside,
+                "f32",
+                &mut |e| {
+                    let v = e.value(x, &at)?;
+                    Ok(e.reg(format!("{combine} {}, {} : f32", acc.name, v.name), "f32"))
+                },
+                &mut |_| Ok(acc.clone()),
+            )?;
+            let one = e.immediate(DType::F32, 1.0);
+            let bumped = e.op(format!("arith.addf {}, {} : f32", carried[1].name, one.name));
+            let count = e.reg(format!("arith.select {inside}, {bumped}, {} : f32", carried[1].name), "f32");
+            Ok(vec![next, count])
+        })?;
+        let (value, count) = match out.as_slice() {
+            [v, c] => (v.clone(), c.clone()),
+            _ => return Err(self.unsupported("an empty fold")),
+        };
+        let r = match kind {
+            PoolKind::Max => value,
+            PoolKind::Avg => {
+                let divisor =
+                    if count_include_pad { self.immediate(DType::F32, (kernel[0] * kernel[1]) as f64) } else { count };
+                self.reg(format!("arith.divf {}, {} : f32", value.name, divisor.name), "f32")
+            }
+        };
+        Ok(self.round(r, dtype))
     }
 
     // ---- data movement --------------------------------------------------------------
