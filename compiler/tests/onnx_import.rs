@@ -382,7 +382,8 @@ fn a_pool_refuses_a_symbolic_spatial_axis_by_name() {
 /// A ViT's class token `[1, 1, 4]` expanded to `[batch, 1, 4]` the way PyTorch exports
 /// `cls.expand(x.shape[0], -1, -1)`: `Shape -> Gather -> Unsqueeze -> Concat(n, -1, -1)`,
 /// then `Where(Equal(target, -1), ones, target) -> Expand`, and put before the tokens.
-fn class_token() -> ModelProto {
+/// torchvision's ViT reshapes the target to `[-1]` first (`reshaped`).
+fn class_token(reshaped: bool) -> ModelProto {
     let ones = AttributeProto {
         name: Some("value".into()),
         r#type: Some(AttributeType::Tensor as i32),
@@ -394,7 +395,12 @@ fn class_token() -> ModelProto {
             node("Shape", "shape", &["x"], &["s"], vec![]),
             node("Gather", "batch", &["s", "zero"], &["n"], vec![]),
             node("Unsqueeze", "batch1", &["n", "axes0"], &["n1"], vec![]),
-            node("Concat", "target", &["n1", "minus1", "minus1"], &["t"], vec![int_attr("axis", 0)]),
+            node("Concat", "target", &["n1", "minus1", "minus1"], &["t0"], vec![int_attr("axis", 0)]),
+            if reshaped {
+                node("Reshape", "flat_target", &["t0", "minus1"], &["t"], vec![])
+            } else {
+                node("Identity", "same_target", &["t0"], &["t"], vec![])
+            },
             node("Shape", "target_len", &["t"], &["tl"], vec![]),
             node("ConstantOfShape", "ones", &["tl"], &["o"], vec![ones]),
             node("Equal", "is_any", &["t", "minus1"], &["eq"], vec![]),
@@ -415,13 +421,65 @@ fn class_token() -> ModelProto {
 
 #[test]
 fn a_class_token_expands_to_a_symbolic_batch() {
-    let m = class_token();
-    let imported = import(&m, &[("batch", 5)]).expect("imports");
-    let (_, y) = &imported.graph.outputs[0];
-    assert_eq!(imported.graph.ty(*y).shape, vec![Dim::sym(SymId(0)), Dim::known(4), Dim::known(4)]);
-    check_batches(&m, &[3, 4], 5, |b, x| {
-        x.chunks(12).take(b).flat_map(|row| [0.5, -1.25, 2.0, 0.75].into_iter().chain(row.iter().copied())).collect()
-    });
+    for m in [class_token(false), class_token(true)] {
+        let imported = import(&m, &[("batch", 5)]).expect("imports");
+        let (_, y) = &imported.graph.outputs[0];
+        assert_eq!(imported.graph.ty(*y).shape, vec![Dim::sym(SymId(0)), Dim::known(4), Dim::known(4)]);
+        check_batches(&m, &[3, 4], 5, |b, x| {
+            x.chunks(12)
+                .take(b)
+                .flat_map(|row| [0.5, -1.25, 2.0, 0.75].into_iter().chain(row.iter().copied()))
+                .collect()
+        });
+    }
+}
+
+/// GPT-2's causal mask: a lower-triangular `[8, 8]` buffer sliced to `[seq, seq]` from
+/// `Sub(seq, seq)` to `seq` (Hugging Face's `bias[:, :, k - q : k, :k]`), added to `x`.
+fn causal_slice(start: &str) -> ModelProto {
+    let tril: Vec<f32> = (0..64).map(|i| if i % 8 <= i / 8 { 0.0 } else { -100.0 }).collect();
+    model(
+        vec![
+            node("Shape", "shape", &["x"], &["s"], vec![]),
+            node("Gather", "seq", &["s", "one"], &["n"], vec![]),
+            node("Sub", "none", &["n", "n"], &["z"], vec![]),
+            node("Unsqueeze", "z1", &[start, "axes0"], &["from"], vec![]),
+            node("Unsqueeze", "n1", &["n", "axes0"], &["to"], vec![]),
+            node("Concat", "starts", &["from", "zero1"], &["starts"], vec![int_attr("axis", 0)]),
+            node("Concat", "ends", &["to", "to"], &["ends"], vec![int_attr("axis", 0)]),
+            node("Slice", "mask", &["bias", "starts", "ends", "axes01"], &["m"], vec![]),
+            node("Add", "masked", &["x", "m"], &["y"], vec![]),
+        ],
+        vec![value_info("x", DataType::Float, &[D::P("batch"), D::P("seq"), D::P("seq")])],
+        vec![value_info("y", DataType::Float, &[D::P("batch"), D::P("seq"), D::P("seq")])],
+        vec![
+            TensorProto { dims: vec![], ..i64_tensor("one", &[1]) },
+            i64_tensor("axes0", &[0]),
+            i64_tensor("zero1", &[0]),
+            i64_tensor("axes01", &[0, 1]),
+            f32_tensor("bias", &[8, 8], &tril),
+        ],
+    )
+}
+
+#[test]
+fn a_causal_mask_is_sliced_to_a_symbolic_length() {
+    let imported = import(&causal_slice("z"), &[("batch", 2), ("seq", 8)]).expect("imports");
+    for (b, n) in [(1, 1), (2, 5), (2, 8)] {
+        let x = wavy(b * n * n, n as f64);
+        let mut inputs = TensorMap::new();
+        inputs.insert("x".into(), Tensor::from_f64(DType::F32, &[b, n, n], x.clone()).expect("tensor"));
+        let out = interp::run(&imported.graph, &inputs, &imported.params).expect("evaluates");
+        let want: Vec<f64> =
+            x.iter().enumerate().map(|(i, v)| v + if i % n <= (i / n) % n { 0.0 } else { -100.0 }).collect();
+        let got = out[0].1.to_f64_vec();
+        assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-5 * w.abs().max(1.0)), "{b}x{n}");
+    }
+    // A bound past the buffer, and a start that leaves `seq - 1` rows, are refused by name.
+    let e = import(&causal_slice("z"), &[("batch", 2), ("seq", 9)]).expect_err("seq may pass 8").to_string();
+    assert!(e.contains("`mask` (Slice): `Slice` of axis 0 (length 8) to `seq`, which may reach 9"), "{e}");
+    let e = import(&causal_slice("one"), &[("batch", 2), ("seq", 8)]).expect_err("1..seq").to_string();
+    assert!(e.contains("`Slice` of axis 0 from 1 to `seq` by 1 (a length that is no monomial)"), "{e}");
 }
 
 // ----- the source writer -----

@@ -68,3 +68,43 @@ fn the_block_runs_at_other_sizes_of_its_dynamic_dims() {
         assert!(out[0].1.to_f64_vec().iter().all(|v| v.is_finite()));
     }
 }
+
+/// One import of a block with batch and seq dynamic matches ONNX Runtime at both recorded
+/// sizes (`<model>_<batch>x<seq>_<input>.npy`), and so does its written source.
+fn block_matches_onnx_runtime_at_two_sizes(model: &str, inputs: &[&str], sizes: [(u64, u64); 2]) {
+    let imported = import(model, &[("batch", 4), ("seq", 16)]);
+    let source = writer::write_source(&imported.graph, &[]).expect("writes source");
+    let again = syntax::compile_str(&source).expect("the source compiles");
+    for (batch, seq) in sizes {
+        let file = |name: &str| example(&format!("{model}_{batch}x{seq}_{name}.npy"));
+        let mut feed = TensorMap::new();
+        for name in inputs {
+            feed.insert(name.to_string(), npy::read_npy(&file(name)).expect("input"));
+        }
+        let want = npy::read_npy(&file("expected")).expect("expected output");
+        let got = interp::run(&imported.graph, &feed, &imported.params).expect("evaluates");
+        compare(&got[0].1, &want, 1e-4, 1e-5).unwrap_or_else(|e| panic!("{model} at {batch}x{seq}: {e}"));
+        let from_source = interp::run(&again, &feed, &imported.params).expect("the source evaluates");
+        assert_eq!(got, from_source);
+    }
+}
+
+#[test]
+fn bert_block_matches_onnx_runtime_at_two_sizes() {
+    block_matches_onnx_runtime_at_two_sizes("bert_block", &["x", "attention_mask"], [(2, 7), (3, 5)]);
+}
+
+#[test]
+fn gpt2_block_matches_onnx_runtime_at_two_sizes() {
+    block_matches_onnx_runtime_at_two_sizes("gpt2_block", &["input_ids"], [(2, 7), (3, 12)]);
+}
+
+#[test]
+fn a_causal_mask_sliced_past_its_buffer_is_refused_by_name() {
+    // gpt2_block's mask buffer holds 32 positions; a seq bound of 40 could slice past it.
+    let path = example("gpt2_block.onnx");
+    let mut options = ImportOptions::default();
+    options.dim_bounds.extend([("batch".to_string(), 4), ("seq".to_string(), 40)]);
+    let err = onnx::import_file(&path, &options).expect_err("the slice may run past the buffer").to_string();
+    assert!(err.contains("/Slice_4") && err.contains("to `seq`, which may reach 40"), "{err}");
+}

@@ -226,14 +226,15 @@ fn slice_indices(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
 
 fn slice(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (starts, ends, raw_axes, steps) = if cx.has(1) {
-        let starts = imp.const_ints(cx, 1)?;
-        let ends = imp.const_ints(cx, 2)?;
+        let starts = imp.const_dims(cx, 1)?;
+        let ends = imp.const_dims(cx, 2)?;
         let raw_axes = if cx.has(3) { Some(imp.const_ints(cx, 3)?) } else { None };
         let steps = if cx.has(4) { Some(imp.const_ints(cx, 4)?) } else { None };
         (starts, ends, raw_axes, steps)
     } else {
         let req = |name| cx.ints(name)?.ok_or_else(|| cx.invalid(format!("`{name}` is required")));
-        (req("starts")?, req("ends")?, cx.ints("axes")?, None)
+        let ints = |v: Vec<i64>| v.into_iter().map(DimOrInt::Int).collect::<Vec<_>>();
+        (ints(req("starts")?), ints(req("ends")?), cx.ints("axes")?, None)
     };
     let mut x = imp.input(cx, 0)?;
     let rank = imp.rank(x);
@@ -246,10 +247,14 @@ fn slice(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     for (k, &raw) in raw_axes.iter().enumerate() {
         let a = axis(cx, raw, rank)?;
         debug_assert!(ax.contains(&a));
-        let (start, end, step) = (starts[k], ends[k], steps[k]);
+        let step = steps[k];
         if step == 0 {
             return Err(cx.invalid("a step of 0"));
         }
+        let (Some(start), Some(end)) = (starts[k].as_int(), ends[k].as_int()) else {
+            x = slice_to_dim(imp, cx, x, a, &starts[k], &ends[k], step)?;
+            continue;
+        };
         // The whole axis, even a symbolic one.
         if start == 0 && step == 1 && end >= i32::MAX as i64 {
             continue;
@@ -263,6 +268,45 @@ fn slice(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         };
     }
     one(x)
+}
+
+/// A slice whose end is a symbolic dim `e` (`bias[:, :, :seq]`, the causal mask GPT-2 cuts
+/// from a buffer): the whole axis when `e` is its length, else, from 0 with step 1 on a static
+/// axis that holds `e` at its bound, a `gather` of `iota(e)`. Other symbolic bounds have a
+/// length that is no monomial (`e - 2`) and are refused.
+fn slice_to_dim(
+    imp: &mut Importer,
+    cx: &NodeCx,
+    x: NodeId,
+    a: usize,
+    start: &DimOrInt,
+    end: &DimOrInt,
+    step: i64,
+) -> R<NodeId> {
+    let len = imp.ty(x).shape[a].clone();
+    let show = |e: &DimOrInt| match e {
+        DimOrInt::Int(v) => v.to_string(),
+        DimOrInt::Dim(d) => format!("`{}`", d.display(&imp.graph.symbols)),
+    };
+    let (Some(0), Some(e), 1) = (start.as_int(), end.as_dim(), step) else {
+        let what = format!(
+            "`Slice` of axis {a} from {} to {} by {step} (a length that is no monomial)",
+            show(start),
+            show(end)
+        );
+        return Err(cx.unsupported(what));
+    };
+    if e == len {
+        return Ok(x);
+    }
+    let n = imp.known_axes(cx, x, [a])?[0];
+    let most = e.eval(|s| imp.graph.symbols.get(s.0 as usize).map_or(u64::MAX, |s| s.bound));
+    if most > n {
+        let what = format!("`Slice` of axis {a} (length {n}) to {}, which may reach {most},", show(end));
+        return Err(cx.unsupported(what));
+    }
+    let idx = imp.iota(cx, vec![e], 0, DType::I64)?;
+    imp.add(cx, Op::Gather { axis: a }, &[x, idx], None)
 }
 
 /// Where output position `j` along an axis of length `n` padded by `low` reads from, for

@@ -195,10 +195,14 @@ pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>
             Some((picked.collect::<Option<Vec<_>>>()?, idx_scalar))
         }
         "Unsqueeze" if scalar => Some((data, false)),
-        "Squeeze" | "Reshape" if !scalar && data.len() == 1 => {
-            let target = if cx.op() == "Reshape" { ints(1)? } else { vec![] };
-            Some((data, target.is_empty()))
-        }
+        "Squeeze" if !scalar && data.len() == 1 => Some((data, true)),
+        // A dims value reshaped to a scalar (`[]`, one entry) or a vector (`[-1]`, `[n]`).
+        "Reshape" => match ints(1)?.as_slice() {
+            [] if data.len() == 1 => Some((data, true)),
+            [-1] => Some((data, false)),
+            [n] if *n == data.len() as i64 => Some((data, false)),
+            _ => None,
+        },
         "Concat" => {
             let mut all = Vec::new();
             for l in lists.iter() {
@@ -308,8 +312,9 @@ fn slice_positions(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
     out
 }
 
-/// `Mul`/`Div` of dims vectors (one side may have one element): a product of monomials, or
-/// an exact quotient.
+/// `Mul`/`Div`/`Add`/`Sub` of dims vectors (one side may have one element): a product of
+/// monomials, an exact quotient, or a sum that stays a monomial (`d + 0`, `d - d`); other
+/// sums of symbolic dims are not kept.
 fn elementwise_dims(op: &str, a: &[DimOrInt], b: &[DimOrInt]) -> Option<Vec<DimOrInt>> {
     zip_broadcast(a, b, |x, y| {
         if let (Some(x), Some(y)) = (x.as_int(), y.as_int()) {
@@ -321,11 +326,18 @@ fn elementwise_dims(op: &str, a: &[DimOrInt], b: &[DimOrInt]) -> Option<Vec<DimO
             }));
         }
         let (x, y) = (x.as_dim()?, y.as_dim()?);
+        let zero = Dim::known(0);
         let r = match op {
-            "Mul" => Some(x.mul(&y)),
-            "Div" => x.div(&y),
-            _ => None,
-        }?;
+            "Mul" => x.mul(&y),
+            "Div" => x.div(&y)?,
+            // d + 0 -> d, 0 + d -> d, d - 0 -> d
+            "Add" if y == zero => x,
+            "Add" if x == zero => y,
+            "Sub" if y == zero => x,
+            // d - d -> 0
+            "Sub" if x == y => zero,
+            _ => return None,
+        };
         Some(DimOrInt::Dim(r))
     })
 }
