@@ -5,25 +5,71 @@ use std::path::Path;
 
 use flint_compiler::ir::print::print;
 use flint_compiler::kernel::memory;
-use flint_compiler::pipeline::{self, CompileOptions, StageRecord};
+#[cfg(feature = "mlir")]
+use flint_compiler::lower::llvm::{self, Cpu, Output};
+use flint_compiler::pipeline::{self, CompileOptions, StageRecord, Target};
 use flint_compiler::plan::svg;
 
 /// What `flint compile` writes besides its per-stage timings.
+#[cfg_attr(not(feature = "mlir"), allow(dead_code))]
 pub struct Outputs<'a> {
     pub dump_after: Option<&'a str>,
     pub dump_all: Option<&'a Path>,
     pub report: bool,
     pub plan_svg: Option<&'a Path>,
+    pub target: Option<TargetArg>,
+    pub emit: Option<Emit>,
+    pub cpu: &'a str,
+    pub output: Option<&'a Path>,
+}
+
+/// `--target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetArg {
+    Cpu,
+}
+
+/// `--emit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    Mlir,
+    Llvm,
+    Asm,
+}
+
+#[cfg(feature = "mlir")]
+fn target(out: &Outputs) -> Result<Option<Target>, String> {
+    Ok(out.target.map(|TargetArg::Cpu| Target::Cpu(Cpu::parse(out.cpu))))
+}
+
+#[cfg(not(feature = "mlir"))]
+fn target(out: &Outputs) -> Result<Option<Target>, String> {
+    match out.target {
+        Some(_) => Err("error: --target: this flint was built without MLIR (feature `mlir`)".into()),
+        None => Ok(None),
+    }
+}
+
+/// Every stage `--list-passes` shows: those of the fullest target this build has.
+fn all_stages() -> Vec<&'static str> {
+    #[cfg(feature = "mlir")]
+    return pipeline::stage_names(Some(&Target::Cpu(Cpu::Native)));
+    #[cfg(not(feature = "mlir"))]
+    pipeline::stage_names(None)
 }
 
 pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String> {
-    let names = pipeline::stage_names();
+    let target = target(out)?;
+    let names = all_stages();
     if list {
         names.iter().enumerate().for_each(|(i, n)| println!("{:02} {n}", i + 1));
         return Ok(());
     }
     if let Some(p) = out.dump_after.filter(|p| !names.contains(p)) {
         return Err(format!("error: --dump-after {p}: no such pass (passes: {})", names.join(", ")));
+    }
+    if let Some(p) = out.dump_after.filter(|p| !pipeline::stage_names(target.as_ref()).contains(p)) {
+        return Err(format!("error: --dump-after {p}: that stage generates code; give --target cpu"));
     }
     let Some(file) = file else { return Err("error: no source file given".into()) };
     let start = std::time::Instant::now();
@@ -34,7 +80,8 @@ pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String>
         std::fs::create_dir_all(dir).map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
         write(&dir.join("00-input.ir"), &print(&graph))?;
     }
-    let opts = CompileOptions { keep_dumps: out.dump_after.is_some() || out.dump_all.is_some(), ..Default::default() };
+    let keep_dumps = out.dump_after.is_some() || out.dump_all.is_some();
+    let opts = CompileOptions { keep_dumps, target, ..Default::default() };
     let mut step = 0;
     let mut written = Ok(());
     let mut total = std::time::Duration::ZERO;
@@ -65,7 +112,43 @@ pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String>
     if let Some(path) = out.plan_svg {
         write(path, &svg::render_svg(&compiled.memory.buffers, &compiled.memory.plan))?;
     }
+    emit_code(&compiled, out)
+}
+
+#[cfg(not(feature = "mlir"))]
+fn emit_code(_: &pipeline::Compiled, _: &Outputs) -> Result<(), String> {
     Ok(())
+}
+
+/// `--emit` and `-o`.
+#[cfg(feature = "mlir")]
+fn emit_code(compiled: &pipeline::Compiled, out: &Outputs) -> Result<(), String> {
+    let text = compiled.cpu.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
+    let stage = match out.emit {
+        Some(Emit::Mlir) => Some(text.to_string()),
+        Some(kind @ (Emit::Llvm | Emit::Asm)) => {
+            let output = if kind == Emit::Llvm { Output::LlvmIr } else { Output::Assembly };
+            let bytes = llvm::compile(text, &Cpu::parse(out.cpu), output).map_err(|e| format!("error: {e}"))?;
+            let comment = if kind == Emit::Llvm { ";" } else { "#" };
+            let mut code = String::new();
+            for (k, symbol) in compiled.cpu.iter().flat_map(|m| m.symbols.iter()).enumerate() {
+                let kind = compiled.kernels.kernels[k].kind.name();
+                code.push_str(&format!("{comment} kernel {k} ({kind}): {symbol}\n"));
+            }
+            code.push_str(&String::from_utf8_lossy(&bytes));
+            Some(code)
+        }
+        None => None,
+    };
+    if let Some(code) = stage {
+        print!("{code}");
+    }
+    match (out.output, &compiled.library) {
+        (Some(path), Some(library)) => {
+            std::fs::write(path, library).map_err(|e| format!("error: cannot write {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -5,23 +5,32 @@ use std::sync::OnceLock;
 
 use flint_compiler::ir;
 use flint_compiler::onnx::{self, ImportOptions, Imported};
-use flint_compiler::{syntax, weights};
+use flint_compiler::{npy, syntax, weights};
 
-/// `--dim-bound NAME=N` values, given once on the command line for every command.
-static DIM_BOUNDS: OnceLock<Vec<String>> = OnceLock::new();
+/// The import options given once on the command line for every command: `--dim-bound
+/// NAME=N` and `--freeze NAME=FILE.npy` values.
+static GLOBAL: OnceLock<(Vec<String>, Vec<String>)> = OnceLock::new();
 
-pub fn set_dim_bounds(args: Vec<String>) {
-    let _ = DIM_BOUNDS.set(args);
+pub fn set_options(dim_bounds: Vec<String>, freeze: Vec<String>) {
+    let _ = GLOBAL.set((dim_bounds, freeze));
 }
 
 fn options() -> Result<ImportOptions, String> {
     let mut options = ImportOptions::default();
-    for arg in DIM_BOUNDS.get().map(Vec::as_slice).unwrap_or_default() {
+    let (bounds, freeze) = GLOBAL.get().map(|(b, f)| (b.as_slice(), f.as_slice())).unwrap_or_default();
+    for arg in bounds {
         let parsed = arg.split_once('=').and_then(|(k, v)| Some((k, v.parse::<u64>().ok().filter(|&n| n >= 1)?)));
         let Some((name, bound)) = parsed.filter(|(k, _)| !k.is_empty()) else {
             return Err(format!("error: --dim-bound {arg}: expected NAME=N with N >= 1"));
         };
         options.dim_bounds.insert(name.to_string(), bound);
+    }
+    for arg in freeze {
+        let Some((name, path)) = arg.split_once('=').filter(|(k, p)| !k.is_empty() && !p.is_empty()) else {
+            return Err(format!("error: --freeze {arg}: expected NAME=FILE.npy"));
+        };
+        let value = npy::read_npy(Path::new(path)).map_err(|e| format!("error: --freeze {name}: {e}"))?;
+        options.constants.insert(name.to_string(), value);
     }
     Ok(options)
 }

@@ -23,6 +23,11 @@ struct Cli {
     /// Upper bound of a symbolic dim of an ONNX model (`dim_param`); repeat for several.
     #[arg(long = "dim-bound", value_name = "NAME=N", global = true)]
     dim_bounds: Vec<String>,
+    /// Fix an input of an ONNX model to the value in a .npy file at import time (it stops
+    /// being an input): for an input carrying a shape, axes or sizes, which Flint needs
+    /// before run time; repeat for several.
+    #[arg(long = "freeze", value_name = "NAME=FILE.npy", global = true)]
+    freeze: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +70,21 @@ enum Command {
         /// Draw the memory plan as SVG (time across, offset up, a box per buffer).
         #[arg(long, value_name = "OUT.svg")]
         plan_svg: Option<PathBuf>,
+        /// Generate code: `cpu` lowers every kernel through MLIR and LLVM for the host and
+        /// links them into one shared object. Without it, the pipeline stops at the plan.
+        #[arg(long, value_enum)]
+        target: Option<compile::TargetArg>,
+        /// With --target: print every kernel at this stage, headed by its kernel ids and
+        /// kinds: `mlir` (verified, before LLVM), `llvm` (optimised LLVM IR) or `asm`.
+        #[arg(long, value_enum, requires = "target")]
+        emit: Option<compile::Emit>,
+        /// With --target cpu: `native` (this machine's CPU and features), `generic`, or an
+        /// LLVM CPU name such as `znver3` or `neoverse-v2`.
+        #[arg(long, default_value = "native", value_name = "CPU")]
+        cpu: String,
+        /// With --target: write the kernels' shared object here.
+        #[arg(short = 'o', long = "output", value_name = "OUT.so", requires = "target")]
+        output: Option<PathBuf>,
     },
     /// Import an ONNX model: write it as Flint source and its weights as safetensors.
     Import {
@@ -109,20 +129,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    import::set_dim_bounds(cli.dim_bounds);
+    import::set_options(cli.dim_bounds, cli.freeze);
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Print { file } => load(&file).map(|g| print!("{}", ir::print::print(&g))),
-        Command::Compile { file, dump_after, dump_all, list_passes, report, plan_svg } => compile::run(
-            file.as_deref(),
-            &compile::Outputs {
-                dump_after: dump_after.as_deref(),
-                dump_all: dump_all.as_deref(),
-                report,
-                plan_svg: plan_svg.as_deref(),
-            },
-            list_passes,
-        ),
+        Command::Compile { file, dump_after, dump_all, list_passes, report, plan_svg, target, emit, cpu, output } => {
+            compile::run(
+                file.as_deref(),
+                &compile::Outputs {
+                    dump_after: dump_after.as_deref(),
+                    dump_all: dump_all.as_deref(),
+                    report,
+                    plan_svg: plan_svg.as_deref(),
+                    target,
+                    emit,
+                    cpu: &cpu,
+                    output: output.as_deref(),
+                },
+                list_passes,
+            )
+        }
         Command::Import { model, output, weights_out } => {
             import::run(&model, output.as_deref(), weights_out.as_deref())
         }

@@ -31,11 +31,25 @@ pub enum Stage {
     Schedule,
     /// Give every intermediate an arena offset ([`memory`]) and describe the program.
     PlanMemory,
+    /// Every kernel as an MLIR function for the CPU ([`crate::lower::cpu`]).
+    #[cfg(feature = "mlir")]
+    LowerCpu,
+    /// The MLIR through LLVM to a native shared object ([`crate::lower::llvm`]).
+    #[cfg(feature = "mlir")]
+    NativeCode,
 }
 
-/// The pipeline, in order.
-pub fn stages() -> Vec<Stage> {
-    vec![
+/// What the compile produces code for; without one, it stops at the memory plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The host CPU, through MLIR and LLVM.
+    #[cfg(feature = "mlir")]
+    Cpu(crate::lower::llvm::Cpu),
+}
+
+/// The pipeline for `target`, in order.
+pub fn stages(target: Option<&Target>) -> Vec<Stage> {
+    let mut stages = vec![
         Stage::Graph(Box::new(Decompose)),
         Stage::Graph(Box::new(Simplify)),
         Stage::Graph(Box::new(Cse)),
@@ -43,12 +57,24 @@ pub fn stages() -> Vec<Stage> {
         Stage::Fuse,
         Stage::Schedule,
         Stage::PlanMemory,
-    ]
+    ];
+    stages.extend(target.map(Target::code_stages).unwrap_or_default());
+    stages
 }
 
-/// The names of the stages, in order.
-pub fn stage_names() -> Vec<&'static str> {
-    stages().iter().map(Stage::name).collect()
+impl Target {
+    /// The stages that generate code for the target.
+    fn code_stages(&self) -> Vec<Stage> {
+        match *self {
+            #[cfg(feature = "mlir")]
+            Target::Cpu(_) => vec![Stage::LowerCpu, Stage::NativeCode],
+        }
+    }
+}
+
+/// The names of the stages for `target`, in order.
+pub fn stage_names(target: Option<&Target>) -> Vec<&'static str> {
+    stages(target).iter().map(Stage::name).collect()
 }
 
 impl Stage {
@@ -59,6 +85,10 @@ impl Stage {
             Stage::Fuse => "fusion",
             Stage::Schedule => "schedule",
             Stage::PlanMemory => "memory-plan",
+            #[cfg(feature = "mlir")]
+            Stage::LowerCpu => "lower-cpu",
+            #[cfg(feature = "mlir")]
+            Stage::NativeCode => "native-code",
         }
     }
 
@@ -84,6 +114,18 @@ impl Stage {
                 unit.program = Some(Program::new(&unit.graph, kg, &mp));
                 unit.memory = Some(mp);
             }
+            #[cfg(feature = "mlir")]
+            Stage::LowerCpu => unit.cpu = Some(crate::lower::cpu_module(&unit.as_compiled_view()?)?),
+            #[cfg(feature = "mlir")]
+            Stage::NativeCode => {
+                let module = unit.cpu.as_ref().ok_or(CompileError::OutOfOrder(self.name()))?;
+                let cpu = match &opts.target {
+                    Some(Target::Cpu(cpu)) => cpu.clone(),
+                    None => crate::lower::llvm::Cpu::Native,
+                };
+                let object = crate::lower::llvm::object(&module.text, &cpu)?;
+                unit.library = Some(crate::lower::llvm::link_shared(&object)?);
+            }
         }
         Ok(())
     }
@@ -93,6 +135,13 @@ impl Stage {
         let stage = self.name();
         match (self, &unit.kernels) {
             (Stage::Graph(_), _) => verify(&unit.graph).map_err(|error| CompileError::Verify { stage, error }),
+            #[cfg(feature = "mlir")]
+            (Stage::LowerCpu, _) => {
+                let text = unit.cpu.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
+                Ok(crate::lower::llvm::verify(text)?)
+            }
+            #[cfg(feature = "mlir")]
+            (Stage::NativeCode, _) => Ok(()),
             (_, Some(kg)) => crate::kernel::verify::verify(&unit.graph, kg, unit.memory.as_ref())
                 .map_err(|error| CompileError::Kernel { stage, error }),
             (_, None) => Err(CompileError::OutOfOrder(stage)),
@@ -110,6 +159,10 @@ impl Stage {
                 format!("kernels {kernels}, peak {peak} B")
             }
             Stage::PlanMemory => format!("arena {} B", unit.memory.as_ref().map_or(0, |mp| mp.plan.arena)),
+            #[cfg(feature = "mlir")]
+            Stage::LowerCpu => format!("functions {}", unit.cpu.as_ref().map_or(0, |m| m.functions)),
+            #[cfg(feature = "mlir")]
+            Stage::NativeCode => format!("shared object {} B", unit.library.as_ref().map_or(0, Vec::len)),
         }
     }
 
@@ -126,6 +179,16 @@ impl Stage {
             (Stage::PlanMemory, Some(kg), Some(mp), Some(program)) => {
                 format!("{}{}", memory::report(graph, kg, mp), program.print_storage())
             }
+            #[cfg(feature = "mlir")]
+            (Stage::LowerCpu, ..) => unit.cpu.as_ref().map(|m| m.text.clone()).unwrap_or_default(),
+            #[cfg(feature = "mlir")]
+            (Stage::NativeCode, Some(kg), ..) => {
+                let size = unit.library.as_ref().map_or(0, Vec::len);
+                let symbols = unit.cpu.iter().flat_map(|m| m.symbols.iter());
+                let lines =
+                    kg.iter().zip(symbols).map(|((k, kernel), s)| format!("{k} ({}): {s}\n", kernel.kind.name()));
+                format!("shared object {size} B\n{}", lines.collect::<String>())
+            }
             _ => String::new(),
         }
     }
@@ -140,11 +203,13 @@ pub struct CompileOptions {
     pub keep_dumps: bool,
     /// The memory planner's budget and strategy.
     pub plan: PlanOptions,
+    /// What to generate code for (`None`: stop at the memory plan).
+    pub target: Option<Target>,
 }
 
 impl Default for CompileOptions {
     fn default() -> CompileOptions {
-        CompileOptions { verify: cfg!(debug_assertions), keep_dumps: false, plan: PlanOptions::default() }
+        CompileOptions { verify: cfg!(debug_assertions), keep_dumps: false, plan: PlanOptions::default(), target: None }
     }
 }
 
@@ -171,6 +236,11 @@ pub struct Compiled {
     pub memory: MemoryPlan,
     /// The planned program, self-contained: what lowering and the artifact read.
     pub program: Program,
+    /// The kernels as MLIR for the CPU, with each kernel's function (with a CPU target).
+    #[cfg(feature = "mlir")]
+    pub cpu: Option<crate::lower::CpuModule>,
+    /// The kernels' shared object (with a CPU target).
+    pub library: Option<Vec<u8>>,
     pub stages: Vec<StageRecord>,
 }
 
@@ -188,6 +258,9 @@ pub enum CompileError {
     Cycle,
     #[error("stage `{0}` ran before the stage that makes its input")]
     OutOfOrder(&'static str),
+    #[cfg(feature = "mlir")]
+    #[error(transparent)]
+    Lower(#[from] crate::lower::LowerError),
 }
 
 /// The work in progress.
@@ -196,6 +269,18 @@ struct Unit {
     kernels: Option<KernelGraph>,
     memory: Option<MemoryPlan>,
     program: Option<Program>,
+    #[cfg(feature = "mlir")]
+    cpu: Option<crate::lower::CpuModule>,
+    library: Option<Vec<u8>>,
+}
+
+impl Unit {
+    /// The graph and its scheduled kernels, as lowering reads them.
+    #[cfg(feature = "mlir")]
+    fn as_compiled_view(&self) -> Result<crate::lower::KernelSource<'_>, CompileError> {
+        let kernels = self.kernels.as_ref().ok_or(CompileError::OutOfOrder("lower-cpu"))?;
+        Ok(crate::lower::KernelSource { graph: &self.graph, kernels })
+    }
 }
 
 /// Compiles `graph` through every stage.
@@ -210,10 +295,18 @@ pub fn compile_observed(
     opts: &CompileOptions,
     observe: &mut dyn FnMut(&StageRecord),
 ) -> Result<Compiled, CompileError> {
-    let mut unit = Unit { graph: graph.clone(), kernels: None, memory: None, program: None };
+    let mut unit = Unit {
+        graph: graph.clone(),
+        kernels: None,
+        memory: None,
+        program: None,
+        #[cfg(feature = "mlir")]
+        cpu: None,
+        library: None,
+    };
     unit.graph.compact();
     let mut records = Vec::new();
-    for stage in stages() {
+    for stage in stages(opts.target.as_ref()) {
         let nodes_before = unit.graph.len();
         let start = Instant::now();
         stage.run(&mut unit, opts)?;
@@ -232,10 +325,17 @@ pub fn compile_observed(
         }
         records.push(record);
     }
-    match unit {
-        Unit { graph, kernels: Some(kernels), memory: Some(memory), program: Some(program) } => {
-            Ok(Compiled { graph, kernels, memory, program, stages: records })
-        }
-        _ => Err(CompileError::OutOfOrder("the end of the pipeline")),
-    }
+    let (Some(kernels), Some(memory), Some(program)) = (unit.kernels, unit.memory, unit.program) else {
+        return Err(CompileError::OutOfOrder("the end of the pipeline"));
+    };
+    Ok(Compiled {
+        graph: unit.graph,
+        kernels,
+        memory,
+        program,
+        #[cfg(feature = "mlir")]
+        cpu: unit.cpu,
+        library: unit.library,
+        stages: records,
+    })
 }

@@ -150,6 +150,8 @@ fn compile_runs_the_pipeline_and_dumps_on_request() {
     let o = flint(&[
         "compile",
         "examples/mlp.tg",
+        "--target",
+        "cpu",
         "--dump-after",
         "decompose",
         "--dump-all",
@@ -171,15 +173,20 @@ fn compile_runs_the_pipeline_and_dumps_on_request() {
 #[test]
 fn every_listed_stage_can_be_dumped() {
     let stages = passes_in_order();
-    assert_eq!(stages, ["decompose", "simplify", "cse", "dce", "fusion", "schedule", "memory-plan"]);
+    let code = ["lower-cpu", "native-code"];
+    let kernels = ["decompose", "simplify", "cse", "dce", "fusion", "schedule", "memory-plan"];
+    assert_eq!(stages, kernels.iter().chain(&code).copied().collect::<Vec<_>>());
     for stage in &stages {
-        let o = flint(&["compile", "examples/mlp.tg", "--dump-after", stage]);
+        let target: &[&str] = if code.contains(&stage.as_str()) { &["--target", "cpu"] } else { &[] };
+        let o = flint(&[&["compile", "examples/mlp.tg", "--dump-after", stage], target].concat());
         assert!(o.status.success(), "{stage}: {}", stderr(&o));
         let out = String::from_utf8_lossy(&o.stdout);
         let head = match stage.as_str() {
             "fusion" => "kernel 0 ",
             "schedule" => "peak ",
             "memory-plan" => "arena ",
+            "lower-cpu" => "module {",
+            "native-code" => "shared object ",
             _ => "graph mlp(",
         };
         assert!(out.starts_with(head), "{stage}: {out}");
@@ -189,4 +196,55 @@ fn every_listed_stage_can_be_dumped() {
 fn passes_in_order() -> Vec<String> {
     let o = flint(&["compile", "--list-passes"]);
     String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_whitespace().nth(1).map(String::from)).collect()
+}
+
+#[test]
+fn freeze_binds_an_onnx_input_that_carries_a_shape() {
+    // ONNX's reshape test feeds the target shape as a graph input; Flint needs it at import.
+    let case = repo().join("compiler/tests/onnx/test_reshape_negative_extended_dims");
+    let model = case.join("model.onnx");
+    let model = model.to_str().unwrap_or_default();
+    let dir = scratch("freeze");
+    let (_, data) = flint_compiler::onnx::read_tensor(&case.join("test_data_set_0/input_0.pb")).expect("data");
+    let (_, shape) = flint_compiler::onnx::read_tensor(&case.join("test_data_set_0/input_1.pb")).expect("shape");
+    npy::write_npy(&dir.join("data.npy"), &data).expect("write data");
+    npy::write_npy(&dir.join("shape.npy"), &shape).expect("write shape");
+    let freeze = format!("shape={}", dir.join("shape.npy").display());
+
+    let o = flint(&["check", model]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("input 1 (`shape`) must be known at import time"), "{}", stderr(&o));
+    let o = flint(&["check", model, "--freeze", &freeze]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let signature = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(signature.contains("(data: f32[2, 3, 4]) -> (reshaped: f32[1, 2, 3, 4])"), "{signature}");
+
+    let out = dir.join("out");
+    let input = format!("data={}", dir.join("data.npy").display());
+    let o = flint(&["eval", model, "--freeze", &freeze, "--input", &input, "--out", out.to_str().unwrap_or_default()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = npy::read_npy(&out.join("reshaped.npy")).expect("output");
+    assert_eq!(got.shape(), &[1, 2, 3, 4]);
+    assert_eq!(got.to_f64_vec(), data.to_f64_vec());
+
+    let tg = dir.join("frozen.tg");
+    let o = flint(&["import", model, "--freeze", &freeze, "-o", tg.to_str().unwrap_or_default()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let source = std::fs::read_to_string(&tg).expect("the source is written");
+    assert!(source.contains("reshape(data, shape=[1, 2, 3, 4])"), "{source}");
+    let o = flint(&["compile", model, "--freeze", &freeze]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    for (arg, message) in [
+        ("shape".to_string(), "--freeze shape: expected NAME=FILE.npy"),
+        (
+            format!("nope={}", dir.join("shape.npy").display()),
+            "input `nope`: a value was given for it, but the model has no such input",
+        ),
+        ("shape=missing.npy".to_string(), "--freeze shape: "),
+    ] {
+        let o = flint(&["check", model, "--freeze", &arg]);
+        assert_eq!(o.status.code(), Some(1), "{arg}");
+        assert!(stderr(&o).contains(message), "{arg}: {}", stderr(&o));
+    }
 }

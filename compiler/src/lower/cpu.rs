@@ -8,7 +8,7 @@
 //! it folds. Values are memoised per (node, index) within the loop scope that defined them,
 //! so a row kernel computes each reduction once per row, before its inner loop.
 //!
-//! The function is `flint_kernel_K(args: ptr, begin: i64, end: i64, dims: ptr)`: `args`
+//! The function is `f(args: ptr, begin: i64, end: i64, dims: ptr)`: `args`
 //! holds one pointer per kernel input then output (in the program's order), `dims` the
 //! run-time value of every symbol by id, and `[begin, end)` is the range of the outermost
 //! parallel axis this call computes (the runtime splits it across threads).
@@ -58,15 +58,26 @@ struct Emitter<'g> {
     kernel: &'g Kernel,
     slots: HashMap<NodeId, usize>,
     body: String,
-    globals: String,
+    tables: Vec<(String, String)>,
     buffers: Vec<String>,
     depth: usize,
     next: usize,
     scopes: Vec<Scope>,
 }
 
-/// The MLIR text of `kernel` (a `func.func`, with any constant tables it needs before it).
-pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<String, LowerError> {
+/// A kernel's MLIR: its `func.func` named `@{FUNCTION}` (the caller names it), and the
+/// constant tables it reads, by name (a name is a hash of the contents, so equal tables of
+/// different kernels are one global).
+pub struct KernelCode {
+    pub function: String,
+    pub tables: Vec<(String, String)>,
+}
+
+/// Where [`KernelCode::function`] holds the function's name.
+pub const FUNCTION: &str = "FUNCTION";
+
+/// The MLIR of `kernel`.
+pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, LowerError> {
     let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
     let mut e = Emitter {
         graph,
@@ -74,7 +85,7 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<String, Lowe
         kernel,
         slots,
         body: String::new(),
-        globals: String::new(),
+        tables: Vec::new(),
         buffers: Vec::new(),
         depth: 0,
         next: 0,
@@ -82,12 +93,11 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<String, Lowe
     };
     e.prologue();
     e.domain_loops()?;
-    Ok(format!(
-        "{}  func.func @{}(%args: !llvm.ptr, %begin: i64, %end: i64, %dims: !llvm.ptr) {{\n{}    return\n  }}\n",
-        e.globals,
-        symbol(id),
+    let function = format!(
+        "  func.func @{FUNCTION}(%args: !llvm.ptr, %begin: i64, %end: i64, %dims: !llvm.ptr) {{\n{}    return\n  }}\n",
         e.body
-    ))
+    );
+    Ok(KernelCode { function, tables: e.tables })
 }
 
 /// The axis of the kernel's domain whose range `[begin, end)` a call computes: the first
@@ -99,11 +109,6 @@ pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
         _ => &[],
     };
     (0..kernel.domain.len()).find(|a| !rows.contains(a))
-}
-
-/// The symbol of kernel `id` in the shared object.
-pub fn symbol(id: KernelId) -> String {
-    format!("flint_kernel_{}", id.0)
 }
 
 fn reg_ty(dtype: DType) -> &'static str {
@@ -124,6 +129,11 @@ fn mem_ty(dtype: DType) -> &'static str {
         DType::I64 => "i64",
         DType::Bool => "i8",
     }
+}
+
+/// FNV-1a, 64 bits: a stable name for a table's contents.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// One element as stored in memory (little-endian).
@@ -523,15 +533,15 @@ impl<'g> Emitter<'g> {
     /// A constant with distinct elements: a table in the module, read at the index.
     fn table(&mut self, n: NodeId, values: &[f64], idx: &[Ix]) -> Result<Reg, LowerError> {
         let dtype = self.dtype(n);
-        let name = format!("flint_k{}_c{}", self.id.0, n.index());
-        if !self.globals.contains(&format!("@{name}(")) {
-            let bytes: Vec<u8> = values.iter().flat_map(|&v| element_bytes(dtype, v)).collect();
-            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
-            let (len, ty) = (values.len(), mem_ty(dtype));
-            let _ = writeln!(
-                self.globals,
-                "  llvm.mlir.global internal constant @{name}(dense<\"0x{hex}\"> : tensor<{len}x{ty}>) : !llvm.array<{len} x {ty}>"
+        let bytes: Vec<u8> = values.iter().flat_map(|&v| element_bytes(dtype, v)).collect();
+        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        let (len, ty) = (values.len(), mem_ty(dtype));
+        let name = format!("flint_table_{:016x}", fnv1a(format!("{ty}:{hex}").as_bytes()));
+        if !self.tables.iter().any(|(n, _)| *n == name) {
+            let decl = format!(
+                "  llvm.mlir.global internal constant @{name}(dense<\"0x{hex}\"> : tensor<{len}x{ty}>) : !llvm.array<{len} x {ty}>\n"
             );
+            self.tables.push((name.clone(), decl));
         }
         let linear = self.ix(&index::linearize(idx, self.shape(n)))?;
         let offset = self.op(format!("arith.index_cast {linear} : index to i64"));

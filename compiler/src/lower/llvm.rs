@@ -29,21 +29,98 @@ pub const TO_LLVM: &str = "builtin.module(convert-math-to-libm, convert-scf-to-c
      convert-arith-to-llvm, convert-index-to-llvm, convert-func-to-llvm, convert-cf-to-llvm, \
      reconcile-unrealized-casts)";
 
+/// The CPU to generate code for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Cpu {
+    /// This machine's CPU and all its features (AVX2, FMA, ...).
+    #[default]
+    Native,
+    /// The baseline of the host's architecture.
+    Generic,
+    /// An LLVM CPU name (`znver3`, `neoverse-v2`, ...) with its default features.
+    Named(String),
+}
+
+impl Cpu {
+    /// `native`, `generic` or a CPU name.
+    pub fn parse(s: &str) -> Cpu {
+        match s {
+            "native" => Cpu::Native,
+            "generic" => Cpu::Generic,
+            name => Cpu::Named(name.to_string()),
+        }
+    }
+}
+
+/// What [`compile`] produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Object,
+    /// The optimised LLVM IR, as text.
+    LlvmIr,
+    /// The assembly, as text.
+    Assembly,
+}
+
+/// How long MLIR and LLVM may work on one module before the compile is abandoned (a bad
+/// schedule once made an MLIR pass spin forever).
+pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Verifies `text`, lowers it and returns the host object's bytes.
-pub fn object(text: &str) -> Result<Vec<u8>, LowerError> {
+pub fn object(text: &str, cpu: &Cpu) -> Result<Vec<u8>, LowerError> {
+    compile(text, cpu, Output::Object)
+}
+
+/// [`Output`] for the MLIR module `text`, on a worker thread under [`TIME_LIMIT`].
+pub fn compile(text: &str, cpu: &Cpu, output: Output) -> Result<Vec<u8>, LowerError> {
+    let (text, cpu) = (text.to_string(), cpu.clone());
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("flint-llvm".into())
+        .spawn(move || {
+            let _ = send.send(compile_here(&text, &cpu, output));
+        })
+        .map_err(|e| LowerError::Llvm { stage: "starting the compile thread", message: e.to_string() })?;
+    receive.recv_timeout(TIME_LIMIT).unwrap_or_else(|_| {
+        Err(LowerError::Llvm { stage: "compilation", message: format!("no result within {} s", TIME_LIMIT.as_secs()) })
+    })
+}
+
+/// Parses and verifies an MLIR module.
+pub fn verify(text: &str) -> Result<(), LowerError> {
     let context = new_context();
     let log = DiagnosticLog::attach(&context);
-    let mlir = |stage, log: &DiagnosticLog| LowerError::Mlir { stage, diagnostics: log.take_or("no diagnostic") };
-    let mut module = Module::parse(&context, text).ok_or_else(|| mlir("parsing", &log))?;
-    if !module.as_operation().verify() {
-        return Err(mlir("verification", &log));
+    parse(&context, &log, text).map(|_| ())
+}
+
+fn mlir(stage: &'static str, log: &DiagnosticLog) -> LowerError {
+    LowerError::Mlir { stage, diagnostics: log.take_or("no diagnostic") }
+}
+
+fn parse<'c>(context: &'c melior::Context, log: &DiagnosticLog, text: &str) -> Result<Module<'c>, LowerError> {
+    let module = Module::parse(context, text).ok_or_else(|| mlir("parsing", log))?;
+    match module.as_operation().verify() {
+        true => Ok(module),
+        false => Err(mlir("verification", log)),
     }
+}
+
+fn compile_here(text: &str, cpu: &Cpu, output: Output) -> Result<Vec<u8>, LowerError> {
+    let context = new_context();
+    let log = DiagnosticLog::attach(&context);
+    let mut module = parse(&context, &log, text)?;
     let manager = PassManager::new(&context);
     parse_pass_pipeline(manager.as_operation_pass_manager(), TO_LLVM).map_err(|_| mlir("pipeline parsing", &log))?;
     manager.run(&mut module).map_err(|_| mlir("lowering to the LLVM dialect", &log))?;
+    let (name, features) = match cpu {
+        Cpu::Native => (None, None),
+        Cpu::Generic => (Some("generic".to_string()), Some(String::new())),
+        Cpu::Named(n) => (Some(n.clone()), Some(String::new())),
+    };
+    let c = |s: Option<String>| s.map(|s| CString::new(s).unwrap_or_default());
     // SAFETY: the module is a verified, fully lowered MLIR module that outlives this call;
     // every LLVM handle made here is disposed of in `emit` before it returns.
-    unsafe { emit(&module) }
+    unsafe { emit(&module, c(name).as_deref(), c(features).as_deref(), output) }
 }
 
 unsafe fn message(msg: *mut std::os::raw::c_char) -> String {
@@ -55,7 +132,12 @@ unsafe fn message(msg: *mut std::os::raw::c_char) -> String {
     s
 }
 
-unsafe fn emit(module: &Module) -> Result<Vec<u8>, LowerError> {
+unsafe fn emit(
+    module: &Module,
+    cpu: Option<&CStr>,
+    features: Option<&CStr>,
+    output: Output,
+) -> Result<Vec<u8>, LowerError> {
     let llvm = |stage, message| LowerError::Llvm { stage, message };
     LLVM_InitializeNativeTarget();
     LLVM_InitializeNativeAsmPrinter();
@@ -66,7 +148,10 @@ unsafe fn emit(module: &Module) -> Result<Vec<u8>, LowerError> {
         LLVMContextDispose(ctx);
         return Err(llvm("translation", "mlirTranslateModuleToLLVMIR gave no module".into()));
     }
-    let (triple, cpu, features) = (LLVMGetDefaultTargetTriple(), LLVMGetHostCPUName(), LLVMGetHostCPUFeatures());
+    let (triple, host_cpu, host_features) =
+        (LLVMGetDefaultTargetTriple(), LLVMGetHostCPUName(), LLVMGetHostCPUFeatures());
+    let cpu = cpu.map_or(host_cpu as *const _, CStr::as_ptr);
+    let features = features.map_or(host_features as *const _, CStr::as_ptr);
     let mut target: LLVMTargetRef = ptr::null_mut();
     let mut err = ptr::null_mut();
     let result = if LLVMGetTargetFromTriple(triple, &mut target, &mut err) != 0 {
@@ -85,19 +170,23 @@ unsafe fn emit(module: &Module) -> Result<Vec<u8>, LowerError> {
         let layout = LLVMCreateTargetDataLayout(tm);
         LLVMSetModuleDataLayout(ir, layout);
         LLVMDisposeTargetData(layout);
-        let out = optimise_and_emit(ir, tm);
+        let out = optimise_and_emit(ir, tm, output);
         LLVMDisposeTargetMachine(tm);
         out
     };
     LLVMDisposeMessage(triple);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(features);
+    LLVMDisposeMessage(host_cpu);
+    LLVMDisposeMessage(host_features);
     LLVMDisposeModule(ir);
     LLVMContextDispose(ctx);
     result
 }
 
-unsafe fn optimise_and_emit(ir: LLVMModuleRef, tm: LLVMTargetMachineRef) -> Result<Vec<u8>, LowerError> {
+unsafe fn optimise_and_emit(
+    ir: LLVMModuleRef,
+    tm: LLVMTargetMachineRef,
+    output: Output,
+) -> Result<Vec<u8>, LowerError> {
     let options = LLVMCreatePassBuilderOptions();
     let pipeline = CString::new("default<O3>").unwrap_or_default();
     let e = LLVMRunPasses(ir, pipeline.as_ptr(), tm, options);
@@ -108,9 +197,17 @@ unsafe fn optimise_and_emit(ir: LLVMModuleRef, tm: LLVMTargetMachineRef) -> Resu
         LLVMDisposeErrorMessage(m);
         return Err(LowerError::Llvm { stage: "optimisation", message: text });
     }
+    let kind = match output {
+        Output::LlvmIr => {
+            let text = LLVMPrintModuleToString(ir);
+            return Ok(message(text).into_bytes());
+        }
+        Output::Object => LLVMCodeGenFileType::LLVMObjectFile,
+        Output::Assembly => LLVMCodeGenFileType::LLVMAssemblyFile,
+    };
     let mut buf: LLVMMemoryBufferRef = ptr::null_mut();
     let mut err = ptr::null_mut();
-    if LLVMTargetMachineEmitToMemoryBuffer(tm, ir, LLVMCodeGenFileType::LLVMObjectFile, &mut err, &mut buf) != 0 {
+    if LLVMTargetMachineEmitToMemoryBuffer(tm, ir, kind, &mut err, &mut buf) != 0 {
         return Err(LowerError::Llvm { stage: "object emission", message: message(err) });
     }
     let bytes = std::slice::from_raw_parts(LLVMGetBufferStart(buf) as *const u8, LLVMGetBufferSize(buf)).to_vec();

@@ -3,9 +3,8 @@
 //! [`cpu::emit`] writes each kernel as a `func.func` over `[begin, end)` of its outermost
 //! parallel axis, with views as index maps ([`index`]); the module is parsed and verified by
 //! MLIR in one context per compile, lowered to the LLVM dialect, translated, optimised at
-//! `-O3` for the host CPU and linked into one shared object ([`llvm`]). Kernels that are
-//! structurally identical (same text once their id is set aside) are compiled once and
-//! share one symbol.
+//! `-O3` for the host CPU and linked into one shared object ([`llvm`]). Kernels whose code is
+//! identical are compiled once and share one symbol.
 //!
 //! This is the first, scalar lowering: every kernel kind and the ops of `ir-spec/ops.md`
 //! except `conv2d`, the pools, integer `pow` and non-splat constants, loop by loop; LLVM's
@@ -15,8 +14,16 @@ pub mod cpu;
 pub mod index;
 pub mod llvm;
 
-use crate::kernel::KernelId;
-use crate::pipeline::Compiled;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::ir::Graph;
+use crate::kernel::{KernelGraph, KernelId};
+
+/// What lowering reads: the optimised graph (the kernels' bodies) and the scheduled kernels.
+pub struct KernelSource<'a> {
+    pub graph: &'a Graph,
+    pub kernels: &'a KernelGraph,
+}
 
 /// Lowering failed for one kernel, or the toolchain did.
 #[derive(Debug, thiserror::Error)]
@@ -31,21 +38,41 @@ pub enum LowerError {
     Link(String),
 }
 
-/// The kernels of a program as one MLIR module, each `func.func` headed by a comment with
-/// its kernel's id and kind.
-pub fn cpu_module(compiled: &Compiled) -> Result<String, LowerError> {
-    let mut text = String::from("module {\n");
-    for (id, kernel) in compiled.kernels.iter() {
-        text.push_str(&format!("  // {id}: {}\n", kernel.kind.name()));
-        text.push_str(&cpu::emit(&compiled.graph, id, kernel)?);
-    }
-    text.push_str("}\n");
-    Ok(text)
+/// The kernels of a program as one MLIR module.
+#[derive(Clone, Debug)]
+pub struct CpuModule {
+    /// The module: each function headed by a comment naming the kernels it serves.
+    pub text: String,
+    /// The function computing each kernel, by [`KernelId`]; identical kernels share one.
+    pub symbols: Vec<String>,
+    /// How many distinct functions the module holds.
+    pub functions: usize,
 }
 
-/// The program's kernels as a shared object for the host: `flint_kernel_K` per kernel.
-pub fn cpu_shared_object(compiled: &Compiled) -> Result<Vec<u8>, LowerError> {
-    let module = cpu_module(compiled)?;
-    let object = llvm::object(&module)?;
-    llvm::link_shared(&object)
+/// Emits every kernel of `compiled`; a kernel whose code equals an earlier one's reuses
+/// that function (the layers of a transformer stack are one set of functions).
+pub fn cpu_module(compiled: &KernelSource) -> Result<CpuModule, LowerError> {
+    let mut by_code: HashMap<String, usize> = HashMap::new();
+    let mut functions: Vec<(String, Vec<String>)> = Vec::new();
+    let mut tables: BTreeMap<String, String> = BTreeMap::new();
+    let mut symbols = Vec::with_capacity(compiled.kernels.kernels.len());
+    for (id, kernel) in compiled.kernels.iter() {
+        let code = cpu::emit(compiled.graph, id, kernel)?;
+        tables.extend(code.tables);
+        let next = functions.len();
+        let f = *by_code.entry(code.function.clone()).or_insert(next);
+        if f == next {
+            functions.push((code.function, Vec::new()));
+        }
+        functions[f].1.push(format!("{id} ({})", kernel.kind.name()));
+        symbols.push(format!("flint_kernel_{f}"));
+    }
+    let mut text = String::from("module {\n");
+    tables.values().for_each(|decl| text.push_str(decl));
+    for (f, (function, served)) in functions.iter().enumerate() {
+        text.push_str(&format!("  // {}\n", served.join(", ")));
+        text.push_str(&function.replacen(&format!("@{}(", cpu::FUNCTION), &format!("@flint_kernel_{f}("), 1));
+    }
+    text.push_str("}\n");
+    Ok(CpuModule { text, symbols, functions: functions.len() })
 }

@@ -1,0 +1,102 @@
+//! Running compiled CPU kernels one by one against the interpreter's values.
+
+use std::collections::HashMap;
+
+use flint_compiler::interp::{self, DimValues, Tensor};
+use flint_compiler::ir::{DType, NodeId, SymId};
+use flint_compiler::kernel::KernelId;
+use flint_compiler::lower::cpu;
+use flint_compiler::pipeline::Compiled;
+use flint_compiler::random;
+
+type KernelFn = unsafe extern "C" fn(*const *mut u8, i64, i64, *const i64);
+
+fn bytes_of(t: &Tensor, dtype: DType) -> Vec<u8> {
+    let values = t.to_f64_vec();
+    let mut out = Vec::with_capacity(values.len() * 8);
+    for v in values {
+        match dtype {
+            DType::F32 => out.extend((v as f32).to_le_bytes()),
+            DType::F16 => out.extend(half::f16::from_f64(v).to_le_bytes()),
+            DType::BF16 => out.extend(half::bf16::from_f64(v).to_le_bytes()),
+            DType::I32 => out.extend((v as i32).to_le_bytes()),
+            DType::I64 => out.extend((v as i64).to_le_bytes()),
+            DType::Bool => out.push(u8::from(v != 0.0)),
+        }
+    }
+    out
+}
+
+fn values_of(bytes: &[u8], dtype: DType) -> Vec<f64> {
+    let size = dtype.size_bytes();
+    bytes
+        .chunks_exact(size)
+        .map(|c| match dtype {
+            DType::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+            DType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f64(),
+            DType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f64(),
+            DType::I32 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+            DType::I64 => i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64,
+            DType::Bool => f64::from(c[0]),
+        })
+        .collect()
+}
+
+fn tolerance(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F32 => (2e-4, 2e-5),
+        DType::F16 => (2e-2, 2e-3),
+        DType::BF16 => (6e-2, 2e-2),
+        DType::I32 | DType::I64 | DType::Bool => (0.0, 0.0),
+    }
+}
+
+/// The interpreter's value of every node a kernel reads or writes.
+pub fn reference(c: &Compiled, dims: &DimValues, seed: u64) -> Option<HashMap<NodeId, Tensor>> {
+    let mut all = c.graph.clone();
+    let boundary: Vec<NodeId> =
+        c.kernels.kernels.iter().flat_map(|k| k.inputs.iter().chain(&k.outputs)).copied().collect();
+    all.outputs = boundary.iter().map(|n| (format!("v{}", n.index()), *n)).collect();
+    let inputs = random::random_inputs(&c.graph, dims, seed).ok()?;
+    let params = random::random_params(&c.graph, dims, seed + 1).ok()?;
+    // A graph whose evaluation fails (an integer division by zero) has no reference.
+    let values = interp::eval(&all, dims, &inputs, &params).ok()?;
+    Some(boundary.into_iter().zip(values.into_iter().map(|(_, t)| t)).collect())
+}
+
+pub fn run_kernel(
+    c: &Compiled,
+    lib: &libloading::Library,
+    id: KernelId,
+    symbol: &str,
+    dims: &DimValues,
+    reference: &HashMap<NodeId, Tensor>,
+    label: &str,
+) {
+    let kernel = &c.kernels.kernels[id.index()];
+    let dtype = |n: &NodeId| c.graph.ty(*n).dtype;
+    let mut buffers: Vec<Vec<u8>> = kernel.inputs.iter().map(|n| bytes_of(&reference[n], dtype(n))).collect();
+    buffers.extend(kernel.outputs.iter().map(|n| vec![0xA5u8; bytes_of(&reference[n], dtype(n)).len()]));
+    let mut pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    let dim_values: Vec<i64> =
+        (0..c.graph.symbols.len()).map(|s| dims.get(SymId(s as u32)).unwrap_or(1) as i64).collect();
+    let extent = cpu::parallel_axis(kernel).map_or(1, |a| kernel.domain[a].eval(|s| dims.get(s).unwrap_or(1)) as i64);
+    let name = format!("{symbol}\0");
+    // SAFETY: the symbol is a kernel of this library with the documented signature; every
+    // pointer is a live buffer of the size the kernel reads or writes at these dims.
+    unsafe {
+        let f: libloading::Symbol<KernelFn> = lib.get(name.as_bytes()).expect("kernel symbol");
+        let mid = extent / 2;
+        f(pointers.as_mut_ptr() as *const *mut u8, 0, mid, dim_values.as_ptr());
+        f(pointers.as_mut_ptr() as *const *mut u8, mid, extent, dim_values.as_ptr());
+    }
+    for (k, o) in kernel.outputs.iter().enumerate() {
+        let got = values_of(&buffers[kernel.inputs.len() + k], dtype(o));
+        let want = reference[o].to_f64_vec();
+        let (rtol, atol) = tolerance(dtype(o));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= atol + rtol * w.abs();
+            assert!(ok, "{label}: {id} output {o} element {i}: {g} vs {w} (dims {dims:?})");
+        }
+    }
+}
