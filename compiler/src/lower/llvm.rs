@@ -23,9 +23,10 @@ use melior::utility::parse_pass_pipeline;
 use super::LowerError;
 use crate::mlir::{new_context, DiagnosticLog};
 
-/// Upstream MLIR passes from the kernels' dialects to the LLVM dialect. Transcendentals
-/// without an LLVM intrinsic (tanh, erf, atan) become libm calls.
-pub const TO_LLVM: &str = "builtin.module(convert-math-to-libm, convert-scf-to-cf, convert-math-to-llvm, \
+/// Upstream MLIR passes from the kernels' dialects to the LLVM dialect. Math ops with an
+/// LLVM intrinsic (fma, sqrt, floor, roundeven, ...) become instructions first; the rest
+/// (erf, atan, sin, cos, pow) become libm calls.
+pub const TO_LLVM: &str = "builtin.module(convert-math-to-llvm, convert-math-to-libm, convert-scf-to-cf, \
      convert-arith-to-llvm, convert-index-to-llvm, convert-func-to-llvm, convert-cf-to-llvm, \
      reconcile-unrealized-casts)";
 

@@ -18,6 +18,8 @@
 //! Integer division and remainder guard their divisor, so a zero divisor (a run-time error
 //! in the interpreter) cannot trap the process.
 
+mod math;
+
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -621,10 +623,10 @@ impl<'g> Emitter<'g> {
         let r = match u {
             UnaryOp::Neg => self.reg(format!("arith.negf {} : f32", x.name), ty),
             UnaryOp::Abs => self.reg(format!("math.absf {} : f32", x.name), ty),
-            UnaryOp::Exp => self.reg(format!("math.exp {} : f32", x.name), ty),
-            UnaryOp::Log => self.reg(format!("math.log {} : f32", x.name), ty),
+            UnaryOp::Exp => self.exp(&x),
+            UnaryOp::Log => self.log(&x),
             UnaryOp::Sqrt => self.reg(format!("math.sqrt {} : f32", x.name), ty),
-            UnaryOp::Tanh => self.reg(format!("math.tanh {} : f32", x.name), ty),
+            UnaryOp::Tanh => self.tanh(&x),
             UnaryOp::Erf => self.reg(format!("math.erf {} : f32", x.name), ty),
             UnaryOp::Sin => self.reg(format!("math.sin {} : f32", x.name), ty),
             UnaryOp::Cos => self.reg(format!("math.cos {} : f32", x.name), ty),
@@ -642,8 +644,8 @@ impl<'g> Emitter<'g> {
                 self.reg(format!("arith.divf {}, {} : f32", one.name, x.name), ty)
             }
             UnaryOp::Sigmoid => {
-                let neg = self.op(format!("arith.negf {} : f32", x.name));
-                let e = self.op(format!("math.exp {neg} : f32"));
+                let neg = self.reg(format!("arith.negf {} : f32", x.name), ty);
+                let e = self.exp(&neg).name;
                 let one = self.immediate(DType::F32, one());
                 let d = self.op(format!("arith.addf {}, {e} : f32", one.name));
                 self.reg(format!("arith.divf {}, {d} : f32", one.name), ty)

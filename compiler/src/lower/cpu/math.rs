@@ -1,0 +1,188 @@
+//! Transcendentals as inline f32 polynomials (the Cephes single-precision forms), emitted
+//! once here and used by every kernel: no libm call is left in a loop, so LLVM vectorizes
+//! loops that use them. MLIR 22 has no non-test polynomial approximation pass.
+//!
+//! Each keeps the spec's special cases: NaN propagates, `exp(+inf) = +inf`,
+//! `exp(-inf) = 0`, `log(0) = -inf`, `log(x < 0) = NaN`, `log(+inf) = +inf`,
+//! `tanh(±inf) = ±1`; `tests/lower_math.rs` checks them and the accuracy (class T, rtol
+//! 1e-5) over the whole f32 range.
+
+use super::{Emitter, Reg};
+use crate::ir::DType;
+
+impl Emitter<'_> {
+    fn f32c(&mut self, v: f64) -> String {
+        self.immediate(DType::F32, v).name
+    }
+
+    fn fop(&mut self, op: &str, a: &str, b: &str) -> String {
+        self.op(format!("arith.{op} {a}, {b} : f32"))
+    }
+
+    /// `c[0] + x·(c[1] + x·(c[2] + ...))`, by Horner's rule from the highest term.
+    fn horner(&mut self, x: &str, coeffs: &[f64]) -> String {
+        let mut acc = self.f32c(coeffs[coeffs.len() - 1]);
+        for &c in coeffs[..coeffs.len() - 1].iter().rev() {
+            let k = self.f32c(c);
+            acc = self.op(format!("math.fma {acc}, {x}, {k} : f32"));
+        }
+        acc
+    }
+
+    fn select(&mut self, cond: &str, a: &str, b: &str) -> String {
+        self.op(format!("arith.select {cond}, {a}, {b} : f32"))
+    }
+
+    fn cmp(&mut self, pred: &str, a: &str, b: &str) -> String {
+        self.op(format!("arith.cmpf {pred}, {a}, {b} : f32"))
+    }
+
+    /// `e^x`: `x = n·ln2 + r`, `|r| <= ln2/2`, `e^r` by a degree-6 polynomial, `2^n` built
+    /// in the exponent bits.
+    pub(super) fn exp(&mut self, x: &Reg) -> Reg {
+        let x = x.name.clone();
+        let (hi, lo) = (self.f32c(88.722_839_052_068_35), self.f32c(-103.972_077_083_991_8));
+        let clamped = self.fop("minimumf", &x, &hi);
+        let clamped = self.fop("maximumf", &clamped, &lo);
+        let log2e = self.f32c(std::f64::consts::LOG2_E);
+        let t = self.fop("mulf", &clamped, &log2e);
+        let n = self.op(format!("math.roundeven {t} : f32"));
+        let (c1, c2) = (self.f32c(-0.693_359_375), self.f32c(2.121_944_4e-4));
+        let r = self.op(format!("math.fma {n}, {c1}, {clamped} : f32"));
+        let r = self.op(format!("math.fma {n}, {c2}, {r} : f32"));
+        let p = self.horner(
+            &r,
+            &[0.5, 1.666_666_545_9e-1, 4.166_579_589_4e-2, 8.333_451_907_3e-3, 1.398_199_950_7e-3, 1.987_569_150_0e-4],
+        );
+        let z = self.fop("mulf", &r, &r);
+        let one = self.f32c(1.0);
+        let y = self.op(format!("math.fma {p}, {z}, {r} : f32"));
+        let y = self.fop("addf", &y, &one);
+        // 2^n as two factors 2^(n/2)·2^(n - n/2), each a normal number for every n the
+        // clamps allow, so results near the overflow and subnormal edges stay exact.
+        let ni = self.op(format!("arith.fptosi {n} : f32 to i32"));
+        let one_i = self.op("arith.constant 1 : i32");
+        let half_n = self.op(format!("arith.shrsi {ni}, {one_i} : i32"));
+        let rest = self.op(format!("arith.subi {ni}, {half_n} : i32"));
+        let s1 = self.pow2(&half_n);
+        let s2 = self.pow2(&rest);
+        let y = self.fop("mulf", &y, &s1);
+        let y = self.fop("mulf", &y, &s2);
+        // Past the clamps the result is +inf or 0; NaN stays NaN.
+        let (inf, zero) = (self.f32c(f64::INFINITY), self.f32c(0.0));
+        let over = self.cmp("ogt", &x, &hi);
+        let y = self.select(&over, &inf, &y);
+        let under = self.cmp("olt", &x, &lo);
+        let y = self.select(&under, &zero, &y);
+        let nan = self.cmp("uno", &x, &x);
+        Reg { name: self.select(&nan, &x, &y), ty: "f32" }
+    }
+
+    /// `2^n` for an i32 `n` in `[-126, 127]`, built in the exponent bits.
+    fn pow2(&mut self, n: &str) -> String {
+        let bias = self.op("arith.constant 127 : i32");
+        let biased = self.op(format!("arith.addi {n}, {bias} : i32"));
+        let shift = self.op("arith.constant 23 : i32");
+        let bits = self.op(format!("arith.shli {biased}, {shift} : i32"));
+        self.op(format!("arith.bitcast {bits} : i32 to f32"))
+    }
+
+    /// `ln x`: `x = m·2^e` with `m` in `[√½, √2)`, `ln(m)` by a degree-9 polynomial in
+    /// `m - 1`; subnormal `x` is scaled by `2^23` first.
+    pub(super) fn log(&mut self, x: &Reg) -> Reg {
+        let x = x.name.clone();
+        let (tiny, big) = (self.f32c(1.175_494_350_822_287_5e-38), self.f32c(8_388_608.0));
+        let small = self.cmp("olt", &x, &tiny);
+        let scaled = self.fop("mulf", &x, &big);
+        let v = self.select(&small, &scaled, &x);
+        let bits = self.op(format!("arith.bitcast {v} : f32 to i32"));
+        let shift = self.op("arith.constant 23 : i32");
+        let exp_bits = self.op(format!("arith.shrui {bits}, {shift} : i32"));
+        let mask = self.op("arith.constant 255 : i32");
+        let exp_bits = self.op(format!("arith.andi {exp_bits}, {mask} : i32"));
+        let bias = self.op("arith.constant 126 : i32");
+        let e = self.op(format!("arith.subi {exp_bits}, {bias} : i32"));
+        let e = self.op(format!("arith.sitofp {e} : i32 to f32"));
+        let sub = self.f32c(23.0);
+        let e_scaled = self.fop("subf", &e, &sub);
+        let e = self.select(&small, &e_scaled, &e);
+        let keep = self.op("arith.constant -2139095041 : i32");
+        let half = self.op("arith.constant 1056964608 : i32");
+        let m_bits = self.op(format!("arith.andi {bits}, {keep} : i32"));
+        let m_bits = self.op(format!("arith.ori {m_bits}, {half} : i32"));
+        let m = self.op(format!("arith.bitcast {m_bits} : i32 to f32"));
+        let (sqrthf, one) = (self.f32c(std::f64::consts::FRAC_1_SQRT_2), self.f32c(1.0));
+        let low = self.cmp("olt", &m, &sqrthf);
+        let m2 = self.fop("addf", &m, &m);
+        let m = self.select(&low, &m2, &m);
+        let m = self.fop("subf", &m, &one);
+        let e1 = self.fop("subf", &e, &one);
+        let e = self.select(&low, &e1, &e);
+        let z = self.fop("mulf", &m, &m);
+        let p = self.horner(
+            &m,
+            &[
+                3.333_333_117_4e-1,
+                -2.499_999_399_3e-1,
+                2.000_071_476_5e-1,
+                -1.666_805_766_5e-1,
+                1.424_932_278_7e-1,
+                -1.242_014_084_6e-1,
+                1.167_699_874_0e-1,
+                -1.151_461_031_0e-1,
+                7.037_683_629_2e-2,
+            ],
+        );
+        let y = self.fop("mulf", &p, &m);
+        let y = self.fop("mulf", &y, &z);
+        let c2 = self.f32c(-2.121_944_4e-4);
+        let y = self.op(format!("math.fma {e}, {c2}, {y} : f32"));
+        let mhalf = self.f32c(-0.5);
+        let y = self.op(format!("math.fma {z}, {mhalf}, {y} : f32"));
+        let y = self.fop("addf", &m, &y);
+        let c1 = self.f32c(0.693_359_375);
+        let y = self.op(format!("math.fma {e}, {c1}, {y} : f32"));
+        // The special values: 0 -> -inf, negative -> NaN, +inf -> +inf, NaN -> NaN.
+        let (zero, ninf, inf, nan) =
+            (self.f32c(0.0), self.f32c(f64::NEG_INFINITY), self.f32c(f64::INFINITY), self.f32c(f64::NAN));
+        let is_zero = self.cmp("oeq", &x, &zero);
+        let y = self.select(&is_zero, &ninf, &y);
+        let is_inf = self.cmp("oeq", &x, &inf);
+        let y = self.select(&is_inf, &inf, &y);
+        let bad = self.cmp("ult", &x, &zero);
+        Reg { name: self.select(&bad, &nan, &y), ty: "f32" }
+    }
+
+    /// `tanh x`: an odd polynomial below `|x| = 0.625`, `1 - 2/(e^{2|x|} + 1)` above.
+    pub(super) fn tanh(&mut self, x: &Reg) -> Reg {
+        let xs = x.name.clone();
+        let ax = self.op(format!("math.absf {xs} : f32"));
+        let two = self.f32c(2.0);
+        let twice = self.fop("mulf", &ax, &two);
+        let e = self.exp(&Reg { name: twice, ty: "f32" });
+        let one = self.f32c(1.0);
+        let d = self.fop("addf", &e.name, &one);
+        let q = self.fop("divf", &two, &d);
+        let big = self.fop("subf", &one, &q);
+        let negative_big = self.op(format!("arith.negf {big} : f32"));
+        let zero = self.f32c(0.0);
+        let negative = self.cmp("olt", &xs, &zero);
+        let big = self.select(&negative, &negative_big, &big);
+        let z = self.fop("mulf", &xs, &xs);
+        let p = self.horner(
+            &z,
+            &[
+                -3.333_328_194_22e-1,
+                1.333_144_220_36e-1,
+                -5.373_971_555_31e-2,
+                2.063_908_879_54e-2,
+                -5.704_988_727_45e-3,
+            ],
+        );
+        let pz = self.fop("mulf", &p, &z);
+        let small = self.op(format!("math.fma {pz}, {xs}, {xs} : f32"));
+        let limit = self.f32c(0.625);
+        let is_big = self.cmp("ogt", &ax, &limit);
+        Reg { name: self.select(&is_big, &big, &small), ty: "f32" }
+    }
+}
