@@ -62,6 +62,9 @@ struct Emitter<'g> {
     body: String,
     tables: Vec<(String, String)>,
     buffers: Vec<String>,
+    /// A contraction computed a row panel at a time: its matmul, the column count and the
+    /// accumulator row.
+    panel: Option<(NodeId, u64, String)>,
     depth: usize,
     next: usize,
     scopes: Vec<Scope>,
@@ -89,6 +92,7 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, 
         body: String::new(),
         tables: Vec::new(),
         buffers: Vec::new(),
+        panel: None,
         depth: 0,
         next: 0,
         scopes: vec![Scope::default()],
@@ -271,7 +275,13 @@ impl<'g> Emitter<'g> {
             KernelKind::Row { axes } => axes.clone(),
             _ => Vec::new(),
         };
-        let parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
+        let mut parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
+        if let Some((mm, cols)) = self.panel_matmul() {
+            let count = self.op(format!("arith.constant {cols} : i64"));
+            let acc = self.op(format!("llvm.alloca {count} x f32 : (i64) -> !llvm.ptr"));
+            self.panel = Some((mm, cols, acc));
+            parallel.pop();
+        }
         let begin = self.op("arith.index_cast %begin : i64 to index");
         let end = self.op("arith.index_cast %end : i64 to index");
         let point = vec![Ix::Const(0); domain.len()];
@@ -312,7 +322,75 @@ impl<'g> Emitter<'g> {
         })
     }
 
+    /// The matmul of a contraction kernel that can run by row panels: it writes the whole
+    /// domain in a float dtype and the domain's last axis (its columns) is static.
+    fn panel_matmul(&self) -> Option<(NodeId, u64)> {
+        if self.kernel.kind != KernelKind::Contraction || self.kernel.domain.len() < 2 {
+            return None;
+        }
+        let mm = self.kernel.nodes.iter().copied().find(|&n| *self.graph.op(n) == Op::MatMul)?;
+        let cols = self.kernel.domain.last()?.as_known()?;
+        (self.shape(mm) == self.kernel.domain.as_slice() && is_float(self.dtype(mm))).then_some((mm, cols))
+    }
+
+    /// One row of a panel contraction: `acc[n] = Σ_k a[m, k]·b[k, n]` with the column loop
+    /// innermost (contiguous in `b` and `acc`, so LLVM vectorizes it), then the epilogue
+    /// and the stores, column by column.
+    fn panel_row(&mut self, point: &[Ix], mm: NodeId, cols: u64, acc: &str) -> Result<(), LowerError> {
+        let r = point.len();
+        let ops = self.graph.operands(mm);
+        let (a, b) = (ops[0], ops[1]);
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        let batch = &point[..r - 2];
+        let m = point[r - 2].clone();
+        let a_batch = index::broadcast(batch, &sa[..sa.len() - 2]);
+        let b_batch = index::broadcast(batch, &sb[..sb.len() - 2]);
+        let (zero, hi) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols))?);
+        let depth = self.ix(&Ix::dim(&sa[sa.len() - 1]))?;
+        self.for_loop(&zero, &hi, &mut |e, n| {
+            let p = e.acc_ptr(acc, &n)?;
+            let z = e.immediate(DType::F32, 0.0);
+            e.line(&format!("llvm.store {}, {p} : f32, !llvm.ptr", z.name));
+            Ok(())
+        })?;
+        self.for_loop(&zero, &depth, &mut |e, k| {
+            let at_a: Vec<Ix> = a_batch.iter().cloned().chain([m.clone(), k.clone()]).collect();
+            let x = e.value(a, &at_a)?;
+            e.for_loop(&zero, &hi, &mut |e, n| {
+                let at_b: Vec<Ix> = b_batch.iter().cloned().chain([k.clone(), n.clone()]).collect();
+                let y = e.value(b, &at_b)?;
+                let p = e.acc_ptr(acc, &n)?;
+                let old = e.op(format!("llvm.load {p} : !llvm.ptr -> f32"));
+                let new = e.op(format!("math.fma {}, {}, {old} : f32", x.name, y.name));
+                e.line(&format!("llvm.store {new}, {p} : f32, !llvm.ptr"));
+                Ok(())
+            })
+        })?;
+        let domain = self.kernel.domain.clone();
+        let outputs = self.kernel.outputs.clone();
+        self.for_loop(&zero, &hi, &mut |e, n| {
+            let mut at = point.to_vec();
+            at[r - 1] = n.clone();
+            let p = e.acc_ptr(acc, &n)?;
+            let sum = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+            let sum = e.round(sum, e.dtype(mm));
+            if let Some(scope) = e.scopes.last_mut() {
+                scope.values.insert((mm, at.clone()), sum);
+            }
+            outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
+        })
+    }
+
+    fn acc_ptr(&mut self, acc: &str, n: &Ix) -> Result<String, LowerError> {
+        let i = self.ix(n)?;
+        let i = self.op(format!("arith.index_cast {i} : index to i64"));
+        Ok(self.op(format!("llvm.getelementptr {acc}[{i}] : (!llvm.ptr, i64) -> !llvm.ptr, f32")))
+    }
+
     fn row_level(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
+        if let Some((mm, cols, acc)) = self.panel.clone() {
+            return self.panel_row(point, mm, cols, &acc);
+        }
         let domain = self.kernel.domain.clone();
         let reduced: Vec<Dim> =
             domain.iter().enumerate().map(|(a, d)| if rows.contains(&a) { Dim::known(1) } else { d.clone() }).collect();
@@ -902,7 +980,10 @@ impl<'g> Emitter<'g> {
             let at = e.reduced_index(n, axes, keepdims, idx, i);
             let v = e.value(x, &at)?;
             let v = e.convert(v, e.dtype(x), acc_ty);
-            Ok(vec![e.reg(format!("{combine} {}, {} : {acc_name}", carried[0].name, v.name), acc_name)])
+            // Float folds may be reassociated (the spec's R(K) allows any summation order),
+            // which lets LLVM vectorize them.
+            let flags = if float { " fastmath<reassoc>" } else { "" };
+            Ok(vec![e.reg(format!("{combine} {}, {}{flags} : {acc_name}", carried[0].name, v.name), acc_name)])
         })?;
         let mut r = total.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         if op == ReduceOp::Mean {
