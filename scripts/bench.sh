@@ -11,15 +11,79 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p flint-compiler --no-default-features --bin flint
 flint=target/release/flint
 out=bench/RESULTS.md
+
+# The CPU kernels need MLIR: the dev build that the tests share (kernels are optimised by
+# LLVM at -O3 whatever Rust's profile).
+cargo build --locked -p flint-compiler --bin flint --example cpu_kernels_bench
+cpu_section() {
+    echo "## CPU kernels"
+    echo
+    echo "Single thread, median of five runs, f32; Flint and NumPy run one after the other. Flint: \`cpu_kernels_bench\`"
+    echo "(\`flint compile --target cpu\` code, run kernel by kernel); NumPy: OpenBLAS with"
+    echo "\`OPENBLAS_NUM_THREADS=1\` (\`bench/numpy_matmul.py\`); memcpy: the same bytes copied in the same run."
+    echo
+    local flint_lines numpy_lines
+    flint_lines=$(target/debug/examples/cpu_kernels_bench)
+    numpy_lines=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 python3 bench/numpy_matmul.py)
+    echo "$numpy_lines" | sed -n 's/^# blas /NumPy BLAS: /p'
+    echo
+    echo "| case | flint ms | flint | reference | flint / reference | goal |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    while read -r line; do
+        local name ms
+        name=$(field case "$line"); ms=$(field median_ms "$line")
+        if [ -n "$(field gflops "$line")" ]; then
+            local ref
+            ref=$(grep "case=$name " <<<"$numpy_lines" | sed -n 's/.*gflops=\([^ ]*\).*/\1/p')
+            echo "| $name | $ms | $(field gflops "$line") GFLOP/s | $ref GFLOP/s (NumPy) | $(awk -v a="$(field gflops "$line")" -v b="$ref" 'BEGIN { printf "%.2f", a / b }') | >= 0.9 |"
+        else
+            local goal=">= 0.5"
+            [[ $name == chain* ]] && goal=">= 0.8"
+            echo "| $name | $ms | $(field gbps "$line") GB/s | $(field memcpy_gbps "$line") GB/s (memcpy) | $(field ratio "$line") | $goal |"
+        fi
+    done <<<"$flint_lines"
+    echo
+    echo "Where the gaps come from (the kernels are scalar MLIR loops that LLVM vectorizes):"
+    echo "- matmul: the row panel keeps its accumulator row in memory, so every FMA also loads and"
+    echo "  stores it, and B is read unpacked; OpenBLAS keeps a register tile of C and packs B."
+    echo "  The small, cache-resident attention product is already within 0.7x. Next: a packed,"
+    echo "  register-blocked micro-kernel (\`vector\` dialect)."
+    echo "- softmax: the row is read three times and \`exp\` computed twice (in the sum and in the"
+    echo "  output) because values inside a row loop are not kept; layer_norm reads its row twice."
+    echo "- the 6-op chain is compute-bound on \`tanh\` (a polynomial and a division per element)."
+    echo
+    echo "Compile time, source to shared object (\`flint compile FILE --target cpu -o OUT.so\`, dev build):"
+    echo
+    echo "| graph | kernels | functions | lower-cpu ms | native-code ms | all stages ms |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    local tmp
+    tmp=$(mktemp -d)
+    python3 bench/gpt2_stack.py 12 >"$tmp/gpt2_12.tg"
+    for f in examples/mlp.tg examples/transformer.tg "$tmp/gpt2_12.tg"; do
+        local log
+        log=$(target/debug/flint compile "$f" --target cpu -o "$tmp/out.so" 2>&1 >/dev/null)
+        local kernels functions lower native total label
+        kernels=$(sed -n 's/^fusion .*kernels \([0-9]*\).*/\1/p' <<<"$log")
+        functions=$(sed -n 's/^lower-cpu .*functions \([0-9]*\).*/\1/p' <<<"$log")
+        lower=$(awk '/^lower-cpu/ {print $2}' <<<"$log"); native=$(awk '/^native-code/ {print $2}' <<<"$log")
+        total=$(awk '/^total/ {print $2}' <<<"$log")
+        label=$f; [[ $f == "$tmp"* ]] && label="GPT-2-small stack, 12 layers"
+        echo "| $label | $kernels | $functions | $lower | $native | $total |"
+    done
+    rm -rf "$tmp"
+    echo
+    echo "Goal: the 12-layer stack from source to shared object in under 2 s (identical kernels"
+    echo "compile once: 110 kernels are 13 functions)."
+}
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 {
-    echo "# Benchmarks: memory planner, compile time"
+    echo "# Benchmarks: memory planner, compile time, CPU kernels"
     echo
     echo "Written by \`make bench\` (\`scripts/bench.sh\`) on $(date -u +%Y-%m-%d)."
     echo
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(uname -m)),"
-    echo "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(rustc --version)."
+    echo "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, vector units: $(grep -m1 -o -w -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')(of avx2/avx512f); $(rustc --version)."
     echo "Shared and noisy: compare the two columns of one run, not runs with each other."
     echo
     echo "## MiniMalloc benchmarks"
@@ -60,6 +124,8 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
     echo "5x the time of 12."
     echo
     python3 bench/compile_time.py "$flint"
+    echo
+    cpu_section
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"
