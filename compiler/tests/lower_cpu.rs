@@ -118,3 +118,27 @@ fn unique() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Contractions through the register tile (columns a multiple of 64, `b` read in place):
+/// row counts that leave a remainder after the 4-row blocks, a batch, a broadcast batch, an
+/// epilogue, and a second output read by a later kernel.
+#[test]
+fn tiled_contractions_agree_with_the_interpreter() {
+    let sources = [
+        "graph t1(x: f32[N<=9, 70], w: f32[70, 128], b: f32[128]) -> (y: f32[N, 128]) {\n    y = relu(x @ w + b)\n}\n",
+        "graph t2(q: f32[2, S<=7, 64], k: f32[2, 64, 192]) -> (y: f32[2, S, 192]) {\n    y = (q @ k) * 0.5\n}\n",
+        "graph t3(q: f32[3, S<=5, 16], k: f32[16, 64]) -> (y: f32[3, S, 64], z: f32[3, S, 64]) {\n    y = q @ k\n    z = tanh(y) + y\n}\n",
+    ];
+    let dir = std::env::temp_dir().join(format!("flint-tiled-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let mut runs = 0;
+    for (i, source) in sources.iter().enumerate() {
+        let path = dir.join(format!("t{i}.tg"));
+        std::fs::write(&path, source).expect("write");
+        let checked = check_example(&path, &dir);
+        assert!(checked.skipped.is_empty(), "{:?}", checked.skipped);
+        runs += checked.runs;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(runs >= 9, "{runs} runs");
+}

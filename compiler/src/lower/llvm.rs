@@ -27,7 +27,7 @@ use crate::mlir::{new_context, DiagnosticLog};
 /// LLVM intrinsic (fma, sqrt, floor, roundeven, ...) become instructions first; the rest
 /// (erf, atan, sin, cos, pow) become libm calls.
 pub const TO_LLVM: &str = "builtin.module(convert-math-to-llvm, convert-math-to-libm, convert-scf-to-cf, \
-     convert-arith-to-llvm, convert-index-to-llvm, convert-func-to-llvm, convert-cf-to-llvm, \
+     convert-vector-to-llvm, convert-arith-to-llvm, convert-index-to-llvm, convert-func-to-llvm, convert-cf-to-llvm, \
      reconcile-unrealized-casts)";
 
 /// The CPU to generate code for.

@@ -65,6 +65,8 @@ struct Emitter<'g> {
     /// A contraction computed a row panel at a time: its matmul, the column count and the
     /// accumulator row.
     panel: Option<(NodeId, u64, String)>,
+    /// With a panel that fits the register tile: the tile's spill buffer.
+    tile: Option<String>,
     depth: usize,
     next: usize,
     scopes: Vec<Scope>,
@@ -93,6 +95,7 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, 
         tables: Vec::new(),
         buffers: Vec::new(),
         panel: None,
+        tile: None,
         depth: 0,
         next: 0,
         scopes: vec![Scope::default()],
@@ -115,6 +118,19 @@ pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
         _ => &[],
     };
     (0..kernel.domain.len()).find(|a| !rows.contains(a))
+}
+
+/// The register tile of a contraction: rows of `a`, columns of `b`, lanes per vector.
+const TILE_ROWS: u64 = 4;
+const TILE_COLS: u64 = 64;
+const LANES: u64 = 16;
+const VEC: &str = "vector<16xf32>";
+
+/// The address of element `at` of an f32 scratch buffer.
+fn e_ptr(e: &mut Emitter, buffer: &str, at: &Ix) -> Result<String, LowerError> {
+    let i = e.ix(at)?;
+    let i = e.op(format!("arith.index_cast {i} : index to i64"));
+    Ok(e.op(format!("llvm.getelementptr {buffer}[{i}] : (!llvm.ptr, i64) -> !llvm.ptr, f32")))
 }
 
 fn reg_ty(dtype: DType) -> &'static str {
@@ -241,10 +257,20 @@ impl<'g> Emitter<'g> {
         hi: &str,
         body: &mut dyn FnMut(&mut Self, Ix) -> Result<(), LowerError>,
     ) -> Result<(), LowerError> {
-        let one = self.ix(&Ix::Const(1))?;
+        self.for_step(lo, hi, 1, body)
+    }
+
+    fn for_step(
+        &mut self,
+        lo: &str,
+        hi: &str,
+        step: u64,
+        body: &mut dyn FnMut(&mut Self, Ix) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
+        let step = self.ix(&Ix::Const(step))?;
         let var = format!("%i{}", self.next);
         self.next += 1;
-        self.line(&format!("scf.for {var} = {lo} to {hi} step {one} {{"));
+        self.line(&format!("scf.for {var} = {lo} to {hi} step {step} {{"));
         let ix = self.enter(var);
         body(self, ix)?;
         self.leave();
@@ -279,6 +305,11 @@ impl<'g> Emitter<'g> {
         if let Some((mm, cols)) = self.panel_matmul() {
             let count = self.op(format!("arith.constant {cols} : i64"));
             let acc = self.op(format!("llvm.alloca {count} x f32 : (i64) -> !llvm.ptr"));
+            if self.tile_fits(mm, cols) {
+                let size = self.op(format!("arith.constant {} : i64", TILE_ROWS * TILE_COLS));
+                self.tile =
+                    Some(self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr")));
+            }
             self.panel = Some((mm, cols, acc));
             parallel.pop();
         }
@@ -316,10 +347,111 @@ impl<'g> Emitter<'g> {
             None => (self.ix(&Ix::Const(0))?, self.ix(&Ix::dim(&self.kernel.domain[axis]))?),
         };
         let mut inner = point.to_vec();
+        if rest.is_empty() && self.tile.is_some() {
+            return self.row_blocks(&lo, &hi, axis, point);
+        }
         self.for_loop(&lo, &hi, &mut |e, var| {
             inner[axis] = var;
             e.parallel_loops(rest, rows, &inner, None)
         })
+    }
+
+    /// The rows `[lo, hi)` of a tiled contraction: blocks of [`TILE_ROWS`] rows through the
+    /// register tile, the remaining rows one by one through the row panel.
+    fn row_blocks(&mut self, lo: &str, hi: &str, axis: usize, point: &[Ix]) -> Result<(), LowerError> {
+        let count = self.op(format!("arith.subi {hi}, {lo} : index"));
+        let block = self.ix(&Ix::Const(TILE_ROWS))?;
+        let blocks = self.op(format!("arith.divui {count}, {block} : index"));
+        let span = self.op(format!("arith.muli {blocks}, {block} : index"));
+        let split = self.op(format!("arith.addi {lo}, {span} : index"));
+        let mut inner = point.to_vec();
+        self.for_step(lo, &split, TILE_ROWS, &mut |e, m| {
+            inner[axis] = m;
+            e.tile_rows(&inner)
+        })?;
+        let mut inner = point.to_vec();
+        self.for_loop(&split, hi, &mut |e, m| {
+            inner[axis] = m;
+            e.row_level(&[], &inner)
+        })
+    }
+
+    /// Whether the panel's matmul can use the register tile: f32 operands, `b` a buffer
+    /// read in place, and the columns a multiple of [`TILE_COLS`].
+    fn tile_fits(&self, mm: NodeId, cols: u64) -> bool {
+        let ops = self.graph.operands(mm);
+        let f32s = ops.iter().take(2).all(|&o| self.dtype(o) == DType::F32);
+        f32s && self.kernel.inputs.contains(&ops[1]) && cols.is_multiple_of(TILE_COLS)
+    }
+
+    /// [`TILE_ROWS`] rows starting at `point`'s row: for each tile of [`TILE_COLS`] columns,
+    /// `TILE_ROWS × TILE_COLS / LANES` vector accumulators carried through the `k` loop (one
+    /// row of `b` loaded as vectors, each `a` element broadcast), then spilled to a small
+    /// tile buffer that the epilogue reads column by column.
+    fn tile_rows(&mut self, point: &[Ix]) -> Result<(), LowerError> {
+        let Some((mm, cols, _)) = self.panel.clone() else { return Err(self.unsupported("a tile without a panel")) };
+        let Some(tile_buf) = self.tile.clone() else { return Err(self.unsupported("a tile without a buffer")) };
+        let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / TILE_COLS))?);
+        self.for_loop(&zero, &tiles, &mut |e, t| e.tile(point, mm, &t, &tile_buf))
+    }
+
+    fn tile(&mut self, point: &[Ix], mm: NodeId, t: &Ix, tile_buf: &str) -> Result<(), LowerError> {
+        let r = point.len();
+        let ops = self.graph.operands(mm);
+        let (a, b) = (ops[0], ops[1]);
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        let batch = &point[..r - 2];
+        let a_batch = index::broadcast(batch, &sa[..sa.len() - 2]);
+        let b_batch = index::broadcast(batch, &sb[..sb.len() - 2]);
+        let rows: Vec<Ix> = (0..TILE_ROWS).map(|i| Ix::sum(point[r - 2].clone(), Ix::Const(i))).collect();
+        let n0 = Ix::prod(t.clone(), Ix::Const(TILE_COLS));
+        let vectors = TILE_COLS / LANES;
+        let zero = self.immediate(DType::F32, 0.0);
+        let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
+        let init = vec![zero_v; (TILE_ROWS * vectors) as usize];
+        let depth = Ix::dim(&sa[sa.len() - 1]);
+        let acc = self.fold(&depth, &init, &mut |e, k, carried| {
+            let mut b_rows = Vec::new();
+            for v in 0..vectors {
+                let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
+                let at: Vec<Ix> = b_batch.iter().cloned().chain([k.clone(), col]).collect();
+                let p = e.address(b, &at)?;
+                b_rows.push(e.op(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")));
+            }
+            let mut next = Vec::with_capacity(carried.len());
+            for (i, row) in rows.iter().enumerate() {
+                let at: Vec<Ix> = a_batch.iter().cloned().chain([row.clone(), k.clone()]).collect();
+                let x = e.value(a, &at)?;
+                let xv = e.op(format!("vector.broadcast {} : f32 to {VEC}", x.name));
+                for (v, bv) in b_rows.iter().enumerate() {
+                    let c = &carried[i * vectors as usize + v];
+                    next.push(e.reg(format!("math.fma {xv}, {bv}, {} : {VEC}", c.name), VEC));
+                }
+            }
+            Ok(next)
+        })?;
+        for (slot, v) in acc.iter().enumerate() {
+            let at = Ix::Const(slot as u64 * LANES);
+            let p = e_ptr(self, tile_buf, &at)?;
+            self.line(&format!("llvm.store {}, {p} {{alignment = 4 : i64}} : {VEC}, !llvm.ptr", v.name));
+        }
+        let domain = self.kernel.domain.clone();
+        let outputs = self.kernel.outputs.clone();
+        let (zero_i, width) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(TILE_COLS))?);
+        for (i, row) in rows.iter().enumerate() {
+            self.for_loop(&zero_i, &width, &mut |e, j| {
+                let mut at = point.to_vec();
+                at[r - 2] = row.clone();
+                at[r - 1] = Ix::sum(n0.clone(), j.clone());
+                let p = e_ptr(e, tile_buf, &Ix::sum(Ix::Const(i as u64 * TILE_COLS), j))?;
+                let sum = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+                if let Some(scope) = e.scopes.last_mut() {
+                    scope.values.insert((mm, at.clone()), sum);
+                }
+                outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
+            })?;
+        }
+        Ok(())
     }
 
     /// The matmul of a contraction kernel that can run by row panels: it writes the whole
