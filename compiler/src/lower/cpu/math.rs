@@ -2,7 +2,7 @@
 //! once here and used by every kernel: no libm call is left in a loop, so LLVM vectorizes
 //! loops that use them. MLIR 22 has no non-test polynomial approximation pass.
 //!
-//! Each keeps the spec's special cases: NaN propagates, `exp(+inf) = +inf`,
+//! `erf`, `atan`, `sin` and `cos` are here too. Each keeps the spec's special cases: NaN propagates, `exp(+inf) = +inf`,
 //! `exp(-inf) = 0`, `log(0) = -inf`, `log(x < 0) = NaN`, `log(+inf) = +inf`,
 //! `tanh(±inf) = ±1`; `tests/lower_math.rs` checks them and the accuracy (class T, rtol
 //! 1e-5) over the whole f32 range.
@@ -184,5 +184,124 @@ impl Emitter<'_> {
         let limit = self.f32c(0.625);
         let is_big = self.cmp("ogt", &ax, &limit);
         Reg { name: self.select(&is_big, &big, &small), ty: "f32" }
+    }
+
+    /// `erf x`: a rational function of `x²` on `[-4, 4]` (odd numerator), ±1 beyond, as
+    /// Eigen and XLA compute it in f32.
+    pub(super) fn erf(&mut self, x: &Reg) -> Reg {
+        let xs = x.name.clone();
+        let (lo, hi) = (self.f32c(-4.0), self.f32c(4.0));
+        let c = self.fop("maximumf", &xs, &lo);
+        let c = self.fop("minimumf", &c, &hi);
+        let z = self.fop("mulf", &c, &c);
+        let p = self.horner(
+            &z,
+            &[
+                -1.609_603_332_624_15e-2,
+                -2.954_599_808_540_25e-3,
+                -7.349_906_303_268_55e-4,
+                -5.692_506_394_623_46e-5,
+                -2.101_024_020_825_08e-6,
+                2.770_681_424_959_02e-8,
+                -2.726_142_258_013_06e-10,
+            ],
+        );
+        let p = self.fop("mulf", &p, &c);
+        let q = self.horner(
+            &z,
+            &[
+                -1.426_473_905_141_89e-2,
+                -7.373_329_167_204_68e-3,
+                -1.682_826_974_382_03e-3,
+                -2.133_740_552_789_05e-4,
+                -1.456_607_184_649_96e-5,
+            ],
+        );
+        Reg { name: self.fop("divf", &p, &q), ty: "f32" }
+    }
+
+    /// `atan x`: reduced to `|x| <= tan(π/8)` by `π/4 + atan((x-1)/(x+1))` or
+    /// `π/2 + atan(-1/x)`, then an odd polynomial; the sign restored at the end.
+    pub(super) fn atan(&mut self, x: &Reg) -> Reg {
+        let xs = x.name.clone();
+        let ax = self.op(format!("math.absf {xs} : f32"));
+        let (t3, t1) = (self.f32c(2.414_213_562_373_095), self.f32c(0.414_213_562_373_095));
+        let (one, zero) = (self.f32c(1.0), self.f32c(0.0));
+        let far = self.cmp("ogt", &ax, &t3);
+        let mid = self.cmp("ogt", &ax, &t1);
+        let minus_one = self.f32c(-1.0);
+        let inv = self.fop("divf", &minus_one, &ax);
+        let num = self.fop("subf", &ax, &one);
+        let den = self.fop("addf", &ax, &one);
+        let ratio = self.fop("divf", &num, &den);
+        let r = self.select(&mid, &ratio, &ax);
+        let r = self.select(&far, &inv, &r);
+        let (q1, q2) = (self.f32c(std::f64::consts::FRAC_PI_4), self.f32c(std::f64::consts::FRAC_PI_2));
+        let y0 = self.select(&mid, &q1, &zero);
+        let y0 = self.select(&far, &q2, &y0);
+        let z = self.fop("mulf", &r, &r);
+        let p =
+            self.horner(&z, &[-3.333_294_915_39e-1, 1.997_771_064_78e-1, -1.387_768_560_32e-1, 8.053_744_495_38e-2]);
+        let pz = self.fop("mulf", &p, &z);
+        let y = self.op(format!("math.fma {pz}, {r}, {r} : f32"));
+        let y = self.fop("addf", &y, &y0);
+        let negative = self.cmp("olt", &xs, &zero);
+        let neg_y = self.op(format!("arith.negf {y} : f32"));
+        Reg { name: self.select(&negative, &neg_y, &y), ty: "f32" }
+    }
+
+    /// `sin x` or `cos x`: `x = k·π/2 + r` (three-part Cody–Waite), the sine and cosine
+    /// polynomials of `r`, picked and signed by the quadrant `k mod 4`. Beyond `|x| = 1e7`
+    /// the spec's tolerance (`1e-6·|x|`) exceeds the range, and 0 is returned; ±inf and
+    /// NaN give NaN.
+    pub(super) fn sin_cos(&mut self, x: &Reg, cosine: bool) -> Reg {
+        let xs = x.name.clone();
+        let two_over_pi = self.f32c(std::f64::consts::FRAC_2_PI);
+        let t = self.fop("mulf", &xs, &two_over_pi);
+        let k = self.op(format!("math.roundeven {t} : f32"));
+        let (p1, p2, p3) =
+            (self.f32c(-1.570_312_5), self.f32c(-4.837_512_969_970_703e-4), self.f32c(-7.549_789_954_891_882e-8));
+        let r = self.op(format!("math.fma {k}, {p1}, {xs} : f32"));
+        let r = self.op(format!("math.fma {k}, {p2}, {r} : f32"));
+        let r = self.op(format!("math.fma {k}, {p3}, {r} : f32"));
+        let z = self.fop("mulf", &r, &r);
+        let sp = self.horner(&z, &[-1.666_665_461_1e-1, 8.332_160_873_6e-3, -1.951_529_589_1e-4]);
+        let rz = self.fop("mulf", &r, &z);
+        let sin_r = self.op(format!("math.fma {sp}, {rz}, {r} : f32"));
+        let cp = self.horner(&z, &[4.166_664_568_298_827e-2, -1.388_731_625_493_765e-3, 2.443_315_711_809_948e-5]);
+        let zz = self.fop("mulf", &z, &z);
+        let (half, one) = (self.f32c(-0.5), self.f32c(1.0));
+        let c = self.op(format!("math.fma {z}, {half}, {one} : f32"));
+        let cos_r = self.op(format!("math.fma {cp}, {zz}, {c} : f32"));
+        // Quadrant q = k mod 4 (two's complement keeps it right for negative k); cosine is
+        // sine one quadrant on.
+        let (big, zero) = (self.f32c(1e7), self.f32c(0.0));
+        let ax = self.op(format!("math.absf {xs} : f32"));
+        let in_range = self.cmp("olt", &ax, &big);
+        let k_safe = self.select(&in_range, &k, &zero);
+        let ki = self.op(format!("arith.fptosi {k_safe} : f32 to i32"));
+        let ki = if cosine {
+            let one_i = self.op("arith.constant 1 : i32");
+            self.op(format!("arith.addi {ki}, {one_i} : i32"))
+        } else {
+            ki
+        };
+        let three = self.op("arith.constant 3 : i32");
+        let q = self.op(format!("arith.andi {ki}, {three} : i32"));
+        let one_i = self.op("arith.constant 1 : i32");
+        let odd = self.op(format!("arith.andi {q}, {one_i} : i32"));
+        let zero_i = self.op("arith.constant 0 : i32");
+        let use_cos = self.op(format!("arith.cmpi ne, {odd}, {zero_i} : i32"));
+        let two_i = self.op("arith.constant 2 : i32");
+        let flip_bit = self.op(format!("arith.andi {q}, {two_i} : i32"));
+        let flip = self.op(format!("arith.cmpi ne, {flip_bit}, {zero_i} : i32"));
+        let v = self.select(&use_cos, &cos_r, &sin_r);
+        let neg_v = self.op(format!("arith.negf {v} : f32"));
+        let v = self.select(&flip, &neg_v, &v);
+        let v = self.select(&in_range, &v, &zero);
+        let inf = self.f32c(f64::INFINITY);
+        let bad = self.cmp("ueq", &ax, &inf);
+        let nan = self.f32c(f64::NAN);
+        Reg { name: self.select(&bad, &nan, &v), ty: "f32" }
     }
 }
