@@ -33,6 +33,11 @@ fn cases() -> Vec<Case> {
         matmul("matmul_1024", 1024, 1024, 1024),
         matmul("matmul_gpt2_mlp", 128, 768, 3072),
         Case {
+            name: "linear_gpt2_mlp",
+            source: "graph g(x: f32[128, 768], w: f32[3072, 768]) -> (y: f32[128, 3072]) {\n    y = linear(x, w)\n}\n".into(),
+            flops: 2.0 * 128.0 * 768.0 * 3072.0,
+        },
+        Case {
             name: "attention_scores",
             source: "graph g(q: f32[12, 128, 64], k: f32[12, 64, 128]) -> (s: f32[12, 128, 128]) {\n    s = q @ k\n}\n".into(),
             flops: 2.0 * 12.0 * 128.0 * 64.0 * 128.0,

@@ -119,7 +119,8 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Contractions through the register tile (columns a multiple of 64, `b` read in place):
+/// Contractions through the register tiles (columns a multiple of 64 with `b` read in place,
+/// or `b` transposed with `k` a multiple of 16):
 /// row counts that leave a remainder after the 4-row blocks, a batch, a broadcast batch, an
 /// epilogue, and a second output read by a later kernel.
 #[test]
@@ -128,6 +129,9 @@ fn tiled_contractions_agree_with_the_interpreter() {
         "graph t1(x: f32[N<=9, 70], w: f32[70, 128], b: f32[128]) -> (y: f32[N, 128]) {\n    y = relu(x @ w + b)\n}\n",
         "graph t2(q: f32[2, S<=7, 64], k: f32[2, 64, 192]) -> (y: f32[2, S, 192]) {\n    y = (q @ k) * 0.5\n}\n",
         "graph t3(q: f32[3, S<=5, 16], k: f32[16, 64]) -> (y: f32[3, S, 64], z: f32[3, S, 64]) {\n    y = q @ k\n    z = tanh(y) + y\n}\n",
+        // `b` transposed (PyTorch's [out, in] weights): the dot-product tile.
+        "graph t4(x: f32[N<=9, 64], w: f32[12, 64], b: f32[12]) -> (y: f32[N, 12]) {\n    y = gelu(linear(x, w, b))\n}\n",
+        "graph t5(x: f32[2, S<=6, 32], w: f32[8, 32]) -> (y: f32[2, S, 8]) {\n    y = linear(x, w) * 2.0\n}\n",
     ];
     let dir = std::env::temp_dir().join(format!("flint-tiled-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");

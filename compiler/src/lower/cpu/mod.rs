@@ -66,7 +66,7 @@ struct Emitter<'g> {
     /// accumulator row.
     panel: Option<(NodeId, u64, String)>,
     /// With a panel that fits the register tile: the tile's spill buffer.
-    tile: Option<String>,
+    tile: Option<Tile>,
     depth: usize,
     next: usize,
     scopes: Vec<Scope>,
@@ -119,6 +119,18 @@ pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
     };
     (0..kernel.domain.len()).find(|a| !rows.contains(a))
 }
+
+/// How a panel contraction's full row blocks run.
+#[derive(Clone, Debug)]
+enum Tile {
+    /// `b` read in place, row by row: vector accumulators over columns, spilled to `spill`.
+    Plain { spill: String },
+    /// `b` the transpose of the buffer `w`: vector dot products over `k`.
+    Transposed { w: NodeId },
+}
+
+/// Columns of a [`Tile::Transposed`] block.
+const NT_COLS: u64 = 4;
 
 /// The register tile of a contraction: rows of `a`, columns of `b`, lanes per vector.
 const TILE_ROWS: u64 = 4;
@@ -307,8 +319,10 @@ impl<'g> Emitter<'g> {
             let acc = self.op(format!("llvm.alloca {count} x f32 : (i64) -> !llvm.ptr"));
             if self.tile_fits(mm, cols) {
                 let size = self.op(format!("arith.constant {} : i64", TILE_ROWS * TILE_COLS));
-                self.tile =
-                    Some(self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr")));
+                let spill = self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
+                self.tile = Some(Tile::Plain { spill });
+            } else if let Some(w) = self.transposed_fits(mm, cols) {
+                self.tile = Some(Tile::Transposed { w });
             }
             self.panel = Some((mm, cols, acc));
             parallel.pop();
@@ -384,15 +398,97 @@ impl<'g> Emitter<'g> {
         f32s && self.kernel.inputs.contains(&ops[1]) && cols.is_multiple_of(TILE_COLS)
     }
 
+    /// Whether the panel's matmul reads `b` as the transpose of a buffer `w` (`linear`'s
+    /// PyTorch `[out, in]` weights) with `a` a buffer too, both f32 and contiguous along `k`,
+    /// `k` a multiple of [`LANES`] and the columns of [`NT_COLS`]: then rows of `a` and `w`
+    /// meet in vector dot products. Returns `w`.
+    fn transposed_fits(&self, mm: NodeId, cols: u64) -> Option<NodeId> {
+        let ops = self.graph.operands(mm);
+        let (a, b) = (ops[0], ops[1]);
+        let Op::Permute { perm } = self.graph.op(b) else { return None };
+        let r = perm.len();
+        let swapped = r >= 2 && perm[r - 2] == r - 1 && perm[r - 1] == r - 2 && (0..r - 2).all(|i| perm[i] == i);
+        let w = self.graph.operands(b)[0];
+        let depth = self.shape(a).last()?.as_known()?;
+        let buffers = self.kernel.inputs.contains(&a) && self.kernel.inputs.contains(&w);
+        let f32s = [a, w].iter().all(|&o| self.dtype(o) == DType::F32);
+        (swapped && buffers && f32s && depth.is_multiple_of(LANES) && cols.is_multiple_of(NT_COLS)).then_some(w)
+    }
+
     /// [`TILE_ROWS`] rows starting at `point`'s row: for each tile of [`TILE_COLS`] columns,
     /// `TILE_ROWS × TILE_COLS / LANES` vector accumulators carried through the `k` loop (one
     /// row of `b` loaded as vectors, each `a` element broadcast), then spilled to a small
     /// tile buffer that the epilogue reads column by column.
     fn tile_rows(&mut self, point: &[Ix]) -> Result<(), LowerError> {
         let Some((mm, cols, _)) = self.panel.clone() else { return Err(self.unsupported("a tile without a panel")) };
-        let Some(tile_buf) = self.tile.clone() else { return Err(self.unsupported("a tile without a buffer")) };
-        let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / TILE_COLS))?);
-        self.for_loop(&zero, &tiles, &mut |e, t| e.tile(point, mm, &t, &tile_buf))
+        let Some(tile) = self.tile.clone() else { return Err(self.unsupported("a tile without a kind")) };
+        let width = match tile {
+            Tile::Plain { .. } => TILE_COLS,
+            Tile::Transposed { .. } => NT_COLS,
+        };
+        let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / width))?);
+        self.for_loop(&zero, &tiles, &mut |e, t| match &tile {
+            Tile::Plain { spill } => e.tile(point, mm, &t, spill),
+            Tile::Transposed { w } => e.tile_transposed(point, mm, *w, &t),
+        })
+    }
+
+    /// [`TILE_ROWS`] rows × [`NT_COLS`] columns as vector dot products over `k`: a row of
+    /// `a` and a row of `w` loaded [`LANES`] at a time, one vector accumulator per result,
+    /// summed across lanes at the end.
+    fn tile_transposed(&mut self, point: &[Ix], mm: NodeId, w: NodeId, t: &Ix) -> Result<(), LowerError> {
+        let r = point.len();
+        let a = self.graph.operands(mm)[0];
+        let (sa, sw) = (self.shape(a), self.shape(w));
+        let a_batch = index::broadcast(&point[..r - 2], &sa[..sa.len() - 2]);
+        let w_batch = index::broadcast(&point[..r - 2], &sw[..sw.len() - 2]);
+        let rows: Vec<Ix> = (0..TILE_ROWS).map(|i| Ix::sum(point[r - 2].clone(), Ix::Const(i))).collect();
+        let cols: Vec<Ix> =
+            (0..NT_COLS).map(|j| Ix::sum(Ix::prod(t.clone(), Ix::Const(NT_COLS)), Ix::Const(j))).collect();
+        let zero = self.immediate(DType::F32, 0.0);
+        let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
+        let init = vec![zero_v; (TILE_ROWS * NT_COLS) as usize];
+        let chunks = Ix::quot(Ix::dim(&sa[sa.len() - 1]), Ix::Const(LANES));
+        let acc = self.fold(&chunks, &init, &mut |e, c, carried| {
+            let k = Ix::prod(c, Ix::Const(LANES));
+            let load = |e: &mut Self, n: NodeId, at: Vec<Ix>| -> Result<String, LowerError> {
+                let p = e.address(n, &at)?;
+                Ok(e.op(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")))
+            };
+            let mut a_rows = Vec::new();
+            for m in &rows {
+                a_rows.push(load(e, a, a_batch.iter().cloned().chain([m.clone(), k.clone()]).collect())?);
+            }
+            let mut w_rows = Vec::new();
+            for n in &cols {
+                w_rows.push(load(e, w, w_batch.iter().cloned().chain([n.clone(), k.clone()]).collect())?);
+            }
+            let mut next = Vec::with_capacity(carried.len());
+            for (i, av) in a_rows.iter().enumerate() {
+                for (j, wv) in w_rows.iter().enumerate() {
+                    let acc = &carried[i * NT_COLS as usize + j];
+                    next.push(e.reg(format!("math.fma {av}, {wv}, {} : {VEC}", acc.name), VEC));
+                }
+            }
+            Ok(next)
+        })?;
+        let domain = self.kernel.domain.clone();
+        let outputs = self.kernel.outputs.clone();
+        for (i, m) in rows.iter().enumerate() {
+            for (j, n) in cols.iter().enumerate() {
+                let v = &acc[i * NT_COLS as usize + j];
+                let sum =
+                    self.reg(format!("vector.reduction <add>, {} fastmath<reassoc> : {VEC} into f32", v.name), "f32");
+                let mut at = point.to_vec();
+                at[r - 2] = m.clone();
+                at[r - 1] = n.clone();
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.values.insert((mm, at.clone()), sum);
+                }
+                outputs.iter().try_for_each(|&o| self.store_at(o, &at, &domain))?;
+            }
+        }
+        Ok(())
     }
 
     fn tile(&mut self, point: &[Ix], mm: NodeId, t: &Ix, tile_buf: &str) -> Result<(), LowerError> {
