@@ -67,6 +67,9 @@ struct Emitter<'g> {
     panel: Option<(NodeId, u64, String)>,
     /// With a panel that fits the register tile: the tile's spill buffer.
     tile: Option<Tile>,
+    /// Row-kernel values kept in a scratch row between a reduction's loop and the output
+    /// loop ([`Emitter::plan_row_cache`]).
+    row_cache: HashMap<NodeId, String>,
     depth: usize,
     next: usize,
     scopes: Vec<Scope>,
@@ -96,6 +99,7 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, 
         buffers: Vec::new(),
         panel: None,
         tile: None,
+        row_cache: HashMap::new(),
         depth: 0,
         next: 0,
         scopes: vec![Scope::default()],
@@ -314,6 +318,7 @@ impl<'g> Emitter<'g> {
             _ => Vec::new(),
         };
         let mut parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
+        self.plan_row_cache(&rows);
         if let Some((mm, cols)) = self.panel_matmul() {
             let count = self.op(format!("arith.constant {cols} : i64"));
             let acc = self.op(format!("llvm.alloca {count} x f32 : (i64) -> !llvm.ptr"));
@@ -647,13 +652,43 @@ impl<'g> Emitter<'g> {
         let extent = rows.iter().fold(Ix::Const(1), |acc, &a| Ix::prod(acc, Ix::dim(&domain[a])));
         let (lo, hi) = (self.ix(&Ix::Const(0))?, self.ix(&extent)?);
         let row_dims: Vec<Dim> = rows.iter().map(|&a| domain[a].clone()).collect();
+        let cached: Vec<(NodeId, String)> = self.row_cache.iter().map(|(&n, s)| (n, s.clone())).collect();
         self.for_loop(&lo, &hi, &mut |e, var| {
             let mut full_point = point.to_vec();
-            for (a, i) in rows.iter().zip(index::delinearize(var, &row_dims)) {
+            for (a, i) in rows.iter().zip(index::delinearize(var.clone(), &row_dims)) {
                 full_point[*a] = i;
+            }
+            for (n, scratch) in &cached {
+                let p = e_ptr(e, scratch, &var)?;
+                let v = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+                if let Some(scope) = e.scopes.last_mut() {
+                    scope.values.insert((*n, full_point.clone()), v);
+                }
             }
             outputs.iter().try_for_each(|&o| e.store_at(o, &full_point, &domain))
         })
+    }
+
+    /// The values of a row kernel worth keeping for its output loop: the operand of a
+    /// reduction over the kernel's rows that something else in the kernel reads too (softmax's
+    /// `exp(x - max)`, read by the sum and by the division), when a row fits in 64 KiB.
+    /// Each gets a row of scratch, filled by the reduction's loop.
+    fn plan_row_cache(&mut self, rows: &[usize]) {
+        let extent = rows.iter().map(|&a| self.kernel.domain[a].as_known()).try_fold(1u64, |acc, d| d.map(|d| acc * d));
+        let Some(extent) = extent.filter(|&e| e > 0 && e <= 16384) else { return };
+        let kernel = self.kernel;
+        for &r in &kernel.nodes {
+            let Op::Reduce { axes, .. } = self.graph.op(r) else { continue };
+            let o = self.graph.operands(r)[0];
+            let shared = self.graph.users(o).iter().any(|&u| u != r && kernel.nodes.contains(&u));
+            let fits = axes.as_slice() == rows && self.shape(o) == kernel.domain.as_slice() && is_float(self.dtype(o));
+            if fits && shared && !kernel.inputs.contains(&o) && !self.row_cache.contains_key(&o) {
+                let count = self.op(format!("arith.constant {extent} : i64"));
+                let scratch =
+                    self.op(format!("llvm.alloca {count} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
+                self.row_cache.insert(o, scratch);
+            }
+        }
     }
 
     fn store_at(&mut self, o: NodeId, point: &[Ix], domain: &[Dim]) -> Result<(), LowerError> {
@@ -1205,8 +1240,12 @@ impl<'g> Emitter<'g> {
         };
         let acc_name = reg_ty(acc_ty);
         let total = self.fold(&extent, &[init], &mut |e, i, carried| {
-            let at = e.reduced_index(n, axes, keepdims, idx, i);
+            let at = e.reduced_index(n, axes, keepdims, idx, i.clone());
             let v = e.value(x, &at)?;
+            if let Some(scratch) = e.row_cache.get(&x).cloned() {
+                let p = e_ptr(e, &scratch, &i)?;
+                e.line(&format!("llvm.store {}, {p} : f32, !llvm.ptr", v.name));
+            }
             let v = e.convert(v, e.dtype(x), acc_ty);
             // Float folds may be reassociated (the spec's R(K) allows any summation order),
             // which lets LLVM vectorize them.
