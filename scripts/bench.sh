@@ -49,8 +49,9 @@ cpu_section() {
     echo "  tile streams b from L2 where OpenBLAS reads L1. Next: packing and k-blocking."
     echo "  \`linear_gpt2_mlp\` is the same product with PyTorch's [out, in] weights (the dot-product"
     echo "  tile); NumPy's figure beside it is for the plain layout."
-    echo "- softmax: the row is read three times and \`exp\` computed twice (in the sum and in the"
-    echo "  output) because values inside a row loop are not kept; layer_norm reads its row twice."
+    echo "- softmax: compute-bound on this machine: the \`exp\` polynomial (about 20 vector ops per 16"
+    echo "  lanes, once per element: the sum's loop keeps it in a scratch row for the output loop) and"
+    echo "  a division per element, over three passes of the row (max, sum, output)."
     echo "- the 6-op chain is compute-bound on \`tanh\` (a polynomial and a division per element)."
     echo
     echo "Compile time, source to shared object (\`flint compile FILE --target cpu -o OUT.so\`, dev build):"

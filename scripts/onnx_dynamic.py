@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torchvision
 
+from onnx_zoo import randomize
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 OUT = os.path.join(ROOT, "target", "onnx-dynamic")
 ZOO = os.path.join(ROOT, "conformance", "ZOO.md")
@@ -42,14 +44,7 @@ def flint_binary():
 
 
 def classifier(name, **kw):
-    model = getattr(torchvision.models, name)(weights=None, **kw).eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-        if isinstance(m, torch.nn.Linear) and not m.weight.abs().sum():
-            torch.nn.init.normal_(m.weight, std=0.02)
-    return model
+    return randomize(getattr(torchvision.models, name)(weights=None, **kw).eval())
 
 
 def image_model(name, side, **kw):

@@ -40,7 +40,12 @@ def build(name):
         kw.update(aux_logits=False, init_weights=True)
     if name == "vit_b_16":
         kw["image_size"] = 64
-    model = getattr(torchvision.models, name)(**kw).eval()
+    return randomize(getattr(torchvision.models, name)(**kw).eval())
+
+
+def randomize(model):
+    """Random BatchNorm statistics, and zero-initialized heads re-initialized, so that every
+    layer of a randomly initialized classifier shapes the output."""
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
