@@ -146,3 +146,12 @@ fn tiled_contractions_agree_with_the_interpreter() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(runs >= 9, "{runs} runs");
 }
+
+/// An MLIR failure names the kernels of the function it points into.
+#[test]
+fn mlir_errors_name_the_kernel() {
+    let module = "module {\n  // kernel 0 (elementwise)\n  func.func @f0() {\n    return\n  }\n  // kernel 1 (row), kernel 4 (row)\n  func.func @f1() {\n    %x = arith.addf %y, %y : f32\n    return\n  }\n}\n";
+    let error = flint_compiler::lower::llvm::verify(module).expect_err("an undefined value").to_string();
+    assert!(error.contains("kernel 1 (row), kernel 4 (row)"), "{error}");
+    assert!(!error.contains("kernel 0"), "{error}");
+}

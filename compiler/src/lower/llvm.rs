@@ -94,15 +94,39 @@ pub fn verify(text: &str) -> Result<(), LowerError> {
     parse(&context, &log, text).map(|_| ())
 }
 
-fn mlir(stage: &'static str, log: &DiagnosticLog) -> LowerError {
-    LowerError::Mlir { stage, diagnostics: log.take_or("no diagnostic") }
+/// An MLIR failure, with the kernels of the function each diagnostic points into.
+fn mlir(stage: &'static str, log: &DiagnosticLog, text: &str) -> LowerError {
+    let diagnostics = log.take_or("no diagnostic");
+    let kernels = located_kernels(text, &diagnostics);
+    LowerError::Mlir { stage, kernels, diagnostics }
+}
+
+/// The kernels named in the comment heading the function around each `loc("-":LINE:COL)`
+/// of `diagnostics` (every function of a CPU module is headed `// kernel 3 (row), ...`).
+pub fn located_kernels(text: &str, diagnostics: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found: Vec<String> = Vec::new();
+    for part in diagnostics.split("loc(\"-\":").skip(1) {
+        let Some(line) = part.split(':').next().and_then(|n| n.parse::<usize>().ok()) else { continue };
+        let header = lines[..line.min(lines.len())].iter().rev().find(|l| l.trim_start().starts_with("// kernel"));
+        if let Some(h) = header.map(|h| h.trim_start().trim_start_matches("// ").to_string()) {
+            if !found.contains(&h) {
+                found.push(h);
+            }
+        }
+    }
+    if found.is_empty() {
+        "the module".into()
+    } else {
+        found.join("; ")
+    }
 }
 
 fn parse<'c>(context: &'c melior::Context, log: &DiagnosticLog, text: &str) -> Result<Module<'c>, LowerError> {
-    let module = Module::parse(context, text).ok_or_else(|| mlir("parsing", log))?;
+    let module = Module::parse(context, text).ok_or_else(|| mlir("parsing", log, text))?;
     match module.as_operation().verify() {
         true => Ok(module),
-        false => Err(mlir("verification", log)),
+        false => Err(mlir("verification", log, text)),
     }
 }
 
@@ -111,8 +135,9 @@ fn compile_here(text: &str, cpu: &Cpu, output: Output) -> Result<Vec<u8>, LowerE
     let log = DiagnosticLog::attach(&context);
     let mut module = parse(&context, &log, text)?;
     let manager = PassManager::new(&context);
-    parse_pass_pipeline(manager.as_operation_pass_manager(), TO_LLVM).map_err(|_| mlir("pipeline parsing", &log))?;
-    manager.run(&mut module).map_err(|_| mlir("lowering to the LLVM dialect", &log))?;
+    parse_pass_pipeline(manager.as_operation_pass_manager(), TO_LLVM)
+        .map_err(|_| mlir("pipeline parsing", &log, text))?;
+    manager.run(&mut module).map_err(|_| mlir("lowering to the LLVM dialect", &log, text))?;
     let (name, features) = match cpu {
         Cpu::Native => (None, None),
         Cpu::Generic => (Some("generic".to_string()), Some(String::new())),

@@ -30,8 +30,8 @@ pub struct KernelSource<'a> {
 pub enum LowerError {
     #[error("{kernel}: {what} (not supported by the CPU lowering yet)")]
     Unsupported { kernel: KernelId, what: String },
-    #[error("MLIR {stage} failed:\n{diagnostics}")]
-    Mlir { stage: &'static str, diagnostics: String },
+    #[error("MLIR {stage} failed in {kernels}:\n{diagnostics}")]
+    Mlir { stage: &'static str, kernels: String, diagnostics: String },
     #[error("LLVM {stage} failed: {message}")]
     Llvm { stage: &'static str, message: String },
     #[error("linking the kernels with `cc` failed: {0}")]
