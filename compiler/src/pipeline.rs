@@ -123,8 +123,8 @@ impl Stage {
                     Some(Target::Cpu(cpu)) => cpu.clone(),
                     None => crate::lower::llvm::Cpu::Native,
                 };
-                let object = crate::lower::llvm::object(&module.text, &cpu)?;
-                unit.library = Some(crate::lower::llvm::link_shared(&object)?);
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                unit.library = Some(crate::lower::llvm::shared_object(&module.split(threads), &cpu)?);
             }
         }
         Ok(())

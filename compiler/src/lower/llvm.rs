@@ -241,14 +241,34 @@ unsafe fn optimise_and_emit(
     Ok(bytes)
 }
 
-/// Links an object into a shared object with the system's `cc`.
-pub fn link_shared(object: &[u8]) -> Result<Vec<u8>, LowerError> {
+/// Compiles the modules side by side (one thread each, the MLIR and LLVM work of each in its
+/// own context) and links their objects into one shared object.
+pub fn shared_object(modules: &[String], cpu: &Cpu) -> Result<Vec<u8>, LowerError> {
+    let objects: Vec<Result<Vec<u8>, LowerError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = modules.iter().map(|m| scope.spawn(move || object(m, cpu))).collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(LowerError::Llvm { stage: "compilation", message: "a compile thread panicked".into() })
+                })
+            })
+            .collect()
+    });
+    link_shared(&objects.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Links objects into a shared object with the system's `cc`.
+pub fn link_shared(objects: &[Vec<u8>]) -> Result<Vec<u8>, LowerError> {
     let dir = std::env::temp_dir().join(format!("flint-link-{}-{}", std::process::id(), unique()));
     let link = |e: std::io::Error| LowerError::Link(e.to_string());
     std::fs::create_dir_all(&dir).map_err(link)?;
-    let (obj, so) = (dir.join("kernels.o"), dir.join("kernels.so"));
-    let result = std::fs::write(&obj, object).map_err(link).and_then(|()| {
-        let out = std::process::Command::new("cc").arg("-shared").arg("-o").arg(&so).arg(&obj).arg("-lm").output();
+    let so = dir.join("kernels.so");
+    let paths: Vec<_> = (0..objects.len()).map(|i| dir.join(format!("kernels{i}.o"))).collect();
+    let written: Result<(), LowerError> =
+        paths.iter().zip(objects).try_for_each(|(p, o)| std::fs::write(p, o).map_err(link));
+    let result = written.and_then(|()| {
+        let out = std::process::Command::new("cc").arg("-shared").arg("-o").arg(&so).args(&paths).arg("-lm").output();
         match out {
             Ok(o) if o.status.success() => std::fs::read(&so).map_err(link),
             Ok(o) => Err(LowerError::Link(String::from_utf8_lossy(&o.stderr).into_owned())),

@@ -47,6 +47,26 @@ pub struct CpuModule {
     pub symbols: Vec<String>,
     /// How many distinct functions the module holds.
     pub functions: usize,
+    /// The constant tables, then each function with its heading comment, as in `text`.
+    tables: String,
+    bodies: Vec<String>,
+}
+
+impl CpuModule {
+    /// The module as at most `n` modules of about equal size, each with every table and a
+    /// share of the functions, to compile side by side.
+    pub fn split(&self, n: usize) -> Vec<String> {
+        let n = n.clamp(1, self.bodies.len().max(1));
+        let mut parts: Vec<String> = vec![format!("module {{\n{}", self.tables); n];
+        let mut sizes = vec![0usize; n];
+        for body in &self.bodies {
+            let smallest = (0..n).min_by_key(|&i| sizes[i]).unwrap_or(0);
+            parts[smallest].push_str(body);
+            sizes[smallest] += body.len();
+        }
+        parts.iter_mut().for_each(|p| p.push_str("}\n"));
+        parts
+    }
 }
 
 /// Emits every kernel of `compiled`; a kernel whose code equals an earlier one's reuses
@@ -67,12 +87,15 @@ pub fn cpu_module(compiled: &KernelSource) -> Result<CpuModule, LowerError> {
         functions[f].1.push(format!("{id} ({})", kernel.kind.name()));
         symbols.push(format!("flint_kernel_{f}"));
     }
-    let mut text = String::from("module {\n");
-    tables.values().for_each(|decl| text.push_str(decl));
-    for (f, (function, served)) in functions.iter().enumerate() {
-        text.push_str(&format!("  // {}\n", served.join(", ")));
-        text.push_str(&function.replacen(&format!("@{}(", cpu::FUNCTION), &format!("@flint_kernel_{f}("), 1));
-    }
-    text.push_str("}\n");
-    Ok(CpuModule { text, symbols, functions: functions.len() })
+    let tables: String = tables.into_values().collect();
+    let bodies: Vec<String> = functions
+        .iter()
+        .enumerate()
+        .map(|(f, (function, served))| {
+            let named = function.replacen(&format!("@{}(", cpu::FUNCTION), &format!("@flint_kernel_{f}("), 1);
+            format!("  // {}\n{named}", served.join(", "))
+        })
+        .collect();
+    let text = format!("module {{\n{tables}{}}}\n", bodies.concat());
+    Ok(CpuModule { text, symbols, functions: functions.len(), tables, bodies })
 }
