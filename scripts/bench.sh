@@ -52,7 +52,6 @@ cpu_section() {
     echo "- softmax: compute-bound on this machine: the \`exp\` polynomial (about 20 vector ops per 16"
     echo "  lanes, once per element: the sum's loop keeps it in a scratch row for the output loop) and"
     echo "  a division per element, over three passes of the row (max, sum, output)."
-    echo "- the 6-op chain is compute-bound on \`tanh\` (a polynomial and a division per element)."
     echo
     echo "Compile time, source to shared object (\`flint compile FILE --target cpu -o OUT.so\`, dev build):"
     echo

@@ -153,37 +153,37 @@ impl Emitter<'_> {
         Reg { name: self.select(&bad, &nan, &y), ty: "f32" }
     }
 
-    /// `tanh x`: an odd polynomial below `|x| = 0.625`, `1 - 2/(e^{2|x|} + 1)` above.
+    /// `tanh x`: an odd rational function of `x` on `[-7.9, 7.9]` (±1 beyond in f32), as
+    /// Eigen computes it: one division and no exponential.
     pub(super) fn tanh(&mut self, x: &Reg) -> Reg {
         let xs = x.name.clone();
-        let ax = self.op(format!("math.absf {xs} : f32"));
-        let two = self.f32c(2.0);
-        let twice = self.fop("mulf", &ax, &two);
-        let e = self.exp(&Reg { name: twice, ty: "f32" });
-        let one = self.f32c(1.0);
-        let d = self.fop("addf", &e.name, &one);
-        let q = self.fop("divf", &two, &d);
-        let big = self.fop("subf", &one, &q);
-        let negative_big = self.op(format!("arith.negf {big} : f32"));
-        let zero = self.f32c(0.0);
-        let negative = self.cmp("olt", &xs, &zero);
-        let big = self.select(&negative, &negative_big, &big);
-        let z = self.fop("mulf", &xs, &xs);
+        let (lo, hi) = (self.f32c(-7.905_311_107_635_498), self.f32c(7.905_311_107_635_498));
+        let c = self.fop("maximumf", &xs, &lo);
+        let c = self.fop("minimumf", &c, &hi);
+        let z = self.fop("mulf", &c, &c);
         let p = self.horner(
             &z,
             &[
-                -3.333_328_194_22e-1,
-                1.333_144_220_36e-1,
-                -5.373_971_555_31e-2,
-                2.063_908_879_54e-2,
-                -5.704_988_727_45e-3,
+                4.893_524_558_917_86e-3,
+                6.372_619_288_754_36e-4,
+                1.485_722_357_179_79e-5,
+                5.122_297_090_371_14e-8,
+                -8.604_671_522_137_35e-11,
+                2.000_187_904_824_77e-13,
+                -2.760_768_477_423_55e-16,
             ],
         );
-        let pz = self.fop("mulf", &p, &z);
-        let small = self.op(format!("math.fma {pz}, {xs}, {xs} : f32"));
-        let limit = self.f32c(0.625);
-        let is_big = self.cmp("ogt", &ax, &limit);
-        Reg { name: self.select(&is_big, &big, &small), ty: "f32" }
+        let p = self.fop("mulf", &p, &c);
+        let q = self.horner(
+            &z,
+            &[4.893_525_185_543_85e-3, 2.268_434_632_439e-3, 1.185_347_056_866_54e-4, 1.198_258_394_667_02e-6],
+        );
+        let r = self.fop("divf", &p, &q);
+        // Tiny inputs: tanh x = x to f32 precision, and exact for ±0.
+        let ax = self.op(format!("math.absf {xs} : f32"));
+        let tiny = self.f32c(4e-4);
+        let small = self.cmp("olt", &ax, &tiny);
+        Reg { name: self.select(&small, &xs, &r), ty: "f32" }
     }
 
     /// `erf x`: a rational function of `x²` on `[-4, 4]` (odd numerator), ±1 beyond, as
