@@ -726,3 +726,27 @@ fn huge_constants_stay_run_time_ops() {
     let err = import(&m, &[]).expect_err("too large").to_string();
     assert!(err.contains("input `x`") && err.contains("2^40"), "{err}");
 }
+
+/// `Resize` (nearest, scales `[1, 1, 2, 2]`, as PyTorch's `Upsample` exports it) over a
+/// symbolic batch: the batch passes through unchanged; resizing the batch itself is refused
+/// by name.
+#[test]
+fn resize_takes_a_symbolic_batch() {
+    let resize = |scales: &[f32]| {
+        model(
+            vec![node("Resize", "up", &["x", "", "scales"], &["y"], vec![string("mode", "nearest")])],
+            vec![value_info("x", DataType::Float, &[D::P("batch"), D::N(2), D::N(4), D::N(4)])],
+            vec![value_info("y", DataType::Float, &[])],
+            vec![f32_tensor("scales", &[4], scales)],
+        )
+    };
+    // Nearest with half_pixel centres and round_prefer_floor: output (i, j) reads (i / 2, j / 2).
+    check_batches(&resize(&[1.0, 1.0, 2.0, 2.0]), &[2, 4, 4], 4, |b, x| {
+        (0..2 * b)
+            .flat_map(|p| (0..8).flat_map(move |i| (0..8).map(move |j| (p, i / 2, j / 2))))
+            .map(|(p, i, j)| x[p * 16 + i * 4 + j])
+            .collect()
+    });
+    let e = import(&resize(&[2.0, 1.0, 1.0, 1.0]), &[("batch", 4)]).expect_err("the batch is resized");
+    assert!(e.to_string().contains("dim 0 of `x` is `batch`"), "{e}");
+}

@@ -359,15 +359,17 @@ fn run(imp: &mut Importer, cx: &NodeCx, k: &Kernel, scales_slot: usize, sizes_sl
     }
     let mut x = imp.input(cx, 0)?;
     let ty = imp.ty(x);
-    let shape: Vec<usize> = ty
-        .shape
-        .iter()
-        .map(|d| d.as_known().map(|v| v as usize))
-        .collect::<Option<_>>()
-        .ok_or_else(|| cx.unsupported("resizing a symbolic shape"))?;
+    // A symbolic axis (a dynamic batch) is planned at length 1; it must come out unchanged,
+    // which the refusal below checks by name.
+    let symbolic: Vec<usize> = (0..ty.shape.len()).filter(|&a| ty.shape[a].as_known().is_none()).collect();
+    let shape: Vec<usize> = ty.shape.iter().map(|d| d.as_known().map_or(1, |v| v as usize)).collect();
     let p = plan(imp, cx, &k.ctm, &shape, scales_slot, sizes_slot)?;
+    let unchanged = |a: usize| (p.scale[a] - 1.0).abs() <= 1e-9 && p.out[a] == shape[a] && p.roi[a] == (0.0, 1.0);
+    if let Some(&a) = symbolic.iter().find(|&&a| p.axes.contains(&a) && !unchanged(a)) {
+        imp.known_axes(cx, x, [a])?;
+    }
     let extrapolation = cx.float("extrapolation_value", 0.0)? as f64;
-    for &a in &p.axes {
+    for &a in p.axes.iter().filter(|a| !symbolic.contains(a)) {
         let (n_in, n_out) = (shape[a], p.out[a]);
         let trivial = (p.scale[a] - 1.0).abs() <= 1e-9 && n_out == n_in && p.roi[a] == (0.0, 1.0);
         if trivial {
