@@ -69,7 +69,7 @@ struct Emitter<'g> {
     tile: Option<Tile>,
     /// Row-kernel values kept in a scratch row between a reduction's loop and the output
     /// loop ([`Emitter::plan_row_cache`]).
-    row_cache: HashMap<NodeId, String>,
+    row_cache: std::collections::BTreeMap<NodeId, String>,
     depth: usize,
     next: usize,
     scopes: Vec<Scope>,
@@ -99,7 +99,7 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, 
         buffers: Vec::new(),
         panel: None,
         tile: None,
-        row_cache: HashMap::new(),
+        row_cache: std::collections::BTreeMap::new(),
         depth: 0,
         next: 0,
         scopes: vec![Scope::default()],
