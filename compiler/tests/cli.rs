@@ -214,6 +214,7 @@ fn freeze_binds_an_onnx_input_that_carries_a_shape() {
     let o = flint(&["check", model]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("input 1 (`shape`) must be known at import time"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(fix its value with --freeze shape=FILE.npy)"), "{}", stderr(&o));
     let o = flint(&["check", model, "--freeze", &freeze]);
     assert!(o.status.success(), "{}", stderr(&o));
     let signature = String::from_utf8_lossy(&o.stdout).into_owned();

@@ -584,8 +584,8 @@ fn hostile(a: &AttributeProto) -> Vec<AttributeProto> {
 }
 
 /// Every attribute and every input dim of every node test in the subset (ONNX's and the
-/// generated ones), set to each hostile value in turn: the import ends in a model or an error,
-/// never a panic. `FLINT_HOSTILE_DIR=<node test dir>` runs it over another set (all of ONNX's
+/// generated ones), set to each hostile value in turn (a dim also to a symbol with a hostile
+/// bound): the import ends in a model or an error, never a panic. `FLINT_HOSTILE_DIR=<node test dir>` runs it over another set (all of ONNX's
 /// node tests); `FLINT_HOSTILE_TRACE=1` prints each variant first, to find one that aborts.
 #[test]
 fn hostile_attribute_values_give_errors_not_panics() {
@@ -603,7 +603,7 @@ fn hostile_attribute_values_give_errors_not_panics() {
                 options.dim_bounds.insert(p.clone(), 8);
             }
         }
-        let mut variants: Vec<(String, ModelProto)> = Vec::new();
+        let mut variants: Vec<(String, ModelProto, ImportOptions)> = Vec::new();
         for (n, node) in graph.node.iter().enumerate() {
             for (k, attr) in node.attribute.iter().enumerate() {
                 for bad in hostile(attr) {
@@ -611,7 +611,7 @@ fn hostile_attribute_values_give_errors_not_panics() {
                     if let Some(g) = m.graph.as_mut() {
                         g.node[n].attribute[k] = bad.clone();
                     }
-                    variants.push((format!("node {n} attribute {}", attrs_debug(&bad)), m));
+                    variants.push((format!("node {n} attribute {}", attrs_debug(&bad)), m, options.clone()));
                 }
             }
         }
@@ -622,10 +622,20 @@ fn hostile_attribute_values_give_errors_not_panics() {
                 if let Some(dims) = m.graph.as_mut().and_then(|g| input_dims_mut(&mut g.input[i])) {
                     dims[k].value = Some(dimension::Value::DimValue(v));
                 }
-                variants.push((format!("input {i} dim {k} = {v}"), m));
+                variants.push((format!("input {i} dim {k} = {v}"), m, options.clone()));
+            }
+            // The same dim made symbolic, with a hostile bound.
+            for (k, bound) in (0..rank).flat_map(|k| [1, 1 << 20, 1 << 40, u64::MAX].map(|b| (k, b))) {
+                let mut m = model.clone();
+                if let Some(dims) = m.graph.as_mut().and_then(|g| input_dims_mut(&mut g.input[i])) {
+                    dims[k].value = Some(dimension::Value::DimParam("hostile".into()));
+                }
+                let mut options = options.clone();
+                options.dim_bounds.insert("hostile".into(), bound);
+                variants.push((format!("input {i} dim {k} = hostile<={bound}"), m, options));
             }
         }
-        for (what, m) in variants {
+        for (what, m, options) in variants {
             tried += 1;
             if trace {
                 eprintln!("{}: {what}", dir.display());
@@ -749,4 +759,224 @@ fn resize_takes_a_symbolic_batch() {
     });
     let e = import(&resize(&[2.0, 1.0, 1.0, 1.0]), &[("batch", 4)]).expect_err("the batch is resized");
     assert!(e.to_string().contains("dim 0 of `x` is `batch`"), "{e}");
+}
+
+// ----- hostile symbolic shapes -----
+
+/// The bounds a `--dim-bound` should never crash the importer with.
+const HOSTILE_BOUNDS: [u64; 9] = [0, 1, 2, 4, 1 << 20, 1 << 40, 1 << 62, i64::MAX as u64, u64::MAX];
+
+/// Imports `m` with every symbol at `bound`; a model that imports must also verify and write
+/// as source. `Err` holds the error's text; a panic is caught and reported as `None`.
+fn import_hostile(m: &ModelProto, bound: u64) -> Option<Result<(), String>> {
+    let mut options = ImportOptions::default();
+    for d in m.graph.iter().flat_map(|g| &g.input).filter_map(input_dims).flatten() {
+        if let Some(dimension::Value::DimParam(p)) = &d.value {
+            options.dim_bounds.insert(p.clone(), bound);
+        }
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let imported = onnx::import_model(m, &options).map_err(|e| e.to_string())?;
+        flint_compiler::ir::verify::verify(&imported.graph).map_err(|e| format!("does not verify: {e}"))?;
+        writer::write_source(&imported.graph, &[]).map_err(|e| format!("does not write: {e}"))?;
+        Ok(())
+    }))
+    .ok()
+}
+
+/// `x: f32[batch, 4]`, with `n = Shape(x)[0]` (the symbolic batch, a scalar), `n1 = [n]`,
+/// `four = Shape(x)[1]`, and constants (`ten`, `big` = 2^40, `imax` = `i64::MAX`, their
+/// one-element vectors `ten1`, `big1`, `imax1`, `zero1`, `one1`, `minus1`, `axes0`,
+/// `axes1`); `nodes` compute `y` from them.
+fn shape_program(nodes: Vec<NodeProto>) -> ModelProto {
+    let scalar = |name: &str, v: i64| TensorProto { dims: vec![], ..i64_tensor(name, &[v]) };
+    let prefix = vec![
+        node("Shape", "shape", &["x"], &["s"], vec![]),
+        node("Gather", "batch", &["s", "zero"], &["n"], vec![]),
+        node("Gather", "width", &["s", "one"], &["four"], vec![]),
+        node("Unsqueeze", "batch1", &["n", "axes0"], &["n1"], vec![]),
+    ];
+    model(
+        prefix.into_iter().chain(nodes).collect(),
+        vec![value_info("x", DataType::Float, &[D::P("batch"), D::N(4)])],
+        vec![value_info("y", DataType::Float, &[])],
+        vec![
+            scalar("zero", 0),
+            scalar("one", 1),
+            scalar("ten", 10),
+            scalar("big", 1 << 40),
+            scalar("imax", i64::MAX),
+            i64_tensor("zero1", &[0]),
+            i64_tensor("one1", &[1]),
+            i64_tensor("ten1", &[10]),
+            i64_tensor("big1", &[1 << 40]),
+            i64_tensor("imax1", &[i64::MAX]),
+            i64_tensor("minus1", &[-1]),
+            i64_tensor("axes0", &[0]),
+            i64_tensor("axes1", &[1]),
+        ],
+    )
+}
+
+fn unsq(from: &str, to: &str) -> NodeProto {
+    node("Unsqueeze", to, &[from, "axes0"], &[to], vec![])
+}
+
+/// Shape computations on a symbolic batch whose results go negative or overflow, fed to
+/// every op that reads a shape at import time, by name.
+fn hostile_shape_programs() -> Vec<(&'static str, ModelProto)> {
+    let cat = |a: &str, b: &str, to: &str| node("Concat", to, &[a, b], &[to], vec![int_attr("axis", 0)]);
+    // `t` = [n, 4 - 10]
+    let negative =
+        || vec![node("Sub", "neg", &["four", "ten"], &["neg"], vec![]), unsq("neg", "neg1"), cat("n1", "neg1", "t")];
+    // `huge` = n * 2^40 * 2^40, `huge1` = [huge]
+    let huge = || {
+        vec![
+            node("Mul", "a", &["n", "big"], &["a"], vec![]),
+            node("Mul", "huge", &["a", "big"], &["huge"], vec![]),
+            unsq("huge", "huge1"),
+        ]
+    };
+    let with = |mut nodes: Vec<NodeProto>, tail: Vec<NodeProto>| {
+        nodes.extend(tail);
+        shape_program(nodes)
+    };
+    let y = |op: &str, inputs: &[&str]| vec![node(op, "consumer", inputs, &["y"], vec![])];
+    let sub = |a: &str, b: &str| vec![node("Sub", "d", &[a, b], &["d"], vec![])];
+    let reshape_to = |nodes: Vec<NodeProto>| with(nodes, y("Reshape", &["x", "t"]));
+    vec![
+        ("Reshape to [n, 4 - 10]", reshape_to(negative())),
+        ("Expand to [n, 4 - 10]", with(negative(), y("Expand", &["x", "t"]))),
+        ("ConstantOfShape [n, 4 - 10]", with(negative(), y("ConstantOfShape", &["t"]))),
+        ("Tile by [n, 4 - 10]", with(negative(), y("Tile", &["x", "t"]))),
+        ("Tile by [1, 4 - 10]", with([negative(), vec![cat("one1", "neg1", "r")]].concat(), y("Tile", &["x", "r"]))),
+        ("Range(0, 4 - 10)", with(negative(), y("Range", &["zero", "neg", "one"]))),
+        ("Range(0, n - 10)", with(sub("n", "ten"), y("Range", &["zero", "d", "one"]))),
+        ("Range(0, 0 - n)", with(sub("zero", "n"), y("Range", &["zero", "d", "one"]))),
+        ("Reshape to [n * 2^80]", with(huge(), y("Reshape", &["x", "huge1"]))),
+        ("Expand to [n * 2^80]", with(huge(), y("Expand", &["x", "huge1"]))),
+        ("ConstantOfShape [n * 2^80]", with(huge(), y("ConstantOfShape", &["huge1"]))),
+        ("Range(0, n * 2^80)", with(huge(), y("Range", &["zero", "huge", "one"]))),
+        (
+            "Reshape to [n * 2^80 / n]",
+            reshape_to([huge(), vec![node("Div", "q", &["huge", "n"], &["q"], vec![]), unsq("q", "t")]].concat()),
+        ),
+        (
+            "Reshape to [n * n * 4 / n]",
+            reshape_to(vec![
+                node("Mul", "nn", &["n", "n"], &["nn"], vec![]),
+                node("Mul", "nn4", &["nn", "four"], &["nn4"], vec![]),
+                node("Div", "q", &["nn4", "n"], &["q"], vec![]),
+                unsq("q", "t"),
+            ]),
+        ),
+        (
+            "Reshape to [n * i64::MAX]",
+            reshape_to(vec![node("Mul", "m", &["n", "imax"], &["m"], vec![]), unsq("m", "t")]),
+        ),
+        (
+            "Reshape to [n + i64::MAX]",
+            reshape_to(vec![node("Add", "m", &["n", "imax"], &["m"], vec![]), unsq("m", "t")]),
+        ),
+        (
+            "Reshape to [n, i64::MAX * i64::MAX]",
+            reshape_to(vec![node("Mul", "m", &["imax1", "imax1"], &["m"], vec![]), cat("n1", "m", "t")]),
+        ),
+        ("Slice axis 1 (4) to n", with(vec![], y("Slice", &["x", "zero1", "n1", "axes1"]))),
+        ("Slice axis 0 (n) to n * 2^80", with(huge(), y("Slice", &["x", "zero1", "huge1", "axes0"]))),
+        ("Slice axis 0 (n) from n * 2^80", with(huge(), y("Slice", &["x", "huge1", "imax1", "axes0"]))),
+        ("Slice axis 1 (4) from n to 1 by -1", with(vec![], y("Slice", &["x", "n1", "one1", "axes1", "minus1"]))),
+        ("Slice axis 1 (4) from 1 by i64::MAX", with(vec![], y("Slice", &["x", "one1", "imax1", "axes1", "imax1"]))),
+        (
+            "Slice of the shape from 1 by i64::MAX",
+            reshape_to(vec![node("Slice", "part", &["s", "one1", "imax1", "axes0", "imax1"], &["t"], vec![])]),
+        ),
+        ("Gather of the shape at i64::MAX", reshape_to(vec![node("Gather", "g", &["s", "imax1"], &["t"], vec![])])),
+        ("Reshape to [n, n, n]", reshape_to(vec![cat("n1", "n1", "nn"), cat("nn", "n1", "t")])),
+        (
+            "Expand to [n * n, n * 2^40]",
+            with(
+                vec![
+                    node("Mul", "nn", &["n1", "n1"], &["nn"], vec![]),
+                    node("Mul", "nb", &["n1", "big1"], &["nb"], vec![]),
+                    cat("nn", "nb", "t"),
+                    node("Unsqueeze", "x3", &["x", "axes0"], &["x3"], vec![]),
+                ],
+                y("Expand", &["x3", "t"]),
+            ),
+        ),
+    ]
+}
+
+/// Models with a symbolic batch, imported with every hostile bound: an error or a model that
+/// verifies, never a panic. A bound of 0, and an input too large at its bounds, are errors;
+/// shape arithmetic that overflows int64 at the bounds is an error, never a wrapped value.
+#[test]
+fn hostile_symbolic_shapes_give_errors_not_panics() {
+    let mut models = hostile_shape_programs();
+    models.extend([
+        ("dynamic flatten", dynamic_flatten()),
+        ("class token", class_token(false)),
+        ("class token, reshaped", class_token(true)),
+        ("causal mask", causal_slice("z")),
+        ("causal mask from 1", causal_slice("one")),
+    ]);
+    let (mut tried, mut panics) = (0, Vec::new());
+    for (what, m) in &models {
+        for bound in HOSTILE_BOUNDS {
+            tried += 1;
+            match import_hostile(m, bound) {
+                None => panics.push(format!("{what} at bound {bound}")),
+                Some(Ok(())) if bound == 0 => panic!("{what}: a bound of 0 imports"),
+                Some(Ok(())) if bound > 1 << 38 => panic!("{what}: an input of more than 2^40 elements imports"),
+                _ => {}
+            }
+        }
+    }
+    assert!(panics.is_empty(), "{} of {tried} imports panicked:\n{}", panics.len(), panics.join("\n"));
+
+    let program = |name: &str| hostile_shape_programs().into_iter().find(|(w, _)| *w == name).map(|(_, m)| m);
+    let err = |name: &str, bound: u64| {
+        let m = program(name).unwrap_or_else(|| panic!("no program {name}"));
+        match import_hostile(&m, bound) {
+            Some(Err(e)) => e,
+            other => panic!("{name} at bound {bound}: {other:?}"),
+        }
+    };
+    // The product overflows before the quotient could read it as a plausible (`-1`) size.
+    let e = err("Reshape to [n * 2^80 / n]", 4);
+    assert!(e.contains("`huge` (Mul): shape arithmetic gives `18446744073709551615*batch`"), "{e}");
+    assert!(e.ends_with("which overflows int64 at the dims' bounds"), "{e}");
+    let e = err("Reshape to [n * n * 4 / n]", 1 << 38);
+    assert!(e.contains("`nn` (Mul): shape arithmetic gives `batch*batch`"), "{e}");
+    let e = err("Reshape to [n, 4 - 10]", 4);
+    assert!(e.contains("`consumer` (Reshape)") && e.contains("invalid shape entry"), "{e}");
+    let e = err("Range(0, n - 10)", 4);
+    assert!(e.contains("`consumer` (Range): input 1 (`d`) must be known at import time"), "{e}");
+    assert!(e.ends_with("but it is computed at run time"), "{e}");
+    let e = err("Slice axis 1 (4) to n", 8);
+    assert!(e.contains("to `batch`, which may reach 8"), "{e}");
+    assert_eq!(import_hostile(&program("Slice axis 1 (4) to n").expect("program"), 4), Some(Ok(())));
+    assert_eq!(import_hostile(&program("Slice axis 1 (4) from 1 by i64::MAX").expect("program"), 4), Some(Ok(())));
+    let e = err("Reshape to [n, n, n]", 0);
+    assert_eq!(e, "--dim-bound batch=0: a bound must be at least 1");
+    let e = err("Reshape to [n, n, n]", 1 << 40);
+    assert_eq!(e, "input `x`: at the bounds batch<=1099511627776 it holds more than 2^40 elements");
+}
+
+/// A shape that is directly a graph input names the `--freeze` option that fixes it.
+#[test]
+fn a_shape_given_as_a_graph_input_suggests_freeze() {
+    let m = model(
+        vec![node("Reshape", "r", &["x", "shape"], &["y"], vec![])],
+        vec![value_info("x", DataType::Float, &[D::N(4)]), value_info("shape", DataType::Int64, &[D::N(2)])],
+        vec![value_info("y", DataType::Float, &[D::N(2), D::N(2)])],
+        vec![],
+    );
+    let e = import(&m, &[]).expect_err("the shape is an input");
+    assert_eq!(
+        e.to_string(),
+        "node 0 `r` (Reshape): input 1 (`shape`) must be known at import time (Flint's shapes and attributes are \
+         static), but it is a graph input, given at run time (fix its value with --freeze shape=FILE.npy)"
+    );
 }

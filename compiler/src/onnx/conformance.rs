@@ -185,7 +185,7 @@ fn import_frozen(
 ) -> Result<super::Imported, OnnxError> {
     loop {
         match import_model(model, options) {
-            Err(OnnxError::NeedsConstant { node, input, value }) => {
+            Err(OnnxError::NeedsConstant { node, input, value, graph_input }) => {
                 let direct = fed.iter().find(|(n, _)| *n == value && !options.constants.contains_key(n));
                 let open = |(n, _): &&(String, &Tensor)| !options.constants.contains_key(n);
                 let shape_like = |(_, t): &&(String, &Tensor)| !t.dtype.is_float() && t.shape().len() <= 1;
@@ -202,7 +202,7 @@ fn import_frozen(
                     }
                 };
                 if candidates.is_empty() {
-                    return Err(OnnxError::NeedsConstant { node, input, value });
+                    return Err(OnnxError::NeedsConstant { node, input, value, graph_input });
                 }
                 for (n, t) in candidates {
                     options.constants.insert(n.clone(), (*t).clone());

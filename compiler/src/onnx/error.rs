@@ -43,8 +43,9 @@ pub enum OnnxError {
     Unsupported { node: NodeRef, what: String },
     #[error("{place}: {what} is not supported")]
     UnsupportedModel { place: String, what: String },
-    #[error("{node}: input {input} (`{value}`) must be known at import time (Flint's shapes and attributes are static), but it is computed at run time")]
-    NeedsConstant { node: NodeRef, input: usize, value: String },
+    /// `graph_input`: the value is directly a graph input, which `--freeze` can fix.
+    #[error("{node}: input {input} (`{value}`) must be known at import time (Flint's shapes and attributes are static), but it is {}", if *graph_input { format!("a graph input, given at run time (fix its value with --freeze {value}=FILE.npy)") } else { "computed at run time".to_string() })]
+    NeedsConstant { node: NodeRef, input: usize, value: String, graph_input: bool },
     #[error("{node}: dim {axis} of `{value}` is `{dim}`, but `{}` needs that size as a number (pass a static shape there)", node.op_type)]
     SymbolicDim { node: NodeRef, value: String, axis: usize, dim: String },
     #[error("{node}: {message}")]
@@ -55,6 +56,8 @@ pub enum OnnxError {
     Type { node: NodeRef, op: &'static str, error: Box<TypeError>, symbols: Vec<Symbol> },
     #[error("symbolic dim `{dim}` (of input `{input}`) needs an upper bound: pass --dim-bound {dim}=N")]
     MissingBound { dim: String, input: String },
+    #[error("--dim-bound {dim}=0: a bound must be at least 1")]
+    ZeroBound { dim: String },
     #[error("--dim-bound {dim}: the model has no symbolic dim `{dim}` (its dims: {})", known.join(", "))]
     UnknownBound { dim: String, known: Vec<String> },
     #[error("{node}: evaluating constant inputs failed: {source}")]

@@ -3,7 +3,7 @@
 
 use super::{Importer, Value};
 use crate::interp::Tensor;
-use crate::ir::{DType, Dim, NodeId};
+use crate::ir::{DType, Dim, NodeId, Op};
 use crate::onnx::error::NodeRef;
 use crate::onnx::proto::attribute_proto::AttributeType;
 use crate::onnx::proto::{AttributeProto, NodeProto};
@@ -210,7 +210,11 @@ impl Importer {
     pub fn const_input(&self, cx: &NodeCx, i: usize) -> Result<std::rc::Rc<Tensor>, OnnxError> {
         match cx.value(i)? {
             Value::Const(t) => Ok(t.clone()),
-            _ => Err(OnnxError::NeedsConstant { node: cx.node_ref(), input: i, value: cx.input_name(i).to_string() }),
+            v => {
+                let graph_input = matches!(v, Value::Node(id) if matches!(self.graph.op(*id), Op::Input { .. }));
+                let value = cx.input_name(i).to_string();
+                Err(OnnxError::NeedsConstant { node: cx.node_ref(), input: i, value, graph_input })
+            }
         }
     }
 
@@ -254,21 +258,18 @@ pub(crate) enum DimOrInt {
 }
 
 impl DimOrInt {
-    /// A static dim becomes an integer.
+    /// A static dim becomes an integer (one beyond `i64::MAX` stays a dim).
     pub fn normalize(self) -> DimOrInt {
-        match self {
-            DimOrInt::Dim(d) => match d.as_known() {
-                Some(v) => DimOrInt::Int(v as i64),
-                None => DimOrInt::Dim(d),
-            },
-            i => i,
+        match self.as_int() {
+            Some(v) => DimOrInt::Int(v),
+            None => self,
         }
     }
 
     pub fn as_int(&self) -> Option<i64> {
         match self {
             DimOrInt::Int(v) => Some(*v),
-            DimOrInt::Dim(d) => d.as_known().map(|v| v as i64),
+            DimOrInt::Dim(d) => d.as_known().and_then(|v| i64::try_from(v).ok()),
         }
     }
 

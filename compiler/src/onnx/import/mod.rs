@@ -205,6 +205,9 @@ impl Importer {
 
     /// Graph inputs that no initializer shadows become `input` nodes.
     fn inputs(&mut self, g: &proto::GraphProto, options: &ImportOptions) -> Result<(), OnnxError> {
+        if let Some(dim) = options.dim_bounds.iter().find(|(_, &b)| b == 0).map(|(d, _)| d.clone()) {
+            return Err(OnnxError::ZeroBound { dim });
+        }
         let mut symbols: BTreeMap<String, SymId> = BTreeMap::new();
         for info in &g.input {
             let raw = info.name.clone().unwrap_or_default();
@@ -221,6 +224,7 @@ impl Importer {
                 place: format!("input `{raw}`"),
                 message: e.display(&self.graph.symbols).to_string(),
             })?;
+            self.fits_at_bounds(&raw, &ty)?;
             let id = self.graph.add_input(name, ty);
             self.bind(&raw, Value::Node(id));
         }
@@ -235,6 +239,27 @@ impl Importer {
             return Err(OnnxError::UnknownBound { dim: unknown.clone(), known: symbols.into_keys().collect() });
         }
         Ok(())
+    }
+
+    /// An input must hold at most [`MAX_ELEMENTS`](crate::ir::infer::MAX_ELEMENTS) with
+    /// every symbol at its bound too, so that sizes and shape values computed from the bounds
+    /// stay far from overflowing.
+    fn fits_at_bounds(&self, raw: &str, ty: &TensorType) -> Result<(), OnnxError> {
+        let symbols = &self.graph.symbols;
+        let bound = |s: SymId| symbols.get(s.0 as usize).map_or(u64::MAX, |s| s.bound);
+        let most = ty.shape.iter().fold(1u64, |n, d| n.saturating_mul(d.eval(bound)));
+        if most <= crate::ir::infer::MAX_ELEMENTS {
+            return Ok(());
+        }
+        let mut syms: Vec<SymId> = ty.shape.iter().flat_map(|d| d.syms.iter().copied()).collect();
+        syms.sort();
+        syms.dedup();
+        let bounds: Vec<String> =
+            syms.iter().filter_map(|s| symbols.get(s.0 as usize)).map(|s| format!("{}<={}", s.name, s.bound)).collect();
+        Err(OnnxError::InvalidModel {
+            place: format!("input `{raw}`"),
+            message: format!("at the bounds {} it holds more than 2^40 elements", bounds.join(", ")),
+        })
     }
 
     fn value_type(
@@ -288,7 +313,6 @@ impl Importer {
             .dim_bounds
             .get(raw)
             .copied()
-            .filter(|b| *b >= 1)
             .ok_or_else(|| OnnxError::MissingBound { dim: raw.to_string(), input: input.to_string() })?;
         let id = SymId(self.graph.symbols.len() as u32);
         let mut name = identifier(raw);

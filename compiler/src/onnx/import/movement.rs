@@ -209,19 +209,23 @@ fn nonempty(cx: &NodeCx, v: Value) -> R<NodeId> {
     }
 }
 
-/// ONNX `Slice` on one axis of length `n`: the indices taken, following the spec's clamping.
-fn slice_indices(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
+/// ONNX `Slice` on one axis of length `n`, following the spec's clamping: the first index
+/// taken and how many are taken (`step` apart). Arithmetic, not a walk: a step near
+/// `i64::MAX` cannot overflow and a long axis allocates nothing.
+pub(crate) fn slice_range(n: i64, start: i64, end: i64, step: i64) -> (i64, u64) {
     let norm = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
     let (start, end) = (norm(start), norm(end));
-    let (start, end) =
+    let (s, e) =
         if step > 0 { (start.clamp(0, n), end.clamp(0, n)) } else { (start.clamp(0, n - 1), end.clamp(-1, n - 1)) };
-    let mut out = Vec::new();
-    let mut i = start;
-    while (step > 0 && i < end) || (step < 0 && i > end) {
-        out.push(i);
-        i += step;
-    }
-    out
+    let span = if step > 0 { e - s } else { s - e };
+    let count = if span > 0 { (span as u64 - 1) / step.unsigned_abs() + 1 } else { 0 };
+    (s, count)
+}
+
+/// The indices of a [`slice_range`] (`count` is at most the axis length, and each index
+/// lies on the axis, so nothing overflows).
+pub(crate) fn range_indices(first: i64, count: u64, step: i64) -> impl Iterator<Item = i64> {
+    (0..count as i64).map(move |i| first + i * step)
 }
 
 fn slice(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
@@ -260,11 +264,17 @@ fn slice(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
             continue;
         }
         let n = static_len(imp, cx, x, a)? as i64;
-        let idx = slice_indices(n, start, end, step);
-        x = match (idx.first(), idx.last()) {
-            (Some(&s), Some(&e)) if step > 0 => imp.slice(cx, x, a, s as u64, e as u64 + 1, step as u64)?,
-            (Some(_), _) => imp.gather_const(cx, x, a, idx)?,
-            (None, _) => return Ok(vec![empty_along(imp, cx, x, a)?]),
+        let (first, count) = slice_range(n, start, end, step);
+        x = match count {
+            0 => return Ok(vec![empty_along(imp, cx, x, a)?]),
+            _ if step > 0 => {
+                let last = first + (count - 1) as i64 * step;
+                imp.slice(cx, x, a, first as u64, last as u64 + 1, step as u64)?
+            }
+            _ => {
+                super::build::constant_len(cx, [count])?; // before the indices are allocated
+                imp.gather_const(cx, x, a, range_indices(first, count, step).collect())?
+            }
         };
     }
     one(x)

@@ -4,7 +4,7 @@
 //! `Slice`, `Unsqueeze`, `Mul`, ... so that a later `Reshape` still reads it at import time.
 
 use super::build::{constant_len, one};
-use super::movement::splat;
+use super::movement::{range_indices, slice_range, splat};
 use super::{entry, DimOrInt, Entry, Importer, NodeCx, Value};
 use crate::interp::Tensor;
 use crate::ir::infer::numel;
@@ -48,12 +48,27 @@ fn shape(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let start = clamp(cx.int("start", 0)?);
     let end = clamp(cx.int("end", r)?);
     let items = dims[start..end.max(start)].iter().cloned().map(DimOrInt::Dim).collect();
-    Ok(vec![Value::dims(items, false)])
+    Ok(vec![Value::dims(in_int64(imp, cx, items)?, false)])
 }
 
 fn size(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let n = numel(&imp.type_of(cx.value(0)?).shape);
-    Ok(vec![Value::dims(vec![DimOrInt::Dim(n)], true)])
+    Ok(vec![Value::dims(in_int64(imp, cx, vec![DimOrInt::Dim(n)])?, true)])
+}
+
+/// A shape value as ONNX holds it, in int64: an entry that may exceed `i64::MAX` with its
+/// symbols at their bounds (shape arithmetic that overflows; a monomial's coefficient
+/// saturates rather than wraps) is refused, so no later op reads a wrapped size.
+fn in_int64(imp: &Importer, cx: &NodeCx, items: Vec<DimOrInt>) -> R<Vec<DimOrInt>> {
+    let symbols = &imp.graph.symbols;
+    let bound = |s: SymId| symbols.get(s.0 as usize).map_or(u64::MAX, |s| s.bound);
+    if let Some(DimOrInt::Dim(d)) =
+        items.iter().find(|e| matches!(e, DimOrInt::Dim(d) if d.eval(bound) > i64::MAX as u64))
+    {
+        let d = d.display(symbols);
+        return Err(cx.invalid(format!("shape arithmetic gives `{d}`, which overflows int64 at the dims' bounds")));
+    }
+    Ok(items)
 }
 
 fn constant(_: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
@@ -219,8 +234,9 @@ pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>
             let steps = if cx.has(4) { ints(4)? } else { vec![1] };
             match (starts.as_slice(), ends.as_slice(), steps.as_slice()) {
                 ([s], [e], [st]) if *st != 0 => {
-                    let idx = slice_positions(data.len() as i64, *s, *e, *st);
-                    Some((idx.into_iter().map(|i| data[i as usize].clone()).collect(), false))
+                    let (first, count) = slice_range(data.len() as i64, *s, *e, *st);
+                    let picked = range_indices(first, count, *st).map(|i| data.get(i as usize).cloned());
+                    Some((picked.collect::<Option<Vec<_>>>()?, false))
                 }
                 _ => None,
             }
@@ -233,6 +249,10 @@ pub(crate) fn dims_rule(imp: &mut Importer, cx: &NodeCx) -> Option<R<Vec<Value>>
         _ => None,
     };
     let (items, scalar) = result?;
+    let items = match in_int64(imp, cx, items) {
+        Ok(items) => items,
+        Err(e) => return Some(Err(e)),
+    };
     Some(Ok(vec![dims_value(dtype, items, scalar)?]))
 }
 
@@ -297,19 +317,6 @@ fn where_dims(imp: &Importer, cx: &NodeCx, lists: &[Option<(Vec<DimOrInt>, bool)
     let items = zip_broadcast(&cond, &picked, |c, (a, b)| Some(if c { a } else { b }))?;
     let scalar = c.shape().is_empty() && sx && sy;
     Some(Ok(vec![dims_value(imp.dtype_of(cx, 1).ok()?, items, scalar)?]))
-}
-
-fn slice_positions(n: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
-    let norm = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
-    let (s, e) = (norm(start), norm(end));
-    let (s, e) = if step > 0 { (s.clamp(0, n), e.clamp(0, n)) } else { (s.clamp(0, n - 1), e.clamp(-1, n - 1)) };
-    let mut out = Vec::new();
-    let mut i = s;
-    while (step > 0 && i < e) || (step < 0 && i > e) {
-        out.push(i);
-        i += step;
-    }
-    out
 }
 
 /// `Mul`/`Div`/`Add`/`Sub` of dims vectors (one side may have one element): a product of
