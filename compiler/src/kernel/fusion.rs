@@ -129,28 +129,31 @@ impl<'g> Fusion<'g> {
     /// Fills `consumers` (in reverse topological order) and `reads` (in topological order),
     /// seeing through inlined views and constants; iterative, so chains of any length work.
     fn look_through_views(&mut self, order: &[NodeId]) {
-        for &n in order.iter().rev() {
-            let mut out = BTreeSet::new();
-            for u in self.graph.users(n) {
-                if self.is_inlined(u) {
-                    out.extend(self.consumers.get(&u).into_iter().flatten().copied());
-                } else {
-                    out.insert(u);
-                }
-            }
-            self.consumers.insert(n, out);
-        }
+        let graph = self.graph;
+        self.consumers = self.through_views(order.iter().rev(), |n| graph.users(n));
+        self.reads = self.through_views(order.iter(), |n| graph.operands(n));
+    }
+
+    /// For each node in `order`, its `next` nodes, with each inlined one replaced by what it
+    /// leads to (already in the map, as `order` visits it first).
+    fn through_views<'a>(
+        &self,
+        order: impl Iterator<Item = &'a NodeId>,
+        next: impl Fn(NodeId) -> Vec<NodeId>,
+    ) -> HashMap<NodeId, BTreeSet<NodeId>> {
+        let mut done: HashMap<NodeId, BTreeSet<NodeId>> = HashMap::new();
         for &n in order {
             let mut out = BTreeSet::new();
-            for o in self.graph.operands(n) {
-                if self.is_inlined(o) {
-                    out.extend(self.reads.get(&o).into_iter().flatten().copied());
+            for m in next(n) {
+                if self.is_inlined(m) {
+                    out.extend(done.get(&m).into_iter().flatten().copied());
                 } else {
-                    out.insert(o);
+                    out.insert(m);
                 }
             }
-            self.reads.insert(n, out);
+            done.insert(n, out);
         }
+        done
     }
 
     /// Steps from the list schedule of the singleton groups, and the live bytes per step.

@@ -85,12 +85,6 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
-    /// The buffer holding `value` and its offset in the arena, if it is an intermediate.
-    pub fn buffer_of(&self, value: NodeId) -> Option<(BufferId, u64)> {
-        let b = self.values.iter().position(|vs| vs.contains(&value))?;
-        Some((BufferId(b as u32), self.plan.offsets[b]))
-    }
-
     /// How many values were written over an input in place.
     pub fn in_place(&self) -> usize {
         self.values.iter().map(|vs| vs.len().saturating_sub(1)).sum()

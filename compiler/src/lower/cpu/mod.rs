@@ -581,7 +581,7 @@ impl<'g> Emitter<'g> {
         let (zero, hi) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols))?);
         let depth = self.ix(&Ix::dim(&sa[sa.len() - 1]))?;
         self.for_loop(&zero, &hi, &mut |e, n| {
-            let p = e.acc_ptr(acc, &n)?;
+            let p = e_ptr(e, acc, &n)?;
             let z = e.immediate(DType::F32, 0.0);
             e.line(&format!("llvm.store {}, {p} : f32, !llvm.ptr", z.name));
             Ok(())
@@ -592,7 +592,7 @@ impl<'g> Emitter<'g> {
             e.for_loop(&zero, &hi, &mut |e, n| {
                 let at_b: Vec<Ix> = b_batch.iter().cloned().chain([k.clone(), n.clone()]).collect();
                 let y = e.value(b, &at_b)?;
-                let p = e.acc_ptr(acc, &n)?;
+                let p = e_ptr(e, acc, &n)?;
                 let old = e.op(format!("llvm.load {p} : !llvm.ptr -> f32"));
                 let new = e.op(format!("math.fma {}, {}, {old} : f32", x.name, y.name));
                 e.line(&format!("llvm.store {new}, {p} : f32, !llvm.ptr"));
@@ -604,7 +604,7 @@ impl<'g> Emitter<'g> {
         self.for_loop(&zero, &hi, &mut |e, n| {
             let mut at = point.to_vec();
             at[r - 1] = n.clone();
-            let p = e.acc_ptr(acc, &n)?;
+            let p = e_ptr(e, acc, &n)?;
             let sum = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
             let sum = e.round(sum, e.dtype(mm));
             if let Some(scope) = e.scopes.last_mut() {
@@ -612,12 +612,6 @@ impl<'g> Emitter<'g> {
             }
             outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
         })
-    }
-
-    fn acc_ptr(&mut self, acc: &str, n: &Ix) -> Result<String, LowerError> {
-        let i = self.ix(n)?;
-        let i = self.op(format!("arith.index_cast {i} : index to i64"));
-        Ok(self.op(format!("llvm.getelementptr {acc}[{i}] : (!llvm.ptr, i64) -> !llvm.ptr, f32")))
     }
 
     fn row_level(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
