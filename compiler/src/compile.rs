@@ -21,6 +21,8 @@ pub struct Outputs<'a> {
     pub emit: Option<Emit>,
     pub cpu: &'a str,
     pub output: Option<&'a Path>,
+    pub weights: Option<&'a Path>,
+    pub embed_weights: bool,
 }
 
 /// `--target`.
@@ -35,16 +37,22 @@ pub enum Emit {
     Mlir,
     Llvm,
     Asm,
+    Clif,
+}
+
+/// `--target`, or the CPU when `-o` asks for code.
+fn target_arg(out: &Outputs) -> Option<TargetArg> {
+    out.target.or(out.output.map(|_| TargetArg::Cpu))
 }
 
 #[cfg(feature = "mlir")]
 fn target(out: &Outputs) -> Result<Option<Target>, String> {
-    Ok(out.target.map(|TargetArg::Cpu| Target::Cpu(Cpu::parse(out.cpu))))
+    Ok(target_arg(out).map(|TargetArg::Cpu| Target::Cpu(Cpu::parse(out.cpu))))
 }
 
 #[cfg(not(feature = "mlir"))]
 fn target(out: &Outputs) -> Result<Option<Target>, String> {
-    match out.target {
+    match target_arg(out) {
         Some(_) => Err("error: --target: this flint was built without MLIR (feature `mlir`)".into()),
         None => Ok(None),
     }
@@ -81,7 +89,8 @@ pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String>
         write(&dir.join("00-input.ir"), &print(&graph))?;
     }
     let keep_dumps = out.dump_after.is_some() || out.dump_all.is_some();
-    let opts = CompileOptions { keep_dumps, target, ..Default::default() };
+    let embed_weights = if out.embed_weights { Some(weights_to_embed(file, &graph, out.weights)?) } else { None };
+    let opts = CompileOptions { keep_dumps, target, embed_weights, ..Default::default() };
     let mut step = 0;
     let mut written = Ok(());
     let mut total = std::time::Duration::ZERO;
@@ -126,6 +135,7 @@ fn emit_code(compiled: &pipeline::Compiled, out: &Outputs) -> Result<(), String>
     let text = compiled.cpu.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
     let stage = match out.emit {
         Some(Emit::Mlir) => Some(text.to_string()),
+        Some(Emit::Clif) => compiled.glue.clone(),
         Some(kind @ (Emit::Llvm | Emit::Asm)) => {
             let output = if kind == Emit::Llvm { Output::LlvmIr } else { Output::Assembly };
             let bytes = llvm::compile(text, &Cpu::parse(out.cpu), output).map_err(|e| format!("error: {e}"))?;
@@ -143,12 +153,32 @@ fn emit_code(compiled: &pipeline::Compiled, out: &Outputs) -> Result<(), String>
     if let Some(code) = stage {
         print!("{code}");
     }
-    match (out.output, &compiled.library) {
-        (Some(path), Some(library)) => {
-            std::fs::write(path, library).map_err(|e| format!("error: cannot write {}: {e}", path.display()))
+    let Some(path) = out.output else { return Ok(()) };
+    let shared_object = path.extension().is_some_and(|e| e == "so");
+    let bytes = if shared_object { &compiled.library } else { &compiled.artifact };
+    let bytes = bytes.as_ref().ok_or("internal error: the pipeline made no code")?;
+    std::fs::write(path, bytes).map_err(|e| format!("error: cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {} ({} B)", path.display(), bytes.len());
+    Ok(())
+}
+
+/// The safetensors bytes `--embed-weights` puts in the artifact, checked against the params
+/// (at the symbols' bounds).
+fn weights_to_embed(file: &Path, graph: &flint_compiler::ir::Graph, weights: Option<&Path>) -> Result<Vec<u8>, String> {
+    use flint_compiler::{interp::DimValues, ir::SymId, weights as w};
+    let bytes = match weights {
+        Some(p) => std::fs::read(p).map_err(|e| format!("error: cannot read {}: {e}", p.display()))?,
+        None if flint_compiler::onnx::is_onnx_path(file) => {
+            let params = crate::import::load(file)?.params;
+            w::serialize_safetensors(&params).map_err(|e| format!("error: {e}"))?
         }
-        _ => Ok(()),
-    }
+        None => return Err("error: --embed-weights: give the weights with --weights FILE.safetensors".into()),
+    };
+    let mut bounds = DimValues::new();
+    graph.symbols.iter().enumerate().for_each(|(i, s)| bounds.insert(SymId(i as u32), s.bound));
+    let source = weights.map_or_else(|| file.display().to_string(), |p| p.display().to_string());
+    w::params_from_bytes(&bytes, graph, &bounds).map_err(|e| format!("error: {source}: {e}"))?;
+    Ok(bytes)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use flint_compiler::interp::{self, DimValues, Tensor, TensorMap};
-use flint_compiler::ir::{Graph, Op, SymId};
+use flint_compiler::ir::{Graph, Op, SymId, Symbol};
 use flint_compiler::{npy, random, weights};
 
 pub fn run(
@@ -16,7 +16,7 @@ pub fn run(
 ) -> Result<(), String> {
     let graph = crate::load(file)?;
     let given = read_inputs(&graph, input_args)?;
-    let explicit = parse_dims(&graph, dim_args)?;
+    let explicit = parse_dim_args(&graph.symbols, dim_args)?;
     let dims = choose_dims(&graph, &given, explicit);
     let mut inputs = random::random_inputs(&graph, &dims, seed).map_err(|e| format!("error: {e}"))?;
     inputs.extend(given);
@@ -28,7 +28,7 @@ pub fn run(
         None => random::random_params(&graph, &dims, seed).map_err(|e| format!("error: {e}"))?,
     };
     let outputs = interp::eval(&graph, &dims, &inputs, &params).map_err(|e| format!("error: {e}"))?;
-    report_dims(&graph, &dims);
+    report_dims(&graph.symbols, &dims);
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
     }
@@ -68,12 +68,12 @@ fn read_inputs(graph: &Graph, args: &[String]) -> Result<TensorMap, String> {
 }
 
 /// `--dim SYMBOL=VALUE` arguments.
-fn parse_dims(graph: &Graph, args: &[String]) -> Result<DimValues, String> {
+pub(crate) fn parse_dim_args(symbols: &[Symbol], args: &[String]) -> Result<DimValues, String> {
     let mut dims = DimValues::new();
     for arg in args {
         let (name, value) = split_arg(arg, "--dim", "SYMBOL=VALUE")?;
-        let Some(at) = graph.symbols.iter().position(|s| s.name == name) else {
-            let known: Vec<&str> = graph.symbols.iter().map(|s| s.name.as_str()).collect();
+        let Some(at) = symbols.iter().position(|s| s.name == name) else {
+            let known: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
             let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
             return Err(format!("error: --dim {name}: the graph has no symbol `{name}` (its symbols: {known})"));
         };
@@ -84,7 +84,7 @@ fn parse_dims(graph: &Graph, args: &[String]) -> Result<DimValues, String> {
     Ok(dims)
 }
 
-fn split_arg<'a>(arg: &'a str, flag: &str, form: &str) -> Result<(&'a str, &'a str), String> {
+pub(crate) fn split_arg<'a>(arg: &'a str, flag: &str, form: &str) -> Result<(&'a str, &'a str), String> {
     arg.split_once('=')
         .filter(|(k, v)| !k.is_empty() && !v.is_empty())
         .ok_or_else(|| format!("error: {flag} {arg}: expected {form}"))
@@ -113,9 +113,8 @@ fn choose_dims(graph: &Graph, given: &TensorMap, mut dims: DimValues) -> DimValu
     dims
 }
 
-fn report_dims(graph: &Graph, dims: &DimValues) {
-    let shown: Vec<String> = graph
-        .symbols
+pub(crate) fn report_dims(symbols: &[Symbol], dims: &DimValues) {
+    let shown: Vec<String> = symbols
         .iter()
         .enumerate()
         .filter_map(|(i, s)| dims.get(SymId(i as u32)).map(|v| format!("{}={v} (<= {})", s.name, s.bound)))
@@ -126,7 +125,7 @@ fn report_dims(graph: &Graph, dims: &DimValues) {
 }
 
 /// `f32[2, 10] [0.0123, -0.98, ...]`: dtype, shape and the first values.
-fn summary(t: &Tensor) -> String {
+pub(crate) fn summary(t: &Tensor) -> String {
     let shape: Vec<String> = t.shape().iter().map(usize::to_string).collect();
     let values = t.to_f64_vec();
     let head: Vec<String> = values.iter().take(6).map(|v| format_value(*v)).collect();

@@ -2,7 +2,10 @@
 //! (`interp`), graph passes (`passes`), kernel graph and memory plan (`kernel`), all run in
 //! order by one call ([`pipeline::compile`]), and the `flint` command-line driver.
 
+pub mod artifact;
 pub mod diag;
+#[cfg(feature = "mlir")]
+pub mod glue;
 pub mod interp;
 pub mod ir;
 pub mod kernel;

@@ -13,6 +13,8 @@ mod compile;
 mod eval;
 mod import;
 mod plan_cmd;
+#[cfg(feature = "mlir")]
+mod run_cmd;
 
 /// Flint: a compiler for tensor graphs.
 #[derive(Parser)]
@@ -42,12 +44,12 @@ enum Command {
         /// The source file.
         file: PathBuf,
     },
-    /// Run the compile pipeline over a .tg or .onnx file and report what each stage did.
+    /// Compile a .tg or .onnx file: `-o OUT.tgx` writes the artifact `flint run` loads.
     ///
     /// Runs every stage in order (see --list-passes): the graph passes, fusion into kernels,
-    /// the memory-aware schedule and the memory plan, verifying after each, and prints one
-    /// line per stage on stderr (time, and nodes, kernels, peak or arena). Kernel code and
-    /// the artifact are not written yet.
+    /// the memory-aware schedule and the memory plan, then with a target (implied by -o) the
+    /// kernels through MLIR and LLVM, the host glue and the artifact, verifying after each,
+    /// and prints one line per stage on stderr (time, and what the stage made).
     Compile {
         /// The source file.
         #[arg(required_unless_present = "list_passes")]
@@ -75,16 +77,24 @@ enum Command {
         #[arg(long, value_enum)]
         target: Option<compile::TargetArg>,
         /// With --target: print every kernel at this stage, headed by its kernel ids and
-        /// kinds: `mlir` (verified, before LLVM), `llvm` (optimised LLVM IR) or `asm`.
+        /// kinds: `mlir` (verified, before LLVM), `llvm` (optimised LLVM IR) or `asm`; or the
+        /// host glue (`clif`).
         #[arg(long, value_enum, requires = "target")]
         emit: Option<compile::Emit>,
         /// With --target cpu: `native` (this machine's CPU and features), `generic`, or an
         /// LLVM CPU name such as `znver3` or `neoverse-v2`.
         #[arg(long, default_value = "native", value_name = "CPU")]
         cpu: String,
-        /// With --target: write the kernels' shared object here.
-        #[arg(short = 'o', long = "output", value_name = "OUT.so", requires = "target")]
+        /// Write the artifact (`.tgx`) here, for `flint run` or the runtime's APIs; a path
+        /// ending in `.so` gets the kernels' shared object alone. Implies --target cpu.
+        #[arg(short = 'o', long = "output", value_name = "OUT.tgx")]
         output: Option<PathBuf>,
+        /// Weights to embed in the artifact (an ONNX model's own are used when not given).
+        #[arg(long, value_name = "FILE.safetensors")]
+        weights: Option<PathBuf>,
+        /// Put the weights in the artifact, so that it runs without a weights file.
+        #[arg(long)]
+        embed_weights: bool,
     },
     /// Import an ONNX model: write it as Flint source and its weights as safetensors.
     Import {
@@ -120,6 +130,27 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Run a graph through the compiled artifact and the runtime and write its outputs.
+    ///
+    /// Takes `flint eval`'s options and prints its output format, so the two can be
+    /// compared; a .tg or .onnx file is compiled in memory first.
+    #[cfg(feature = "mlir")]
+    Run(run_cmd::RunArgs),
+    /// Time runs of a graph through the runtime; prints one line of key=value pairs.
+    ///
+    /// `median_ms= p90_ms= min_ms= iters= threads= kernels= arena_bytes=
+    /// load_and_first_run_ms=`, the times per run over --iters runs after --warmup.
+    #[cfg(feature = "mlir")]
+    Bench {
+        #[command(flatten)]
+        args: run_cmd::RunArgs,
+        /// Timed runs.
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+    },
     /// Plan buffer offsets in one arena for a MiniMalloc CSV (`id,lower,upper,size`).
     ///
     /// Prints `buffers= arena_bytes= lower_bound= ratio= time_ms=`; the plan is checked
@@ -133,7 +164,20 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Print { file } => load(&file).map(|g| print!("{}", ir::print::print(&g))),
-        Command::Compile { file, dump_after, dump_all, list_passes, report, plan_svg, target, emit, cpu, output } => {
+        Command::Compile {
+            file,
+            dump_after,
+            dump_all,
+            list_passes,
+            report,
+            plan_svg,
+            target,
+            emit,
+            cpu,
+            output,
+            weights,
+            embed_weights,
+        } => {
             compile::run(
                 file.as_deref(),
                 &compile::Outputs {
@@ -145,6 +189,8 @@ fn main() -> ExitCode {
                     emit,
                     cpu: &cpu,
                     output: output.as_deref(),
+                    weights: weights.as_deref(),
+                    embed_weights,
                 },
                 list_passes,
             )
@@ -155,6 +201,10 @@ fn main() -> ExitCode {
         Command::Eval { file, weights, inputs, dims, seed, out } => {
             eval::run(&file, weights.as_deref(), &inputs, &dims, seed, out.as_deref())
         }
+        #[cfg(feature = "mlir")]
+        Command::Run(args) => run_cmd::run(&args),
+        #[cfg(feature = "mlir")]
+        Command::Bench { args, iters, warmup } => run_cmd::bench(&args, iters, warmup),
         Command::Plan(args) => plan_cmd::run(&args),
     };
     match result {

@@ -1,8 +1,8 @@
 //! The compiler as one call: a verified graph in, a scheduled and planned program out.
 //!
 //! Every stage is a line of [`stages`], run top to bottom: the graph passes, then fusion,
-//! scheduling and the memory plan (kernel lowering, the host glue and the artifact will be
-//! the next lines). `flint compile`, the tests and every later driver call [`compile`];
+//! scheduling and the memory plan, and with a target kernel lowering, native code, the host
+//! glue and the artifact. `flint compile`, the tests and every later driver call [`compile`];
 //! nothing else strings stages together. Each stage has a kebab-case name used by
 //! `--list-passes`, `--dump-after NAME`, `--dump-all` and the snapshots
 //! (`<example>@NN-<name>`), is timed, and is followed by a verifier in tests and debug
@@ -37,6 +37,12 @@ pub enum Stage {
     /// The MLIR through LLVM to a native shared object ([`crate::lower::llvm`]).
     #[cfg(feature = "mlir")]
     NativeCode,
+    /// The manifest, and the schedule as CLIF host glue ([`crate::glue`]).
+    #[cfg(feature = "mlir")]
+    HostGlue,
+    /// Everything in one `.tgx` file ([`flint_runtime::artifact`]).
+    #[cfg(feature = "mlir")]
+    Artifact,
 }
 
 /// What the compile produces code for; without one, it stops at the memory plan.
@@ -67,7 +73,7 @@ impl Target {
     fn code_stages(&self) -> Vec<Stage> {
         match *self {
             #[cfg(feature = "mlir")]
-            Target::Cpu(_) => vec![Stage::LowerCpu, Stage::NativeCode],
+            Target::Cpu(_) => vec![Stage::LowerCpu, Stage::NativeCode, Stage::HostGlue, Stage::Artifact],
         }
     }
 }
@@ -89,6 +95,10 @@ impl Stage {
             Stage::LowerCpu => "lower-cpu",
             #[cfg(feature = "mlir")]
             Stage::NativeCode => "native-code",
+            #[cfg(feature = "mlir")]
+            Stage::HostGlue => "host-glue",
+            #[cfg(feature = "mlir")]
+            Stage::Artifact => "artifact",
         }
     }
 
@@ -119,12 +129,32 @@ impl Stage {
             #[cfg(feature = "mlir")]
             Stage::NativeCode => {
                 let module = unit.cpu.as_ref().ok_or(CompileError::OutOfOrder(self.name()))?;
-                let cpu = match &opts.target {
-                    Some(Target::Cpu(cpu)) => cpu.clone(),
-                    None => crate::lower::llvm::Cpu::Native,
-                };
+                let cpu = opts.cpu();
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 unit.library = Some(crate::lower::llvm::shared_object(&module.split(threads), &cpu)?);
+            }
+            #[cfg(feature = "mlir")]
+            Stage::HostGlue => {
+                let (Some(kg), Some(program), Some(module)) = (&unit.kernels, &unit.program, &unit.cpu) else {
+                    return Err(CompileError::OutOfOrder(self.name()));
+                };
+                let (cpu, features) = opts.cpu().target_info();
+                let target = crate::artifact::TargetInfo { cpu, features };
+                let manifest = crate::artifact::manifest(program, kg, &module.symbols, target);
+                unit.glue = Some(crate::glue::clif(&manifest));
+                unit.manifest = Some(manifest);
+            }
+            #[cfg(feature = "mlir")]
+            Stage::Artifact => {
+                let (Some(manifest), Some(glue), Some(library)) = (&unit.manifest, &unit.glue, &unit.library) else {
+                    return Err(CompileError::OutOfOrder(self.name()));
+                };
+                use flint_runtime::artifact::{write, SectionKind};
+                let mut sections = vec![(SectionKind::CpuObject, library.as_slice()), (SectionKind::Glue, glue.as_bytes())];
+                if let Some(weights) = &opts.embed_weights {
+                    sections.push((SectionKind::Weights, weights.as_slice()));
+                }
+                unit.artifact = Some(write(manifest.clone(), &sections));
             }
         }
         Ok(())
@@ -141,7 +171,11 @@ impl Stage {
                 Ok(crate::lower::llvm::verify(text)?)
             }
             #[cfg(feature = "mlir")]
-            (Stage::NativeCode, _) => Ok(()),
+            (Stage::NativeCode | Stage::Artifact, _) => Ok(()),
+            // The runtime's own parser and the Cranelift verifier, as the runtime will run them.
+            #[cfg(feature = "mlir")]
+            (Stage::HostGlue, _) => crate::glue::verify(unit.glue.as_deref().unwrap_or_default())
+                .map_err(|message| CompileError::Glue { message }),
             (_, Some(kg)) => crate::kernel::verify::verify(&unit.graph, kg, unit.memory.as_ref())
                 .map_err(|error| CompileError::Kernel { stage, error }),
             (_, None) => Err(CompileError::OutOfOrder(stage)),
@@ -163,6 +197,10 @@ impl Stage {
             Stage::LowerCpu => format!("functions {}", unit.cpu.as_ref().map_or(0, |m| m.functions)),
             #[cfg(feature = "mlir")]
             Stage::NativeCode => format!("shared object {} B", unit.library.as_ref().map_or(0, Vec::len)),
+            #[cfg(feature = "mlir")]
+            Stage::HostGlue => format!("clif {} B", unit.glue.as_ref().map_or(0, String::len)),
+            #[cfg(feature = "mlir")]
+            Stage::Artifact => format!("artifact {} B", unit.artifact.as_ref().map_or(0, Vec::len)),
         }
     }
 
@@ -189,6 +227,10 @@ impl Stage {
                     kg.iter().zip(symbols).map(|((k, kernel), s)| format!("{k} ({}): {s}\n", kernel.kind.name()));
                 format!("shared object {size} B\n{}", lines.collect::<String>())
             }
+            #[cfg(feature = "mlir")]
+            (Stage::HostGlue, ..) => unit.glue.clone().unwrap_or_default(),
+            #[cfg(feature = "mlir")]
+            (Stage::Artifact, ..) => unit.manifest.as_ref().map(crate::artifact::describe).unwrap_or_default(),
             _ => String::new(),
         }
     }
@@ -205,11 +247,29 @@ pub struct CompileOptions {
     pub plan: PlanOptions,
     /// What to generate code for (`None`: stop at the memory plan).
     pub target: Option<Target>,
+    /// A safetensors file's bytes to embed in the artifact as its weights.
+    pub embed_weights: Option<Vec<u8>>,
+}
+
+impl CompileOptions {
+    #[cfg(feature = "mlir")]
+    fn cpu(&self) -> crate::lower::llvm::Cpu {
+        match &self.target {
+            Some(Target::Cpu(cpu)) => cpu.clone(),
+            None => crate::lower::llvm::Cpu::Native,
+        }
+    }
 }
 
 impl Default for CompileOptions {
     fn default() -> CompileOptions {
-        CompileOptions { verify: cfg!(debug_assertions), keep_dumps: false, plan: PlanOptions::default(), target: None }
+        CompileOptions {
+            verify: cfg!(debug_assertions),
+            keep_dumps: false,
+            plan: PlanOptions::default(),
+            target: None,
+            embed_weights: None,
+        }
     }
 }
 
@@ -241,6 +301,13 @@ pub struct Compiled {
     pub cpu: Option<crate::lower::CpuModule>,
     /// The kernels' shared object (with a CPU target).
     pub library: Option<Vec<u8>>,
+    /// The artifact's manifest (with a target).
+    #[cfg(feature = "mlir")]
+    pub manifest: Option<flint_runtime::artifact::Manifest>,
+    /// The host glue as CLIF text (with a target).
+    pub glue: Option<String>,
+    /// The `.tgx` artifact's bytes (with a target).
+    pub artifact: Option<Vec<u8>>,
     pub stages: Vec<StageRecord>,
 }
 
@@ -261,6 +328,8 @@ pub enum CompileError {
     #[cfg(feature = "mlir")]
     #[error(transparent)]
     Lower(#[from] crate::lower::LowerError),
+    #[error("the host glue does not compile: {message}")]
+    Glue { message: String },
 }
 
 /// The work in progress.
@@ -272,6 +341,10 @@ struct Unit {
     #[cfg(feature = "mlir")]
     cpu: Option<crate::lower::CpuModule>,
     library: Option<Vec<u8>>,
+    #[cfg(feature = "mlir")]
+    manifest: Option<flint_runtime::artifact::Manifest>,
+    glue: Option<String>,
+    artifact: Option<Vec<u8>>,
 }
 
 impl Unit {
@@ -303,6 +376,10 @@ pub fn compile_observed(
         #[cfg(feature = "mlir")]
         cpu: None,
         library: None,
+        #[cfg(feature = "mlir")]
+        manifest: None,
+        glue: None,
+        artifact: None,
     };
     unit.graph.compact();
     let mut records = Vec::new();
@@ -336,6 +413,10 @@ pub fn compile_observed(
         #[cfg(feature = "mlir")]
         cpu: unit.cpu,
         library: unit.library,
+        #[cfg(feature = "mlir")]
+        manifest: unit.manifest,
+        glue: unit.glue,
+        artifact: unit.artifact,
         stages: records,
     })
 }

@@ -127,6 +127,42 @@ impl Tensor {
         }
     }
 
+    /// The elements as the runtime stores them: little-endian, row-major, each in its
+    /// dtype's width (bool as one byte, 0 or 1).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let floats = |a: &ArrayD<f64>, f: &dyn Fn(f64) -> Vec<u8>| a.iter().flat_map(|&x| f(x)).collect();
+        match (&self.data, self.dtype) {
+            (TensorData::Float(a), DType::F16) => floats(a, &|x| half::f16::from_f64(x).to_le_bytes().to_vec()),
+            (TensorData::Float(a), DType::BF16) => floats(a, &|x| half::bf16::from_f64(x).to_le_bytes().to_vec()),
+            (TensorData::Float(a), _) => floats(a, &|x| (x as f32).to_le_bytes().to_vec()),
+            (TensorData::Int(a), DType::I32) => a.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+            (TensorData::Int(a), _) => a.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+            (TensorData::Bool(a), _) => a.iter().map(|&x| u8::from(x)).collect(),
+        }
+    }
+
+    /// A tensor from elements stored as [`Tensor::to_le_bytes`] writes them.
+    pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, TensorError> {
+        let n: usize = shape.iter().product();
+        if bytes.len() != n * dtype.size_bytes() {
+            let found = bytes.len() / dtype.size_bytes().max(1);
+            return Err(TensorError::Length { shape: shape.to_vec(), expected: n, found });
+        }
+        let words = |size: usize| bytes.chunks_exact(size);
+        match dtype {
+            DType::F32 => Tensor::from_f64(dtype, shape, words(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()),
+            DType::F16 => Tensor::from_f64(dtype, shape, words(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect()),
+            DType::BF16 => Tensor::from_f64(dtype, shape, words(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect()),
+            DType::I32 => Tensor::from_i64(dtype, shape, words(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()),
+            DType::I64 => Tensor::from_i64(
+                dtype,
+                shape,
+                words(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            ),
+            DType::Bool => Tensor::from_bool(shape, bytes.iter().map(|&b| b != 0).collect()),
+        }
+    }
+
     /// Converts to `dtype` with the semantics of the `cast` op (see [`super`]).
     pub fn cast(&self, dtype: DType) -> Tensor {
         let data = match (&self.data, dtype) {

@@ -53,6 +53,25 @@ impl Cpu {
     }
 }
 
+impl Cpu {
+    /// The CPU name the kernels are compiled for, and the features they may use that the
+    /// runtime can check where it loads them. A named or generic CPU lists none: LLVM's C
+    /// API does not tell which features a CPU name implies.
+    pub fn target_info(&self) -> (String, Vec<String>) {
+        match self {
+            Cpu::Native => {
+                // SAFETY: both calls return new strings, disposed of by `message`.
+                let (name, features) = unsafe { (message(LLVMGetHostCPUName()), message(LLVMGetHostCPUFeatures())) };
+                let checked = flint_runtime::cpu::CHECKED_FEATURES;
+                let on = features.split(',').filter_map(|f| f.strip_prefix('+')).filter(|f| checked.contains(f));
+                (name, on.map(str::to_string).collect())
+            }
+            Cpu::Generic => ("generic".into(), Vec::new()),
+            Cpu::Named(name) => (name.clone(), Vec::new()),
+        }
+    }
+}
+
 /// What [`compile`] produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {

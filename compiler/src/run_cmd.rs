@@ -1,0 +1,224 @@
+//! `flint run` and `flint bench`: a graph through the compiled artifact and the runtime, with
+//! `flint eval`'s options and output, so the two can be compared on the same files.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flint_compiler::artifact::{self, symbols, tensor_type};
+use flint_compiler::interp::{DimValues, Tensor};
+use flint_compiler::ir::{SymId, Symbol};
+use flint_compiler::pipeline::{self, CompileOptions, Target};
+use flint_compiler::{npy, random};
+use flint_runtime::artifact::{Manifest, RegionKind};
+use flint_runtime::{LoadOptions, Model, TensorRef};
+
+/// The options `run` and `bench` share with `eval`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// A .tg or .onnx file (compiled in memory first), or a .tgx artifact.
+    pub file: PathBuf,
+    /// Weights for the params, as a safetensors file (default: the artifact's embedded
+    /// weights, an ONNX model's own, or seeded random ones).
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub weights: Option<PathBuf>,
+    /// An input from a .npy file; repeat for several inputs.
+    #[arg(long = "input", value_name = "NAME=PATH.npy")]
+    pub inputs: Vec<String>,
+    /// The value of a symbolic dim; repeat for several.
+    #[arg(long = "dim", value_name = "SYMBOL=VALUE")]
+    pub dims: Vec<String>,
+    /// Seed for the random inputs and weights (the same as `flint eval`'s).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads to split kernels across (default: every core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write every output to DIR/<name>.npy.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// With a .tg or .onnx file: the CPU to compile for (`native`, `generic` or a name).
+    #[arg(long, default_value = "native", value_name = "CPU")]
+    pub cpu: String,
+}
+
+/// A loaded model with its inputs chosen.
+struct Prepared {
+    model: Model,
+    dims: DimValues,
+    inputs: Vec<(String, Tensor, Vec<u8>)>,
+    load_time: Duration,
+}
+
+pub fn run(args: &RunArgs) -> Result<(), String> {
+    let p = prepare(args)?;
+    let mut session = p.model.session();
+    let outputs = session.run_with_dims(&p.input_refs(), &p.dim_list()).map_err(|e| format!("error: {e}"))?;
+    crate::eval::report_dims(&symbols(p.model.manifest()), &p.dims);
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
+    }
+    for (name, t) in outputs {
+        let tensor = Tensor::from_le_bytes(artifact::from_dtype(t.dtype), &t.shape, &t.data)
+            .map_err(|e| format!("internal error: output {name}: {e}"))?;
+        println!("{name}: {}", crate::eval::summary(&tensor));
+        if let Some(dir) = &args.out {
+            let path = dir.join(format!("{name}.npy"));
+            npy::write_npy(&path, &tensor).map_err(|e| format!("error: cannot write {}: {e}", path.display()))?;
+            println!("  -> {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn bench(args: &RunArgs, iters: usize, warmup: usize) -> Result<(), String> {
+    let p = prepare(args)?;
+    let (inputs, dims) = (p.input_refs(), p.dim_list());
+    let mut session = p.model.session();
+    let mut times = Vec::with_capacity(iters.max(1));
+    for i in 0..warmup + iters.max(1) {
+        let start = Instant::now();
+        session.run_with_dims(&inputs, &dims).map_err(|e| format!("error: {e}"))?;
+        if i == 0 {
+            times.push(p.load_time + start.elapsed());
+        }
+        if i >= warmup {
+            times.push(start.elapsed());
+        }
+    }
+    let first = times.remove(0);
+    times.sort();
+    let ms = |d: Duration| format!("{:.4}", d.as_secs_f64() * 1e3);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    let m = p.model.manifest();
+    println!(
+        "median_ms={} p90_ms={} min_ms={} iters={} threads={} kernels={} arena_bytes={} load_and_first_run_ms={}",
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(times[0]),
+        times.len(),
+        p.model.threads(),
+        m.kernels.len(),
+        m.arena_bytes,
+        ms(first)
+    );
+    Ok(())
+}
+
+impl Prepared {
+    fn input_refs(&self) -> Vec<(&str, TensorRef<'_>)> {
+        let m = self.model.manifest();
+        self.inputs
+            .iter()
+            .map(|(name, t, bytes)| (name.as_str(), TensorRef::new(artifact::dtype(t.dtype), t.shape(), bytes)))
+            .filter(|(name, _)| m.regions_of(RegionKind::Input).any(|(_, r)| r.name == *name))
+            .collect()
+    }
+
+    fn dim_list(&self) -> Vec<(&str, u64)> {
+        let m = self.model.manifest();
+        m.symbols.iter().enumerate().filter_map(|(i, s)| Some((s.name.as_str(), self.dims.get(SymId(i as u32))?))).collect()
+    }
+}
+
+/// Loads or compiles the model, binds its weights and chooses its dims and inputs as `flint
+/// eval` does.
+fn prepare(args: &RunArgs) -> Result<Prepared, String> {
+    let start = Instant::now();
+    let options = LoadOptions { threads: args.threads };
+    let is_artifact = args.file.extension().is_some_and(|e| e == "tgx");
+    let mut onnx_params = None;
+    let mut model = if is_artifact {
+        Model::load_with(&args.file, &options).map_err(|e| format!("error: {}: {e}", args.file.display()))?
+    } else {
+        let bytes = compile_in_memory(&args.file, &args.cpu)?;
+        if flint_compiler::onnx::is_onnx_path(&args.file) && args.weights.is_none() {
+            onnx_params = Some(crate::import::load(&args.file)?.params);
+        }
+        Model::from_bytes(&bytes, &options).map_err(|e| format!("error: {e}"))?
+    };
+    if let Some(w) = &args.weights {
+        model.bind_weights(w).map_err(|e| format!("error: {e}"))?;
+    }
+    let load_time = start.elapsed();
+    let m = model.manifest().clone();
+    let given = read_inputs(&m, &args.inputs)?;
+    let dims = choose_dims(&m, &given, &args.dims)?;
+    let mut inputs = Vec::new();
+    for (_, r) in m.regions_of(RegionKind::Input) {
+        let tensor = match given.iter().find(|(n, _)| *n == r.name) {
+            Some((_, t)) => t.clone(),
+            None => random_tensor(&m, r.value, &dims, args.seed, &r.name)?,
+        };
+        let bytes = tensor.to_le_bytes();
+        inputs.push((r.name.clone(), tensor, bytes));
+    }
+    for (region, r) in m.regions_of(RegionKind::Param) {
+        if model.is_bound(region) {
+            continue;
+        }
+        let tensor = match onnx_params.as_ref().and_then(|p| p.get(&r.name)) {
+            Some(t) => t.clone(),
+            None if args.weights.is_some() || is_artifact && m.section(flint_runtime::artifact::SectionKind::Weights).is_some() => {
+                return Err(format!("error: weight `{}` is not in the weights given", r.name))
+            }
+            None => random_tensor(&m, r.value, &dims, args.seed, &r.name)?,
+        };
+        let bytes = tensor.to_le_bytes();
+        let view = TensorRef::new(artifact::dtype(tensor.dtype), tensor.shape(), &bytes);
+        model.bind_weight(&r.name, view).map_err(|e| format!("error: {e}"))?;
+    }
+    Ok(Prepared { model, dims, inputs, load_time })
+}
+
+/// The artifact of a source or ONNX file, compiled for the host.
+pub fn compile_in_memory(file: &Path, cpu: &str) -> Result<Vec<u8>, String> {
+    let graph = crate::load(file)?;
+    let target = Target::Cpu(flint_compiler::lower::llvm::Cpu::parse(cpu));
+    let opts = CompileOptions { target: Some(target), ..Default::default() };
+    let compiled = pipeline::compile(&graph, &opts).map_err(|e| format!("error: {e}"))?;
+    compiled.artifact.ok_or_else(|| "internal error: the pipeline made no artifact".into())
+}
+
+fn random_tensor(m: &Manifest, value: u32, dims: &DimValues, seed: u64, name: &str) -> Result<Tensor, String> {
+    let ty = tensor_type(&m.values[value as usize]);
+    random::random_tensor(&ty, dims, seed, name).map_err(|e| format!("error: {e}"))
+}
+
+fn read_inputs(m: &Manifest, args: &[String]) -> Result<Vec<(String, Tensor)>, String> {
+    let names: Vec<&str> = m.regions_of(RegionKind::Input).map(|(_, r)| r.name.as_str()).collect();
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    for arg in args {
+        let (name, path) = crate::eval::split_arg(arg, "--input", "NAME=PATH.npy")?;
+        if !names.contains(&name) {
+            return Err(format!("error: --input {name}: the model has no input `{name}` (its inputs: {})", names.join(", ")));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(format!("error: --input {name} is given twice"));
+        }
+        let tensor = npy::read_npy(Path::new(path)).map_err(|e| format!("error: --input {name}: {path}: {e}"))?;
+        out.push((name.to_string(), tensor));
+    }
+    Ok(out)
+}
+
+/// `--dim` values, then those read off the given inputs, then each bound (as `flint eval`).
+fn choose_dims(m: &Manifest, given: &[(String, Tensor)], args: &[String]) -> Result<DimValues, String> {
+    let symbols: Vec<Symbol> = symbols(m);
+    let mut dims = crate::eval::parse_dim_args(&symbols, args)?;
+    for (name, tensor) in given {
+        let Some((_, r)) = m.regions_of(RegionKind::Input).find(|(_, r)| r.name == *name) else { continue };
+        for (d, &len) in m.region_value(r).shape.iter().zip(tensor.shape()) {
+            if let (Some(s), 1) = (d.single(), d.coeff) {
+                if dims.get(SymId(s)).is_none() {
+                    dims.insert(SymId(s), len as u64);
+                }
+            }
+        }
+    }
+    for (i, s) in symbols.iter().enumerate() {
+        if dims.get(SymId(i as u32)).is_none() {
+            dims.insert(SymId(i as u32), s.bound);
+        }
+    }
+    Ok(dims)
+}
