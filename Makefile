@@ -13,8 +13,12 @@ deps:
 build:
 	$(CARGO) build --workspace
 
+# Compiles the MLP into an artifact, runs it through the runtime and times it.
+FLINT = $(CARGO) run -q -p flint-compiler --bin flint --
 run: deps build
-	$(CARGO) run -p flint-compiler --bin flint -- eval examples/mlp.tg --out target/mlp-out
+	$(FLINT) compile examples/mlp.tg -o target/mlp.tgx
+	$(FLINT) run target/mlp.tgx --out target/mlp-out
+	$(FLINT) bench target/mlp.tgx
 
 # INSTA_UPDATE=no: a snapshot mismatch or a missing snapshot fails and writes no .snap.new.
 # CI=true: tests that would skip a check for a missing tool (e.g. ptxas) fail instead.

@@ -173,7 +173,7 @@ fn compile_runs_the_pipeline_and_dumps_on_request() {
 #[test]
 fn every_listed_stage_can_be_dumped() {
     let stages = passes_in_order();
-    let code = ["lower-cpu", "native-code"];
+    let code = ["lower-cpu", "native-code", "host-glue", "artifact"];
     let kernels = ["decompose", "simplify", "cse", "dce", "fusion", "schedule", "memory-plan"];
     assert_eq!(stages, kernels.iter().chain(&code).copied().collect::<Vec<_>>());
     for stage in &stages {
@@ -187,6 +187,8 @@ fn every_listed_stage_can_be_dumped() {
             "memory-plan" => "arena ",
             "lower-cpu" => "module {",
             "native-code" => "shared object ",
+            "host-glue" => "; host glue of `mlp`",
+            "artifact" => "artifact `mlp`",
             _ => "graph mlp(",
         };
         assert!(out.starts_with(head), "{stage}: {out}");

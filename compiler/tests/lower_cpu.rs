@@ -2,7 +2,8 @@
 //! through MLIR and LLVM into one shared object, loaded, and run kernel by kernel on the
 //! interpreter's values of its inputs (fresh random inputs and weights), at each symbol = 1,
 //! an odd value and its bound; each call's range is split in two to check `[begin, end)`.
-//! Outputs must agree with the interpreter within each dtype's tolerance.
+//! Outputs must agree with the interpreter within each dtype's tolerance. Then the whole graph
+//! runs through its `.tgx` artifact and the runtime, and its outputs must agree as well.
 
 #![cfg(feature = "mlir")]
 
@@ -20,11 +21,13 @@ use proptest::prelude::*;
 mod kernels;
 #[path = "common/random_program.rs"]
 mod random_program;
-use kernels::{reference, run_kernel};
+use kernels::{reference, run_artifact, run_kernel};
 
 struct Checked {
     kernels: usize,
     runs: usize,
+    /// Runs of the whole graph through its artifact.
+    graph_runs: usize,
     skipped: Vec<String>,
 }
 
@@ -36,14 +39,15 @@ fn check_example(path: &Path, lib_dir: &Path) -> Checked {
     let c = match pipeline::compile(&graph, &CompileOptions { target, ..Default::default() }) {
         Ok(c) => c,
         Err(CompileError::Lower(e @ LowerError::Unsupported { .. })) => {
-            return Checked { kernels: 0, runs: 0, skipped: vec![format!("{label}: {e}")] }
+            return Checked { kernels: 0, runs: 0, graph_runs: 0, skipped: vec![format!("{label}: {e}")] }
         }
         Err(e) => panic!("{label}: {e}"),
     };
     let (Some(module), Some(so)) = (c.cpu.clone(), c.library.clone()) else { panic!("{label}: no code") };
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let runs = run_all(&graph, &c, &module.symbols, &so, &lib_dir.join(format!("{stem}.so")), &label);
-    Checked { kernels: c.kernels.kernels.len(), runs, skipped: Vec::new() }
+    let graph_runs = run_artifact(&graph, &c, &label);
+    Checked { kernels: c.kernels.kernels.len(), runs, graph_runs, skipped: Vec::new() }
 }
 
 /// Loads the shared object from `file` and runs every kernel at each symbol = 1, 3 (or its
@@ -77,14 +81,19 @@ fn every_example_kernel_agrees_with_the_interpreter() {
         .filter(|p| p.extension().is_some_and(|x| x == "tg"))
         .collect();
     files.sort();
-    let (mut checked, mut runs, mut skipped) = (0, 0, Vec::new());
+    let (mut checked, mut runs, mut graph_runs, mut skipped) = (0, 0, 0, Vec::new());
     for path in &files {
         let r = check_example(path, &dir);
-        (checked, runs) = (checked + r.kernels, runs + r.runs);
+        (checked, runs, graph_runs) = (checked + r.kernels, runs + r.runs, graph_runs + r.graph_runs);
         skipped.extend(r.skipped);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("{checked} kernels checked in {runs} runs; {} not lowered yet:\n{}", skipped.len(), skipped.join("\n"));
+    eprintln!(
+        "{checked} kernels checked in {runs} runs, {graph_runs} whole-graph runs through artifacts; {} not lowered yet:\n{}",
+        skipped.len(),
+        skipped.join("\n")
+    );
+    assert!(graph_runs + 3 >= 3 * files.len(), "only {graph_runs} whole-graph runs for {} files", files.len());
     assert!(skipped.is_empty(), "kernels the CPU lowering refused:\n{}", skipped.join("\n"));
     assert!(checked >= 160 && runs >= 3 * 160, "only {checked} kernels in {runs} runs were checked");
 }
@@ -108,6 +117,7 @@ proptest! {
         let file = std::env::temp_dir().join(format!("flint-random-{}-{}.so", std::process::id(), unique()));
         run_all(&graph, &c, &module.symbols, &so, &file, &source);
         let _ = std::fs::remove_file(&file);
+        run_artifact(&graph, &c, &source);
     }
 }
 

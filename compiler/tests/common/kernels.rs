@@ -100,3 +100,55 @@ pub fn run_kernel(
         }
     }
 }
+
+/// The whole graph through its artifact and the runtime (the JIT'd glue, two threads), on
+/// fresh random inputs and weights at each symbol = 1, 3 (or its bound) and its bound; the
+/// outputs must agree with the interpreter on the source graph. Returns the number of runs.
+pub fn run_artifact(graph: &flint_compiler::ir::Graph, c: &Compiled, label: &str) -> usize {
+    use flint_compiler::artifact::dtype as runtime_dtype;
+    use flint_runtime::{LoadOptions, Model, TensorRef};
+    let bytes = c.artifact.as_ref().unwrap_or_else(|| panic!("{label}: no artifact"));
+    let mut model = Model::from_bytes(bytes, &LoadOptions { threads: 2 }).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let mut runs = 0;
+    let picks: [(fn(u64) -> u64, u64); 3] = [(|_| 1, 21), (|b| b.min(3), 22), (|b| b, 23)];
+    for (pick, seed) in picks {
+        let dims: DimValues = graph.symbols.iter().enumerate().map(|(i, s)| (SymId(i as u32), pick(s.bound))).collect();
+        let (Ok(inputs), Ok(params)) =
+            (random::random_inputs(graph, &dims, seed), random::random_params(graph, &dims, seed + 100))
+        else {
+            continue;
+        };
+        // A graph whose evaluation fails (an integer division by zero) has no reference.
+        let Ok(want) = interp::eval(graph, &dims, &inputs, &params) else { continue };
+        for (name, t) in &params {
+            let bytes = t.to_le_bytes();
+            model
+                .bind_weight(name, TensorRef::new(runtime_dtype(t.dtype), t.shape(), &bytes))
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+        }
+        let input_bytes: Vec<(String, &Tensor, Vec<u8>)> =
+            inputs.iter().map(|(n, t)| (n.clone(), t, t.to_le_bytes())).collect();
+        let refs: Vec<(&str, TensorRef)> = input_bytes
+            .iter()
+            .map(|(n, t, b)| (n.as_str(), TensorRef::new(runtime_dtype(t.dtype), t.shape(), b)))
+            .collect();
+        let dim_list: Vec<(&str, u64)> =
+            graph.symbols.iter().enumerate().map(|(i, s)| (s.name.as_str(), dims.get(SymId(i as u32)).unwrap_or(1))).collect();
+        let got = model.session().run_with_dims(&refs, &dim_list).unwrap_or_else(|e| panic!("{label}: {e} (dims {dims:?})"));
+        assert_eq!(got.len(), want.len(), "{label}: outputs");
+        for ((name, g), (want_name, w)) in got.iter().zip(&want) {
+            assert_eq!(name, want_name, "{label}");
+            assert_eq!(g.shape, w.shape(), "{label}: output {name} shape");
+            let dtype = w.dtype;
+            let (rtol, atol) = tolerance(dtype);
+            // Errors compound over a chain of kernels: allow a few ulps more than one kernel.
+            let (rtol, atol) = (rtol * 4.0, atol * 4.0);
+            for (i, (gv, wv)) in values_of(&g.data, dtype).iter().zip(w.to_f64_vec()).enumerate() {
+                let ok = (gv.is_nan() && wv.is_nan()) || *gv == wv || (gv - wv).abs() <= atol + rtol * wv.abs();
+                assert!(ok, "{label}: output {name} element {i}: {gv} vs {wv} (dims {dims:?})");
+            }
+        }
+        runs += 1;
+    }
+    runs
+}

@@ -1,0 +1,236 @@
+//! The runtime against artifacts the compiler writes: every corruption of a file refused,
+//! foreign targets and CPU features refused, bad inputs and weights refused with the error
+//! that names them, weights from files and from the artifact, and sessions on many threads
+//! giving bit-identical outputs.
+
+use std::sync::OnceLock;
+
+use flint_compiler::pipeline::{self, CompileOptions, Target};
+use flint_compiler::{lower::llvm::Cpu, syntax};
+use flint_runtime::artifact::{self, ArtifactError, SectionKind, Target as ArtifactTarget};
+use flint_runtime::{DType, LoadOptions, Model, RuntimeError, TensorRef};
+
+/// A batch of rows through a weight, a bias and a row softmax: three kernels, a param, a
+/// symbol, an arena value.
+const SOURCE: &str = "graph small(x: f32[N<=8, 16]) -> (y: f32[N, 4]) {
+    param w: f32[16, 4]
+    param b: f32[4]
+    y = softmax(relu(x @ w + b) * 2.0, axis=-1)
+}
+";
+
+fn compile(source: &str, embed_weights: Option<Vec<u8>>) -> Vec<u8> {
+    let graph = syntax::compile_str(source).expect("the source compiles");
+    let opts = CompileOptions { target: Some(Target::Cpu(Cpu::Native)), embed_weights, ..Default::default() };
+    pipeline::compile(&graph, &opts).expect("the pipeline runs").artifact.expect("an artifact")
+}
+
+/// The small graph's artifact, compiled once for every test.
+fn small() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| compile(SOURCE, None))
+}
+
+fn floats(n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) * scale).collect()
+}
+
+fn loaded() -> Model {
+    let mut model = Model::from_bytes(small(), &LoadOptions { threads: 2 }).expect("loads");
+    model.bind_weight("w", TensorRef::f32(&[16, 4], &floats(64, 0.05))).expect("w binds");
+    model.bind_weight("b", TensorRef::f32(&[4], &floats(4, 0.1))).expect("b binds");
+    model
+}
+
+fn refused(bytes: &[u8]) -> Option<RuntimeError> {
+    Model::from_bytes(bytes, &LoadOptions { threads: 1 }).err()
+}
+
+#[test]
+fn every_single_byte_change_and_every_truncation_is_refused() {
+    let bytes = small();
+    for at in 0..bytes.len() {
+        for flip in [0x01u8, 0xFF] {
+            let mut corrupt = bytes.to_vec();
+            corrupt[at] ^= flip;
+            assert!(refused(&corrupt).is_some(), "a change of byte {at} (^{flip:#x}) of {} was accepted", bytes.len());
+        }
+    }
+    for len in 0..bytes.len() {
+        let error = refused(&bytes[..len]).unwrap_or_else(|| panic!("a truncation to {len} bytes was accepted"));
+        let text = error.to_string();
+        assert!(
+            len < 8 || text.contains("truncated") || text.contains("corrupt"),
+            "truncation to {len}: {text}"
+        );
+    }
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    assert!(refused(&longer).is_some(), "a trailing byte was accepted");
+}
+
+#[test]
+fn foreign_versions_targets_and_features_are_refused_by_name() {
+    let mut bytes = small().to_vec();
+    bytes[8] = 2;
+    let e = refused(&bytes).expect("refused").to_string();
+    assert!(e.contains("format version 2") && e.contains("reads version 1"), "{e}");
+    assert!(refused(b"PK\x03\x04 not an artifact").expect("refused").to_string().contains("not a Flint artifact"));
+
+    let parsed = artifact::parse(small()).expect("parses");
+    let sections: Vec<(SectionKind, &[u8])> =
+        parsed.manifest.sections.iter().zip(&parsed.sections).map(|(s, r)| (s.kind, &small()[r.clone()])).collect();
+    let with_target = |target: ArtifactTarget| {
+        let mut m = parsed.manifest.clone();
+        m.target = target;
+        artifact::write(m, &sections)
+    };
+    let ArtifactTarget::Cpu { cpu, .. } = parsed.manifest.target.clone();
+    let other_arch = if std::env::consts::ARCH == "aarch64" { "x86_64" } else { "aarch64" };
+    let foreign = with_target(ArtifactTarget::Cpu { arch: other_arch.into(), cpu: cpu.clone(), features: vec![] });
+    let e = refused(&foreign).expect("refused").to_string();
+    assert!(e.contains(&format!("for {other_arch} CPUs")) && e.contains(std::env::consts::ARCH), "{e}");
+
+    let lacking: Vec<String> = flint_runtime::cpu::CHECKED_FEATURES
+        .iter()
+        .filter(|f| flint_runtime::cpu::host_has_feature(f) == Some(false))
+        .map(|f| f.to_string())
+        .collect();
+    match lacking.first() {
+        Some(feature) => {
+            let arch = std::env::consts::ARCH.to_string();
+            let bytes = with_target(ArtifactTarget::Cpu { arch, cpu, features: vec![feature.clone()] });
+            let e = refused(&bytes).expect("refused");
+            assert!(matches!(&e, RuntimeError::Artifact(ArtifactError::MissingCpuFeatures { missing, .. }) if missing == &[feature.clone()]), "{e}");
+            assert!(e.to_string().contains(feature.as_str()), "{e}");
+        }
+        None => eprintln!("this CPU has every feature the runtime checks: the missing-feature case is not exercised"),
+    }
+    // The re-encoded manifest with the host's own target loads: the checks above refused the
+    // target, not the re-encoding.
+    let same = with_target(parsed.manifest.target.clone());
+    assert!(refused(&same).is_none());
+}
+
+#[test]
+fn bad_inputs_weights_and_dims_are_refused_with_their_names() {
+    let model = loaded();
+    let x = floats(3 * 16, 0.1);
+    let mut s = model.session();
+    let ok = s.run(&[("x", TensorRef::f32(&[3, 16], &x))]).expect("runs");
+    assert_eq!(ok[0].1.shape, vec![3, 4]);
+
+    let err = |r: Result<Vec<(String, flint_runtime::Tensor)>, RuntimeError>| r.expect_err("refused").to_string();
+    let mut s = model.session();
+    let e = err(s.run(&[("x", TensorRef::f32(&[3, 15], &x[..45]))]));
+    assert!(e.contains("input `x`") && e.contains("axis 1") && e.contains("[N, 16]"), "{e}");
+    let big = floats(9 * 16, 0.1);
+    let e = err(s.run(&[("x", TensorRef::f32(&[9, 16], &big))]));
+    assert!(e.contains("dim `N` = 9 is outside 1..=8"), "{e}");
+    let e = err(s.run(&[("x", TensorRef::f32(&[0, 16], &[]))]));
+    assert!(e.contains("dim `N` = 0"), "{e}");
+    let e = err(s.run(&[("x", TensorRef::f32(&[48], &x))]));
+    assert!(e.contains("input `x` has shape [48]"), "{e}");
+    let ints = vec![0u8; 3 * 16 * 4];
+    let e = err(s.run(&[("x", TensorRef::new(DType::I32, &[3, 16], &ints))]));
+    assert!(e.contains("dtype i32") && e.contains("expects f32"), "{e}");
+    let e = err(s.run(&[("x", TensorRef::new(DType::F32, &[3, 16], &ints[..100]))]));
+    assert!(e.contains("100 bytes"), "{e}");
+    let e = err(s.run(&[]));
+    assert!(e.contains("input `x` is missing"), "{e}");
+    let e = err(s.run(&[("x", TensorRef::f32(&[3, 16], &x)), ("z", TensorRef::f32(&[3, 16], &x))]));
+    assert!(e.contains("no input `z`") && e.contains("its inputs: x"), "{e}");
+    let e = err(s.run_with_dims(&[("x", TensorRef::f32(&[3, 16], &x))], &[("M", 3)]));
+    assert!(e.contains("no symbol `M`"), "{e}");
+
+    let mut out = vec![0u8; 3 * 4 * 4 - 1];
+    let e = s.run_into(&[("x", TensorRef::f32(&[3, 16], &x))], &[], &mut [("y", &mut out)]).expect_err("refused");
+    assert!(e.to_string().contains("needs 48"), "{e}");
+    let mut out = vec![0u8; 48];
+    s.run_into(&[("x", TensorRef::f32(&[3, 16], &x))], &[], &mut [("y", &mut out)]).expect("runs into a buffer");
+    assert_eq!(out, ok[0].1.data, "run_into and run agree");
+
+    let mut unbound = Model::from_bytes(small(), &LoadOptions::default()).expect("loads");
+    let e = err(unbound.session().run(&[("x", TensorRef::f32(&[3, 16], &x))]));
+    assert!(e.contains("weight `b` is not bound") || e.contains("weight `w` is not bound"), "{e}");
+    let e = unbound.bind_weight("w", TensorRef::f32(&[4, 16], &floats(64, 0.1))).expect_err("refused").to_string();
+    assert!(e.contains("weight `w` has shape [4, 16]") && e.contains("[16, 4]"), "{e}");
+    let e = unbound.bind_weight("v", TensorRef::f32(&[4], &floats(4, 0.1))).expect_err("refused").to_string();
+    assert!(e.contains("no param `v`") && e.contains("b, w"), "{e}");
+}
+
+fn safetensors_file(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.to_string(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("view")))
+        .collect();
+    safetensors::serialize(views, None).expect("serializes")
+}
+
+#[test]
+fn weights_from_a_file_and_from_the_artifact_give_the_same_outputs() {
+    let (w, b) = (floats(64, 0.05), floats(4, 0.1));
+    let file = safetensors_file(&[("w", vec![16, 4], w.clone()), ("b", vec![4], b.clone()), ("extra", vec![1], vec![0.0])]);
+    let dir = std::env::temp_dir().join(format!("flint-runtime-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let (weights, tgx) = (dir.join("small.safetensors"), dir.join("small.tgx"));
+    std::fs::write(&weights, &file).expect("write weights");
+    std::fs::write(&tgx, small()).expect("write artifact");
+
+    let x = floats(5 * 16, 0.1);
+    let inputs = [("x", TensorRef::f32(&[5, 16], &x))];
+    let want = loaded().session().run(&inputs).expect("runs");
+    let mut from_file = Model::load(&tgx).expect("loads from a file");
+    from_file.bind_weights(&weights).expect("binds a safetensors file");
+    assert_eq!(from_file.session().run(&inputs).expect("runs"), want);
+    let embedded = Model::from_bytes(&compile(SOURCE, Some(file)), &LoadOptions::default()).expect("loads");
+    assert_eq!(embedded.session().run(&inputs).expect("runs"), want);
+
+    let wrong = safetensors_file(&[("w", vec![4, 16], w)]);
+    std::fs::write(&weights, wrong).expect("write weights");
+    let e = from_file.bind_weights(&weights).expect_err("refused").to_string();
+    assert!(e.contains("weight `w` has shape [4, 16]"), "{e}");
+    std::fs::write(&weights, b"not safetensors").expect("write weights");
+    let e = from_file.bind_weights(&weights).expect_err("refused").to_string();
+    assert!(e.contains("small.safetensors") && e.contains("not a safetensors file"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sessions_on_many_threads_give_bit_identical_outputs() {
+    let model = loaded();
+    let x = floats(8 * 16, 0.1);
+    let inputs = [("x", TensorRef::f32(&[8, 16], &x))];
+    let want = model.session().run(&inputs).expect("runs");
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut session = model.session();
+                for _ in 0..50 {
+                    assert_eq!(session.run(&inputs).expect("runs"), want);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn the_runtime_depends_on_no_compiler_mlir_or_llvm() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "-p", "flint-runtime", "--edges", "normal,build", "--prefix", "none", "--offline"])
+        .current_dir(root)
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("cranelift-jit"), "{tree}");
+    for banned in ["flint-compiler", "melior", "mlir-sys", "llvm-sys", "tblgen"] {
+        assert!(!tree.lines().any(|l| l.starts_with(&format!("{banned} "))), "flint-runtime depends on {banned}:\n{tree}");
+    }
+}
