@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The memory planner's benchmark: every MiniMalloc file in bench/minimalloc/, greedy best-fit
 # by size (what TFLite and XLA ship) and Flint's planner side by side in one run, then the plan
-# of every example, then the compile time of each stage on a GPT-2-small-shaped stack. Writes
-# bench/RESULTS.md with a description of the machine.
+# of every example, then the compile time of each stage on a GPT-2-small-shaped stack, then
+# Flint's runtime against ONNX Runtime (bench/ort_compare.py). Writes bench/RESULTS.md with a
+# description of the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +78,17 @@ cpu_section() {
     echo "compile once: 110 kernels are 13 functions)."
 }
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+# Flint's runtime against ONNX Runtime on the same ONNX graphs (bench/ort_compare.py; the dev
+# build above, which has MLIR). onnx==1.22.0 (as scripts/conformance.sh) and onnxruntime are
+# installed here when missing, quietly and outside RESULTS.md.
+ort_deps() {
+    python3 -c 'import numpy, onnxruntime, onnx; assert onnx.__version__ == "1.22.0"' 2>/dev/null ||
+        python3 -m pip install -q numpy onnx==1.22.0 onnxruntime >&2
+}
+ort_section() {
+    ort_deps
+    python3 bench/ort_compare.py target/debug/flint
+}
 
 {
     echo "# Benchmarks: memory planner, compile time, CPU kernels"
@@ -127,6 +139,8 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
     python3 bench/compile_time.py "$flint"
     echo
     cpu_section
+    echo
+    ort_section
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

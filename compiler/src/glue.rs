@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use flint_runtime::artifact::{Dim, Manifest, Storage};
+use flint_runtime::artifact::{Dim, Manifest, RegionKind, Storage};
 use flint_runtime::glue::{checks, Check, RUN_KERNEL};
 
 /// The glue for `m`, as CLIF text.
@@ -55,7 +55,12 @@ pub fn clif(m: &Manifest) -> String {
     let (bind, zero) = (g.value("iconst.i64 -1"), g.value("iconst.i64 0"));
     let status = g.value(&format!("call fn0(v0, {bind}, v2, {zero}, v1)"));
     g.propagate(&status);
-    let bases: Vec<String> = (0..=m.regions.len()).map(|r| g.value(&format!("load.i64 notrap aligned v2+{}", 8 * r))).collect();
+    let bases: Vec<String> = (0..=m.regions.len())
+        .map(|r| {
+            let name = m.regions.get(r).map_or("the arena".into(), |r| format!("{} {}", kind_name(r.kind), r.name));
+            g.value(&format!("load.i64 notrap aligned v2+{}  ; {name}", 8 * r))
+        })
+        .collect();
     let arena = &bases[m.regions.len()];
     for (index, kernel) in m.kernels.iter().enumerate() {
         g.comment(&format!("{} ({}): {}", kernel.name, kernel.kind, kernel.symbol));
@@ -80,6 +85,14 @@ pub fn clif(m: &Manifest) -> String {
     let exit = g.next_value;
     let _ = writeln!(g.text, "    jump block1({ok})\n\nblock1(v{exit}: i32):\n    return v{exit}\n}}");
     g.text
+}
+
+fn kind_name(kind: RegionKind) -> &'static str {
+    match kind {
+        RegionKind::Input => "input",
+        RegionKind::Param => "param",
+        RegionKind::Output => "output",
+    }
 }
 
 struct Writer {

@@ -251,3 +251,99 @@ fn freeze_binds_an_onnx_input_that_carries_a_shape() {
         assert!(stderr(&o).contains(message), "{arg}: {}", stderr(&o));
     }
 }
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+fn npy_values(p: &Path) -> Vec<f64> {
+    npy::read_npy(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).to_f64_vec()
+}
+
+/// `flint run` through a written artifact, and straight from source, agrees with `flint eval`
+/// on the same options; `flint bench` prints its key=value line.
+#[test]
+fn run_through_the_artifact_agrees_with_eval() {
+    let dir = scratch("run");
+    let tgx = dir.join("mlp.tgx");
+    let o = flint(&["compile", "examples/mlp.tg", "-o", path_str(&tgx)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("artifact ") && tgx.exists(), "{}", stderr(&o));
+    for (file, out) in [(path_str(&tgx), "from-artifact"), ("examples/mlp.tg", "from-source")] {
+        let run_dir = dir.join(out);
+        let o = flint(&["run", file, "--dim", "N=5", "--seed", "3", "--threads", "2", "--out", path_str(&run_dir)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.starts_with("dims: N=5 (<= 64)\nprobs: f32[5, 10] ["), "{text}");
+    }
+    let eval_dir = dir.join("eval");
+    let o = flint(&["eval", "examples/mlp.tg", "--dim", "N=5", "--seed", "3", "--out", path_str(&eval_dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = npy_values(&eval_dir.join("probs.npy"));
+    for out in ["from-artifact", "from-source"] {
+        let got = npy_values(&dir.join(out).join("probs.npy"));
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{out}: {g} vs {w}");
+        }
+    }
+    let o = flint(&["bench", path_str(&tgx), "--iters", "3", "--warmup", "1", "--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = String::from_utf8_lossy(&o.stdout);
+    for key in ["median_ms=", "p90_ms=", "min_ms=", "iters=3 ", "threads=1 ", "kernels=3 ", "arena_bytes=", "load_and_first_run_ms="] {
+        assert!(line.contains(key), "{key} missing: {line}");
+    }
+    let o = flint(&["compile", "examples/mlp.tg", "--target", "cpu", "--emit", "clif"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("; host glue of `mlp`"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every bad input to `flint run` is a message and exit status 1, never a panic (101) or a
+/// signal.
+#[test]
+fn run_refuses_bad_input_with_a_message() {
+    let dir = scratch("run-bad");
+    let tgx = dir.join("mlp.tgx");
+    assert!(flint(&["compile", "examples/mlp.tg", "-o", path_str(&tgx)]).status.success());
+    let bytes = std::fs::read(&tgx).expect("artifact");
+    let corrupt = dir.join("corrupt.tgx");
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    std::fs::write(&corrupt, &flipped).expect("write");
+    let truncated = dir.join("truncated.tgx");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).expect("write");
+    let wrong_x = dir.join("x.npy");
+    npy::write_npy(&wrong_x, &flint_compiler::interp::Tensor::zeros(flint_compiler::ir::DType::F32, &[2, 783]))
+        .expect("write");
+    let int_x = dir.join("xi.npy");
+    npy::write_npy(&int_x, &flint_compiler::interp::Tensor::zeros(flint_compiler::ir::DType::I32, &[2, 784]))
+        .expect("write");
+    let wrong_w = dir.join("w.safetensors");
+    let mut tensors = TensorMap::new();
+    tensors.insert("w1".into(), flint_compiler::interp::Tensor::zeros(flint_compiler::ir::DType::F32, &[784, 255]));
+    weights::save_safetensors(&wrong_w, &tensors).expect("write");
+    let t = path_str(&tgx);
+    let (x_wrong, x_int, y_wrong) =
+        (format!("x={}", path_str(&wrong_x)), format!("x={}", path_str(&int_x)), format!("y={}", path_str(&wrong_x)));
+    let (absent, embedded) = (dir.join("absent.tgx"), dir.join("e.tgx"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", path_str(&corrupt)], "corrupt"),
+        (vec!["run", path_str(&truncated)], "truncated"),
+        (vec!["run", t, "--dim", "N=65"], "dim `N` = 65 is outside 1..=64"),
+        (vec!["run", t, "--dim", "M=2"], "no symbol `M`"),
+        (vec!["run", t, "--input", &x_wrong], "input `x` has shape [2, 783]"),
+        (vec!["run", t, "--input", &x_int], "input `x` has dtype i32"),
+        (vec!["run", t, "--input", &y_wrong], "no input `y`"),
+        (vec!["run", t, "--weights", path_str(&wrong_w)], "weight `w1` has shape [784, 255]"),
+        (vec!["run", path_str(&absent)], "No such file"),
+        (vec!["bench", path_str(&corrupt)], "corrupt"),
+        (vec!["compile", "examples/mlp.tg", "--embed-weights", "-o", path_str(&embedded)], "--weights"),
+    ];
+    for (args, message) in cases {
+        let o = flint(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: expected `{message}` in: {}", stderr(&o));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
