@@ -1,8 +1,9 @@
-//! Runs ONNX's backend node tests through Flint's importer and reference interpreter and
+//! Runs ONNX's backend node tests through Flint's importer and reference interpreter (and,
+//! with `--compiled`, each case the interpreter passes through the CPU backend as well) and
 //! prints a table per ONNX op; `scripts/conformance.sh` fetches the tests and calls this.
 //!
 //! ```text
-//! onnx_conformance NODE_DIR [--out RESULTS.md] [--filter SUBSTRING] [--verbose]
+//! onnx_conformance NODE_DIR [--out RESULTS.md] [--filter SUBSTRING] [--compiled] [--verbose]
 //! ```
 
 use std::collections::BTreeMap;
@@ -19,12 +20,13 @@ struct Args {
     out: Option<PathBuf>,
     filter: Option<String>,
     verbose: bool,
+    compiled: bool,
     source: String,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let (mut dir, mut out, mut filter, mut verbose) = (None, None, None, false);
+    let (mut dir, mut out, mut filter, mut verbose, mut compiled) = (None, None, None, false, false);
     let mut source = "onnx 1.22.0 (Python package), onnx/backend/test/data/node".to_string();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -32,12 +34,13 @@ fn parse_args() -> Result<Args, String> {
             "--filter" => filter = Some(args.next().ok_or("--filter needs a string")?),
             "--source" => source = args.next().ok_or("--source needs a description")?,
             "--verbose" | "-v" => verbose = true,
+            "--compiled" => compiled = true,
             _ if dir.is_none() => dir = Some(PathBuf::from(a)),
             _ => return Err(format!("unexpected argument `{a}`")),
         }
     }
-    let usage = "usage: onnx_conformance NODE_DIR [--out RESULTS.md] [--filter SUBSTRING] [--verbose]";
-    Ok(Args { dir: dir.ok_or(usage)?, out, filter, verbose, source })
+    let usage = "usage: onnx_conformance NODE_DIR [--out RESULTS.md] [--filter SUBSTRING] [--compiled] [--verbose]";
+    Ok(Args { dir: dir.ok_or(usage)?, out, filter, verbose, compiled, source })
 }
 
 fn main() -> ExitCode {
@@ -64,13 +67,15 @@ fn main() -> ExitCode {
         if args.filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let r = catch_unwind(AssertUnwindSafe(|| conformance::run_case(&dir))).unwrap_or_else(|p| {
+        let run = || if args.compiled { run_compiled(&dir) } else { conformance::run_case(&dir) };
+        let r = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|p| {
             let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
             CaseResult {
                 name: name.clone(),
                 op: conformance::case_op(&dir),
                 outcome: Outcome::Fail(format!("panic: {}", msg.unwrap_or_default())),
                 frozen: Vec::new(),
+                compiled: None,
             }
         });
         if args.verbose {
@@ -79,11 +84,16 @@ fn main() -> ExitCode {
                 Outcome::Fail(m) => println!("FAIL        {name}: {}", first_line(m)),
                 Outcome::Unsupported(m) => println!("unsupported {name}: {m}"),
             }
+            match &r.compiled {
+                Some(Outcome::Fail(m)) => println!("  CPU FAIL  {name}: {}", first_line(m)),
+                Some(Outcome::Unsupported(m)) => println!("  CPU refused {name}: {}", first_line(m)),
+                _ => {}
+            }
         }
         results.push(r);
     }
-    let report = report(&results, &args.source);
-    print!("{}", table_only(&results));
+    let report = report(&results, &args.source, args.compiled);
+    print!("{}", table_only(&results, args.compiled));
     println!("({} cases in {:.1} s)", results.len(), start.elapsed().as_secs_f64());
     if args.filter.is_some() {
         println!("(a filtered run; the report file is left as it was)");
@@ -101,25 +111,44 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-fn row(out: &mut String, name: &str, c: &Counts) {
-    let passed =
-        if c.passed_frozen > 0 { format!("{} ({} frozen)", c.passed, c.passed_frozen) } else { c.passed.to_string() };
-    let _ = writeln!(out, "| {name} | {} | {passed} | {} | {} |", c.tests, c.failed, c.unsupported);
+#[cfg(feature = "mlir")]
+fn run_compiled(dir: &std::path::Path) -> CaseResult {
+    conformance::run_case_compiled(dir)
 }
 
-fn table_only(results: &[CaseResult]) -> String {
+#[cfg(not(feature = "mlir"))]
+fn run_compiled(_: &std::path::Path) -> CaseResult {
+    panic!("--compiled needs a flint built with MLIR (feature `mlir`)")
+}
+
+fn row(out: &mut String, name: &str, c: &Counts, compiled: bool) {
+    let passed =
+        if c.passed_frozen > 0 { format!("{} ({} frozen)", c.passed, c.passed_frozen) } else { c.passed.to_string() };
+    let _ = write!(out, "| {name} | {} | {passed} | {} | {} |", c.tests, c.failed, c.unsupported);
+    if compiled {
+        let _ = write!(out, " {} | {} | {} |", c.cpu_passed, c.cpu_failed, c.cpu_unsupported);
+    }
+    out.push('\n');
+}
+
+fn table_only(results: &[CaseResult], compiled: bool) -> String {
     let (by_op, total) = conformance::tally(results);
     let mut out = String::new();
-    let _ = writeln!(out, "| ONNX op | tests | passed | failed | unsupported |");
-    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
-    for (op, c) in &by_op {
-        row(&mut out, op, c);
+    if compiled {
+        let _ = writeln!(out, "| ONNX op | tests | interpreter passed | failed | unsupported | CPU passed | CPU failed | CPU refused |");
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    } else {
+        let _ = writeln!(out, "| ONNX op | tests | passed | failed | unsupported |");
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
     }
-    row(&mut out, "**total**", &total);
+    for (op, c) in &by_op {
+        row(&mut out, op, c, compiled);
+    }
+    row(&mut out, "**total**", &total, compiled);
     out
 }
 
-fn report(results: &[CaseResult], source: &str) -> String {
+fn report(results: &[CaseResult], source: &str, compiled: bool) -> String {
     let (_, total) = conformance::tally(results);
     let mut out = String::new();
     let _ = writeln!(out, "# ONNX conformance\n");
@@ -136,16 +165,46 @@ fn report(results: &[CaseResult], source: &str) -> String {
         conformance::RTOL,
         conformance::ATOL
     );
+    if compiled {
+        let _ = writeln!(
+            out,
+            "*CPU*: each case the interpreter passes is also compiled for this machine's CPU (`flint \
+             compile` with `--target cpu`: kernels through MLIR and LLVM, the artifact, the host glue), \
+             loaded by the runtime and run on the same inputs, and compared with the expected outputs \
+             the same way; *CPU refused* means the CPU lowering refused a kernel by name.\n"
+        );
+    }
     let _ = writeln!(
         out,
         "**Total: {} cases, {} passed, {} failed, {} unsupported.**\n",
         total.tests, total.passed, total.failed, total.unsupported
     );
-    out.push_str(&table_only(results));
+    if compiled {
+        let _ = writeln!(
+            out,
+            "**CPU backend: {} of the {} passed, {} failed, {} refused by the lowering.**\n",
+            total.cpu_passed, total.passed, total.cpu_failed, total.cpu_unsupported
+        );
+    }
+    out.push_str(&table_only(results, compiled));
     let _ = writeln!(out, "\n## Failures\n");
     for r in results {
         if let Outcome::Fail(m) = &r.outcome {
             let _ = writeln!(out, "- `{}` ({}): {}", r.name, r.op, first_line(m));
+        }
+    }
+    if compiled {
+        let _ = writeln!(out, "\n## CPU backend failures\n");
+        for r in results {
+            match &r.compiled {
+                Some(Outcome::Fail(m)) => {
+                    let _ = writeln!(out, "- `{}` ({}): {}", r.name, r.op, first_line(m));
+                }
+                Some(Outcome::Unsupported(m)) => {
+                    let _ = writeln!(out, "- `{}` ({}), refused: {}", r.name, r.op, first_line(m));
+                }
+                _ => {}
+            }
         }
     }
     let _ = writeln!(out, "\n## Unsupported, by reason\n");

@@ -123,10 +123,11 @@ impl Prepared {
 /// Loads or compiles the model, binds its weights and chooses its dims and inputs as `flint
 /// eval` does.
 fn prepare(args: &RunArgs) -> Result<Prepared, String> {
-    let start = Instant::now();
     let options = LoadOptions { threads: args.threads };
     let is_artifact = args.file.extension().is_some_and(|e| e == "tgx");
     let mut onnx_params = None;
+    // The load time counts from the artifact's bytes, not from compiling the source.
+    let mut start = Instant::now();
     let mut model = if is_artifact {
         Model::load_with(&args.file, &options).map_err(|e| format!("error: {}: {e}", args.file.display()))?
     } else {
@@ -134,6 +135,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, String> {
         if flint_compiler::onnx::is_onnx_path(&args.file) && args.weights.is_none() {
             onnx_params = Some(crate::import::load(&args.file)?.params);
         }
+        start = Instant::now();
         Model::from_bytes(&bytes, &options).map_err(|e| format!("error: {e}"))?
     };
     if let Some(w) = &args.weights {

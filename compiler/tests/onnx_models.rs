@@ -1,14 +1,44 @@
 //! Real models exported by PyTorch (`examples/onnx/export.py`): imported, run on the
 //! reference interpreter and compared with ONNX Runtime's outputs, at the exported batch and
-//! at other values of the dynamic dims.
+//! at other values of the dynamic dims; then compiled for the CPU and run through the
+//! artifact and the runtime, and compared again.
 
 use std::path::PathBuf;
 
-use flint_compiler::interp::{self, DimValues, TensorMap};
+use flint_compiler::interp::{self, DimValues, Tensor, TensorMap};
 use flint_compiler::ir::SymId;
 use flint_compiler::onnx::conformance::compare;
 use flint_compiler::onnx::{self, writer, ImportOptions};
 use flint_compiler::{npy, random, syntax};
+
+/// The graph compiled for this CPU and loaded by the runtime, with the model's weights.
+#[cfg(feature = "mlir")]
+fn compiled(imported: &onnx::Imported) -> flint_runtime::Model {
+    use flint_compiler::pipeline::{self, CompileOptions, Target};
+    let target = Some(Target::Cpu(flint_compiler::lower::llvm::Cpu::Native));
+    let c = pipeline::compile(&imported.graph, &CompileOptions { target, ..Default::default() }).expect("compiles");
+    let bytes = c.artifact.expect("an artifact");
+    let mut model = flint_runtime::Model::from_bytes(&bytes, &Default::default()).expect("loads");
+    for (name, t) in &imported.params {
+        let data = t.to_le_bytes();
+        let view = flint_runtime::TensorRef::new(flint_compiler::artifact::dtype(t.dtype), t.shape(), &data);
+        model.bind_weight(name, view).expect("binds");
+    }
+    model
+}
+
+/// The first output of a run through the runtime, as an interpreter tensor.
+#[cfg(feature = "mlir")]
+fn run_compiled(model: &flint_runtime::Model, feed: &TensorMap) -> Tensor {
+    let bytes: Vec<(&str, &Tensor, Vec<u8>)> = feed.iter().map(|(n, t)| (n.as_str(), t, t.to_le_bytes())).collect();
+    let refs: Vec<(&str, flint_runtime::TensorRef)> = bytes
+        .iter()
+        .map(|(n, t, b)| (*n, flint_runtime::TensorRef::new(flint_compiler::artifact::dtype(t.dtype), t.shape(), b)))
+        .collect();
+    let out = model.session().run(&refs).expect("runs");
+    let t = &out[0].1;
+    Tensor::from_le_bytes(flint_compiler::artifact::from_dtype(t.dtype), &t.shape, &t.data).expect("an output")
+}
 
 fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/onnx").join(name)
@@ -34,6 +64,8 @@ fn matches_onnx_runtime(model: &str, bounds: &[(&str, u64)]) {
     let again = syntax::compile_str(&source).expect("the source compiles");
     let from_source = interp::run(&again, &inputs, &imported.params).expect("the source evaluates");
     assert_eq!(got, from_source);
+    #[cfg(feature = "mlir")]
+    compare(&run_compiled(&compiled(&imported), &inputs), &want, 1e-4, 1e-5).expect("compiled, matches ONNX Runtime");
 }
 
 #[test]
@@ -75,6 +107,8 @@ fn block_matches_onnx_runtime_at_two_sizes(model: &str, inputs: &[&str], sizes: 
     let imported = import(model, &[("batch", 4), ("seq", 16)]);
     let source = writer::write_source(&imported.graph, &[]).expect("writes source");
     let again = syntax::compile_str(&source).expect("the source compiles");
+    #[cfg(feature = "mlir")]
+    let runtime = compiled(&imported);
     for (batch, seq) in sizes {
         let file = |name: &str| example(&format!("{model}_{batch}x{seq}_{name}.npy"));
         let mut feed = TensorMap::new();
@@ -86,6 +120,9 @@ fn block_matches_onnx_runtime_at_two_sizes(model: &str, inputs: &[&str], sizes: 
         compare(&got[0].1, &want, 1e-4, 1e-5).unwrap_or_else(|e| panic!("{model} at {batch}x{seq}: {e}"));
         let from_source = interp::run(&again, &feed, &imported.params).expect("the source evaluates");
         assert_eq!(got, from_source);
+        #[cfg(feature = "mlir")]
+        compare(&run_compiled(&runtime, &feed), &want, 1e-4, 1e-5)
+            .unwrap_or_else(|e| panic!("{model} compiled, at {batch}x{seq}: {e}"));
     }
 }
 

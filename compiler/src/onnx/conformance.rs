@@ -5,7 +5,9 @@
 //! equal to NaN.
 //!
 //! Each case also goes through [`write_source`](super::writer::write_source) and the front
-//! end, and the source must evaluate to exactly the imported graph's results.
+//! end, and the source must evaluate to exactly the imported graph's results. With
+//! [`run_case_compiled`], a case the interpreter passes is then compiled for this CPU and run
+//! through its artifact and the runtime, and compared with the expected outputs the same way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +41,8 @@ pub struct CaseResult {
     pub outcome: Outcome,
     /// Graph inputs fixed to the test's values at import time (shape-like inputs).
     pub frozen: Vec<String>,
+    /// Through the CPU backend, when asked for and the interpreter passed.
+    pub compiled: Option<Outcome>,
 }
 
 /// The test cases under `dir` (directories holding a `model.onnx`), sorted by name.
@@ -73,16 +77,71 @@ pub fn case_op(dir: &Path) -> String {
     "(unknown)".into()
 }
 
-/// Runs one case.
+/// Runs one case on the interpreter.
 pub fn run_case(dir: &Path) -> CaseResult {
+    run(dir, |_| None)
+}
+
+/// Runs one case on the interpreter and, when it passes there, through the CPU backend.
+#[cfg(feature = "mlir")]
+pub fn run_case_compiled(dir: &Path) -> CaseResult {
+    run(dir, |case| {
+        Some(match compiled(case) {
+            Ok(()) => Outcome::Pass,
+            Err(Failure::Unsupported(m)) => Outcome::Unsupported(m),
+            Err(Failure::Fail(m)) => Outcome::Fail(m),
+        })
+    })
+}
+
+fn run(dir: &Path, backend: impl Fn(&Case) -> Option<Outcome>) -> CaseResult {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut frozen = Vec::new();
-    let outcome = match check(dir, &mut frozen) {
-        Ok(()) => Outcome::Pass,
-        Err(Failure::Unsupported(m)) => Outcome::Unsupported(m),
-        Err(Failure::Fail(m)) => Outcome::Fail(m),
+    let (outcome, compiled) = match check(dir, &mut frozen) {
+        Ok(case) => (Outcome::Pass, backend(&case)),
+        Err(Failure::Unsupported(m)) => (Outcome::Unsupported(m), None),
+        Err(Failure::Fail(m)) => (Outcome::Fail(m), None),
     };
-    CaseResult { name, op: case_op(dir), outcome, frozen }
+    CaseResult { name, op: case_op(dir), outcome, frozen, compiled }
+}
+
+/// A case the interpreter passed: what the backend runs and what it must give.
+struct Case {
+    graph: Graph,
+    feed: TensorMap,
+    params: TensorMap,
+    expected: Vec<(String, Tensor)>,
+}
+
+/// The case compiled for this CPU, loaded by the runtime and run on the test's inputs.
+#[cfg(feature = "mlir")]
+fn compiled(case: &Case) -> Result<(), Failure> {
+    use crate::artifact::{dtype, from_dtype};
+    use crate::lower::LowerError;
+    use crate::pipeline::{compile, CompileError, CompileOptions, Target};
+    use flint_runtime::{LoadOptions, Model, TensorRef};
+    let target = Some(Target::Cpu(crate::lower::llvm::Cpu::Native));
+    let c = compile(&case.graph, &CompileOptions { target, ..Default::default() }).map_err(|e| match e {
+        CompileError::Lower(e @ LowerError::Unsupported { .. }) => Failure::Unsupported(e.to_string()),
+        e => fail(format!("compiling: {e}")),
+    })?;
+    let bytes = c.artifact.ok_or_else(|| fail("no artifact"))?;
+    let mut model = Model::from_bytes(&bytes, &LoadOptions { threads: 1 }).map_err(|e| fail(format!("loading: {e}")))?;
+    for (name, t) in &case.params {
+        let data = t.to_le_bytes();
+        model.bind_weight(name, TensorRef::new(dtype(t.dtype), t.shape(), &data)).map_err(|e| fail(e.to_string()))?;
+    }
+    let data: Vec<(&str, &Tensor, Vec<u8>)> = case.feed.iter().map(|(n, t)| (n.as_str(), t, t.to_le_bytes())).collect();
+    let inputs: Vec<(&str, TensorRef)> =
+        data.iter().map(|(n, t, b)| (*n, TensorRef::new(dtype(t.dtype), t.shape(), b))).collect();
+    // The test's inputs are at the bounds (the importer bounds each symbol by them).
+    let dims: Vec<(&str, u64)> = case.graph.symbols.iter().map(|s| (s.name.as_str(), s.bound)).collect();
+    let got = model.session().run_with_dims(&inputs, &dims).map_err(|e| fail(format!("running: {e}")))?;
+    for (i, ((name, y), (_, r))) in got.iter().zip(&case.expected).enumerate() {
+        let y = Tensor::from_le_bytes(from_dtype(y.dtype), &y.shape, &y.data).map_err(|e| fail(e.to_string()))?;
+        compare(&y, r, RTOL, ATOL).map_err(|m| fail(format!("output {i} `{name}`: {m}")))?;
+    }
+    Ok(())
 }
 
 enum Failure {
@@ -118,7 +177,7 @@ fn data_files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, Failure> {
     Ok(files.into_iter().map(|(_, p)| p).collect())
 }
 
-fn check(dir: &Path, frozen: &mut Vec<String>) -> Result<(), Failure> {
+fn check(dir: &Path, frozen: &mut Vec<String>) -> Result<Case, Failure> {
     let model = read_model(&dir.join("model.onnx"))?;
     let g = model.graph.as_ref().ok_or_else(|| fail("the model has no graph"))?;
     if let Some(v) = g.input.iter().chain(&g.output).find(|v| !is_tensor(v)) {
@@ -167,7 +226,8 @@ fn check(dir: &Path, frozen: &mut Vec<String>) -> Result<(), Failure> {
     for (i, ((name, y), (_, r))) in got.iter().zip(&expected).enumerate() {
         compare(y, r, RTOL, ATOL).map_err(|m| fail(format!("output {i} `{name}`: {m}")))?;
     }
-    round_trip(graph, &feed, &imported.params, &got)
+    round_trip(graph, &feed, &imported.params, &got)?;
+    Ok(Case { graph: imported.graph, feed, params: imported.params, expected })
 }
 
 fn is_tensor(v: &crate::onnx::proto::ValueInfoProto) -> bool {
@@ -280,6 +340,10 @@ pub struct Counts {
     pub passed_frozen: usize,
     pub failed: usize,
     pub unsupported: usize,
+    /// Through the CPU backend: passed, failed, and refused by the lowering.
+    pub cpu_passed: usize,
+    pub cpu_failed: usize,
+    pub cpu_unsupported: usize,
 }
 
 impl Counts {
@@ -292,6 +356,12 @@ impl Counts {
             }
             Outcome::Fail(_) => self.failed += 1,
             Outcome::Unsupported(_) => self.unsupported += 1,
+        }
+        match &r.compiled {
+            Some(Outcome::Pass) => self.cpu_passed += 1,
+            Some(Outcome::Fail(_)) => self.cpu_failed += 1,
+            Some(Outcome::Unsupported(_)) => self.cpu_unsupported += 1,
+            None => {}
         }
     }
 }
