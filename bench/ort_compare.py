@@ -10,7 +10,8 @@ FLINT defaults to target/debug/flint (the build with MLIR, which `flint bench` n
 Workloads: examples/onnx/mlp.onnx, block.onnx and mobilenet_v2.onnx on their *_input.npy,
 and a 12-layer GPT-2-small-shaped stack (d=768, 12 heads of 64, MLP 3072, pre-norm, causal
 attention, tanh GELU; batch 1, sequence 128, the shapes of bench/gpt2_stack.py) built here
-with onnx.helper at opset 17 from seeded random weights, in a temporary directory.
+with onnx.helper at opset 17 from seeded random weights (static shapes, about 340 MB), in a
+temporary directory.
 
 For each workload and thread count T, back to back in this one process:
 - Flint: `flint run FILE --dim-bound ... --input ... --threads T --out DIR` once, whose
@@ -18,13 +19,17 @@ For each workload and thread count T, back to back in this one process:
   `flint bench FILE ... --threads T --iters K --warmup W` (its own timer, in process);
 - ONNX Runtime: an InferenceSession on CPUExecutionProvider with intra_op_num_threads=T,
   inter_op_num_threads=1 and the default graph optimizations; `sess.run` timed with
-  time.perf_counter over the same K runs after the same W warm-up runs.
-Every symbolic dim of a model's inputs is given `--dim-bound NAME=N` with N the size of the
-input it runs on.
+  time.perf_counter over the same K runs after W + 1 warm-up runs (`flint bench` runs once
+  untimed before its W warm-up runs: `load_and_first_run_ms`).
+A workload whose `flint run` takes over SLOW_RUN_S (load included) gets only the runs that fit
+in FLINT_BUDGET_S at that time each, on both sides. Every symbolic dim of a model's inputs is
+given `--dim-bound NAME=N` with N the size of the input it runs on. Progress goes to stderr,
+one line per row.
 """
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -403,6 +408,7 @@ def main():
     parser.add_argument("--only", nargs="+", choices=list(WORKLOADS), help="run only these workloads")
     parser.add_argument("--threads", default=",".join(map(str, THREADS)), help="comma-separated thread counts")
     a = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the temporary directory goes too
     binary = os.path.abspath(a.flint)
     threads = [int(t) for t in a.threads.split(",")]
     workloads = [WORKLOADS[n] for n in (a.only or WORKLOADS)]

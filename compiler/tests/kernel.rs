@@ -134,3 +134,26 @@ fn errors_and_dumps_share_one_numbering() {
     let printed = flint_compiler::ir::print::print(&c.graph);
     assert!(printed.lines().any(|l| l.trim_start().starts_with(&format!("{id} = div("))), "{error}\n{printed}");
 }
+
+/// A long chain of row reductions splits into kernels of at most `MAX_ROW_REDUCTIONS`
+/// reductions each (one kernel holding all 200 once took minutes and gigabytes to lower).
+#[test]
+fn a_chain_of_row_reductions_splits_into_bounded_kernels() {
+    use flint_compiler::ir::OpClass;
+    use flint_compiler::kernel::fusion::MAX_ROW_REDUCTIONS;
+    let mut source = String::from("graph chain(x: f32[N<=4, 8]) -> (y: f32[N, 8]) {\n    a0 = softmax(x, axis=-1)\n");
+    for i in 1..100 {
+        source.push_str(&format!("    a{i} = softmax(a{}, axis=-1)\n", i - 1));
+    }
+    source.push_str("    y = a99\n}\n");
+    let graph = syntax::compile_str(&source).expect("compiles");
+    let c = pipeline::compile(&graph, &CompileOptions::default()).expect("pipeline");
+    for (k, kernel) in c.kernels.iter() {
+        let reductions =
+            kernel.nodes.iter().filter(|&&n| matches!(c.graph.op(n).class(), OpClass::Reduction { .. })).count();
+        assert!(reductions <= MAX_ROW_REDUCTIONS, "{k} holds {reductions} reductions");
+    }
+    let total = c.graph.node_ids().filter(|&n| matches!(c.graph.op(n).class(), OpClass::Reduction { .. })).count();
+    assert_eq!(total, 200, "two reductions per softmax");
+    assert!(c.kernels.kernels.len() >= 200 / MAX_ROW_REDUCTIONS);
+}

@@ -28,6 +28,12 @@ use super::{bytes_at_bound, Kernel, KernelGraph, KernelKind};
 use crate::ir::infer::numel;
 use crate::ir::*;
 
+/// The most reductions one row kernel holds: a softmax followed by a layer_norm. Each
+/// reduction is a pass over the row whose operand the kernel recomputes or caches, so a long
+/// chain of them in one kernel grows its code and its compile time faster than linearly; past
+/// this, the chain splits into kernels that meet in memory.
+pub const MAX_ROW_REDUCTIONS: usize = 4;
+
 #[derive(Clone, Debug)]
 struct Group {
     kind: KernelKind,
@@ -200,9 +206,17 @@ impl<'g> Fusion<'g> {
         (groups.len() == 1).then(|| groups.into_iter().next()).flatten()
     }
 
+    /// How many reductions a group holds.
+    fn reductions(&self, g: &Group) -> usize {
+        g.members.iter().filter(|&&m| matches!(self.class(m), OpClass::Reduction { .. })).count()
+    }
+
     /// The kind and domain of `from`'s group merged into `target`, if they can fuse.
     fn merged(&self, n: NodeId, from: usize, target: usize) -> Option<(KernelKind, Shape)> {
         let (p, t) = (self.groups[from].as_ref()?, self.groups[target].as_ref()?);
+        if self.reductions(p) + self.reductions(t) > MAX_ROW_REDUCTIONS {
+            return None;
+        }
         let same = |a: &[Dim], b: &[Dim]| numel(a) == numel(b);
         let t_rows = |axes: &[usize]| reduced(&t.domain, axes);
         match (&p.kind, &t.kind) {
