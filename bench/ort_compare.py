@@ -19,10 +19,10 @@ For each workload and thread count T, back to back in this one process:
   `flint bench FILE ... --threads T --iters K --warmup W` (its own timer, in process);
 - ONNX Runtime: an InferenceSession on CPUExecutionProvider with intra_op_num_threads=T,
   inter_op_num_threads=1 and the default graph optimizations; `sess.run` timed with
-  time.perf_counter over the same K runs after W + 1 warm-up runs (`flint bench` runs once
-  untimed before its W warm-up runs: `load_and_first_run_ms`).
+  time.perf_counter over the same K runs after the same W warm-up runs (`flint bench`'s first
+  run is its first warm-up run; `load_and_first_run_ms` adds the load to it).
 A workload whose `flint run` takes over SLOW_RUN_S (load included) gets only the runs that fit
-in FLINT_BUDGET_S at that time each, on both sides. Every symbolic dim of a model's inputs is
+in FLINT_BUDGET_S at that time each, on both sides, keeping one warm-up run. Every symbolic dim of a model's inputs is
 given `--dim-bound NAME=N` with N the size of the input it runs on. Progress goes to stderr,
 one line per row.
 """
@@ -107,17 +107,18 @@ class GraphBuilder:
     def weight(self, name, shape, std=0.02, mean=0.0):
         return self.const(name, (mean + std * self.rng.standard_normal(shape)).astype(np.float32))
 
-    def op(self, op_type, *inputs, outputs=1, **attrs):
-        names = [f"{op_type.lower()}_{self.count}_{i}" for i in range(outputs)]
+    def op(self, op_type, *inputs, outputs=1, name=None, **attrs):
+        """One node; its output's name (NAME, or a fresh one), or the list of OUTPUTS names."""
+        names = [name] if name else [f"{op_type.lower()}_{self.count}_{i}" for i in range(outputs)]
         self.count += 1
         self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
         return names[0] if outputs == 1 else names
 
 
-def layer_norm(g, x, prefix):
+def layer_norm(g, x, prefix, name=None):
     gamma = g.weight(f"{prefix}_g", [768], std=0.1, mean=1.0)
     beta = g.weight(f"{prefix}_b", [768], std=0.1)
-    return g.op("LayerNormalization", x, gamma, beta, axis=-1, epsilon=1e-5)
+    return g.op("LayerNormalization", x, gamma, beta, axis=-1, epsilon=1e-5, name=name)
 
 
 def linear(g, x, prefix, n_in, n_out):
@@ -145,8 +146,13 @@ def gelu_tanh(g, x):
     """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     f32 = lambda name, v: g.const(name, np.array(v, np.float32))  # noqa: E731
     cube = g.op("Pow", x, f32("three", 3.0))
-    inner = g.op("Mul", g.op("Add", x, g.op("Mul", cube, f32("gelu_c", 0.044715))), f32("sqrt_2_pi", np.sqrt(2 / np.pi)))
+    inner = g.op("Add", x, g.op("Mul", cube, f32("gelu_c", 0.044715)))
+    inner = g.op("Mul", inner, f32("sqrt_2_pi", np.sqrt(2 / np.pi)))
     return g.op("Mul", g.op("Mul", x, f32("half", 0.5)), g.op("Add", g.op("Tanh", inner), f32("one", 1.0)))
+
+
+def mlp(g, x, prefix):
+    return linear(g, gelu_tanh(g, linear(g, x, f"{prefix}_c_fc", 768, 3072)), f"{prefix}_c_proj", 3072, 768)
 
 
 def gpt2_stack(layers, seq, seed=0):
@@ -156,9 +162,8 @@ def gpt2_stack(layers, seq, seed=0):
     for i in range(layers):
         p = f"h{i}"
         r = g.op("Add", h, attention(g, layer_norm(g, h, f"{p}_ln_1"), f"{p}_attn", seq))
-        m = linear(g, gelu_tanh(g, linear(g, layer_norm(g, r, f"{p}_ln_2"), f"{p}_c_fc", 768, 3072)), f"{p}_mlp_c_proj", 3072, 768)
-        h = g.op("Add", r, m)
-    g.nodes.append(helper.make_node("LayerNormalization", [h, g.weight("ln_f_g", [768], 0.1, 1.0), g.weight("ln_f_b", [768], 0.1)], ["y"], axis=-1, epsilon=1e-5))
+        h = g.op("Add", r, mlp(g, layer_norm(g, r, f"{p}_ln_2"), f"{p}_mlp"))
+    layer_norm(g, h, "ln_f", name="y")
     graph = helper.make_graph(
         g.nodes,
         f"gpt2_{layers}",
@@ -166,7 +171,8 @@ def gpt2_stack(layers, seq, seed=0):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, 768])],
         list(g.inits.values()),
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="bench/ort_compare.py")
+    opset = [helper.make_opsetid("", 17)]
+    model = helper.make_model(graph, opset_imports=opset, producer_name="bench/ort_compare.py")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -265,11 +271,12 @@ def rel_error(got, want):
 
 
 def affordable(iters, warmup, seconds_per_run):
-    """(iters, warmup), cut to fit FLINT_BUDGET_S when one run takes over SLOW_RUN_S."""
+    """(iters, warmup), cut to fit FLINT_BUDGET_S when one run takes over SLOW_RUN_S; at least
+    one timed run, and one warm-up run if WARMUP asks for any (so no timed run is a cold one)."""
     runs = int(FLINT_BUDGET_S / max(seconds_per_run, 1e-9))
     if seconds_per_run <= SLOW_RUN_S or runs >= iters + warmup:
         return iters, warmup
-    warmup = min(warmup, max(0, runs - 1))
+    warmup = min(warmup, 1)
     return max(1, min(iters, runs - warmup)), warmup
 
 
@@ -287,9 +294,7 @@ def measure_one(binary, model, inputs, bounds, feeds, t, iters, warmup, tmp):
         got, row["failed"] = None, str(e)
     row["iters"], row["warmup"] = iters, warmup
     try:
-        # `flint bench` runs once untimed before its warm-up (load_and_first_run_ms): ORT gets
-        # that run as one more warm-up.
-        row["ort"], want = ort_bench(ort_session(model, t), feeds, iters, warmup + 1)
+        row["ort"], want = ort_bench(ort_session(model, t), feeds, iters, warmup)
     except Exception as e:  # noqa: BLE001 (ORT's errors have no common base)
         row["failed"] = row.get("failed", "") + f" ONNX Runtime: {e}"
         return row
@@ -365,8 +370,8 @@ def print_section(rows, artifact_ms, overhead_ms):
         f"`intra_op_num_threads` = threads, `inter_op_num_threads` = 1) on the same ONNX files, inputs and "
         f"thread counts, one after the other in one run of `bench/ort_compare.py` on {cpu_model()} "
         f"({os.cpu_count()} cores). Median and p90 ms over the same timed runs after the same warm-up runs "
-        f"(iters (+warm-up); Flint's untimed first run is one more warm-up run for ORT); a workload whose "
-        f"`flint run` takes over {SLOW_RUN_S} s gets the runs that fit in {FLINT_BUDGET_S} s at that time each. ORT is timed around `sess.run` from "
+        f"(iters (+warm-up)); a workload whose `flint run` takes over {SLOW_RUN_S} s gets the runs that fit in "
+        f"{FLINT_BUDGET_S} s at that time each, keeping one warm-up run. ORT is timed around `sess.run` from "
         "Python (its call overhead, microseconds, included), Flint in process by `flint bench`. Error: "
         "max |Flint - ORT| / max |ORT| of the output of `flint run` with the same options. The GPT-2 stack "
         "(the shapes of `bench/gpt2_stack.py`) is built by the script with `onnx.helper`: opset 17, "
@@ -394,9 +399,9 @@ def print_section(rows, artifact_ms, overhead_ms):
     ]
     if loads:
         print(
-            f"Flint's `load_and_first_run_ms` for mlp.onnx: {', '.join(loads)} from the .onnx (import, "
-            f"compile in memory, load, first run); {artifact_ms} from a .tgx compiled beforehand "
-            "(`flint compile -o`; load and first run only). Goal: < 50 ms."
+            f"Flint's `load_and_first_run_ms` for mlp.onnx (the load from the compiled artifact's bytes "
+            f"and the first run; compiling not counted): {', '.join(loads)} compiled in memory from the "
+            f".onnx; {artifact_ms} from a .tgx file written beforehand by `flint compile -o`. Goal: < 50 ms."
         )
     else:
         print("Flint's `load_and_first_run_ms` for mlp.onnx: not measured (mlp.onnx did not run). Goal: < 50 ms.")

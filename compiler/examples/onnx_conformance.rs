@@ -135,7 +135,10 @@ fn table_only(results: &[CaseResult], compiled: bool) -> String {
     let (by_op, total) = conformance::tally(results);
     let mut out = String::new();
     if compiled {
-        let _ = writeln!(out, "| ONNX op | tests | interpreter passed | failed | unsupported | CPU passed | CPU failed | CPU refused |");
+        let _ = writeln!(
+            out,
+            "| ONNX op | tests | interpreter passed | failed | unsupported | CPU passed | CPU failed | CPU refused |"
+        );
         let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     } else {
         let _ = writeln!(out, "| ONNX op | tests | passed | failed | unsupported |");

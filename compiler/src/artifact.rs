@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use flint_runtime::artifact::{self as tgx, Manifest};
 
-use crate::ir::{DType, Dim, Symbol, SymId, TensorType};
+use crate::ir::{DType, Dim, SymId, Symbol, TensorType};
 #[cfg(feature = "mlir")]
 use crate::kernel::program::{Program, Storage};
 #[cfg(feature = "mlir")]
@@ -53,7 +53,8 @@ pub fn manifest(program: &Program, kernels: &KernelGraph, symbols: &[String], ta
         .zip(symbols)
         .map(|((k, kernel), symbol)| {
             let extent = crate::lower::cpu::parallel_axis(kernel).map_or(Dim::known(1), |a| k.domain[a].clone());
-            let touched: u64 = k.inputs.iter().chain(&k.outputs).map(|v| value_bytes(&program.values[v], &bounds)).sum();
+            let touched: u64 =
+                k.inputs.iter().chain(&k.outputs).map(|v| value_bytes(&program.values[v], &bounds)).sum();
             tgx::Kernel {
                 name: k.id.to_string(),
                 kind: k.kind.name().to_string(),
@@ -67,7 +68,11 @@ pub fn manifest(program: &Program, kernels: &KernelGraph, symbols: &[String], ta
     Manifest {
         name: program.name.clone(),
         compiler_version: env!("CARGO_PKG_VERSION").to_string(),
-        target: tgx::Target::Cpu { arch: std::env::consts::ARCH.to_string(), cpu: target.cpu, features: target.features },
+        target: tgx::Target::Cpu {
+            arch: std::env::consts::ARCH.to_string(),
+            cpu: target.cpu,
+            features: target.features,
+        },
         symbols: program.symbols.iter().map(|s| tgx::Symbol { name: s.name.clone(), bound: s.bound }).collect(),
         regions,
         values,
@@ -82,6 +87,7 @@ fn value_bytes(v: &crate::kernel::program::Value, bounds: &impl Fn(SymId) -> u64
     v.shape.iter().fold(v.dtype.size_bytes() as u64, |acc, d| acc.saturating_mul(d.eval(bounds)))
 }
 
+#[cfg(feature = "mlir")]
 fn region_kind(k: crate::kernel::memory::RegionKind) -> tgx::RegionKind {
     use crate::kernel::memory::RegionKind as K;
     match k {
@@ -119,7 +125,8 @@ pub fn from_dtype(d: tgx::DType) -> DType {
 
 /// A manifest value's type, in the compiler's terms.
 pub fn tensor_type(v: &tgx::Value) -> TensorType {
-    let shape = v.shape.iter().map(|d| Dim { coeff: d.coeff, syms: d.syms.iter().map(|&s| SymId(s)).collect() }).collect();
+    let shape =
+        v.shape.iter().map(|d| Dim { coeff: d.coeff, syms: d.syms.iter().map(|&s| SymId(s)).collect() }).collect();
     TensorType { dtype: from_dtype(v.dtype), shape }
 }
 
@@ -154,7 +161,8 @@ pub fn describe(m: &Manifest) -> String {
     for k in &m.kernels {
         let args: Vec<String> = k.args.iter().map(|&a| format!("%{}", m.values[a as usize].id)).collect();
         let extent = k.extent.display(&m.symbols);
-        let _ = writeln!(out, "{} {} {} over {extent} ({} B/index): {}", k.name, k.kind, k.symbol, k.work, args.join(" "));
+        let _ =
+            writeln!(out, "{} {} {} over {extent} ({} B/index): {}", k.name, k.kind, k.symbol, k.work, args.join(" "));
     }
     out
 }

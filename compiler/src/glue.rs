@@ -15,9 +15,11 @@ use flint_runtime::glue::{checks, Check, RUN_KERNEL};
 
 /// The glue for `m`, as CLIF text.
 pub fn clif(m: &Manifest) -> String {
-    let mut g = Writer { text: String::new(), next_value: 4, next_block: 2, dims: Vec::new(), monomials: HashMap::new() };
+    let mut g =
+        Writer { text: String::new(), next_value: 4, next_block: 2, dims: Vec::new(), monomials: HashMap::new() };
     let slot = 8 * m.kernels.iter().map(|k| k.args.len()).max().unwrap_or(0).max(1);
-    let _ = writeln!(g.text, "; host glue of `{}`: {} kernel(s), {} symbol(s)", m.name, m.kernels.len(), m.symbols.len());
+    let _ =
+        writeln!(g.text, "; host glue of `{}`: {} kernel(s), {} symbol(s)", m.name, m.kernels.len(), m.symbols.len());
     let _ = writeln!(g.text, "; calls {RUN_KERNEL} as fn0; statuses 1..={} are the checks in order", checks(m).len());
     g.text.push_str("function u0:0(i64, i64, i64, i64) -> i32 system_v {\n");
     let _ = writeln!(g.text, "    ss0 = explicit_slot {slot}");

@@ -177,24 +177,22 @@ fn main() -> ExitCode {
             output,
             weights,
             embed_weights,
-        } => {
-            compile::run(
-                file.as_deref(),
-                &compile::Outputs {
-                    dump_after: dump_after.as_deref(),
-                    dump_all: dump_all.as_deref(),
-                    report,
-                    plan_svg: plan_svg.as_deref(),
-                    target,
-                    emit,
-                    cpu: &cpu,
-                    output: output.as_deref(),
-                    weights: weights.as_deref(),
-                    embed_weights,
-                },
-                list_passes,
-            )
-        }
+        } => compile::run(
+            file.as_deref(),
+            &compile::Outputs {
+                dump_after: dump_after.as_deref(),
+                dump_all: dump_all.as_deref(),
+                report,
+                plan_svg: plan_svg.as_deref(),
+                target,
+                emit,
+                cpu: &cpu,
+                output: output.as_deref(),
+                weights: weights.as_deref(),
+                embed_weights,
+            },
+            list_passes,
+        ),
         Command::Import { model, output, weights_out } => {
             import::run(&model, output.as_deref(), weights_out.as_deref())
         }

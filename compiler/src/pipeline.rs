@@ -150,7 +150,8 @@ impl Stage {
                     return Err(CompileError::OutOfOrder(self.name()));
                 };
                 use flint_runtime::artifact::{write, SectionKind};
-                let mut sections = vec![(SectionKind::CpuObject, library.as_slice()), (SectionKind::Glue, glue.as_bytes())];
+                let mut sections =
+                    vec![(SectionKind::CpuObject, library.as_slice()), (SectionKind::Glue, glue.as_bytes())];
                 if let Some(weights) = &opts.embed_weights {
                     sections.push((SectionKind::Weights, weights.as_slice()));
                 }

@@ -116,7 +116,11 @@ impl Prepared {
 
     fn dim_list(&self) -> Vec<(&str, u64)> {
         let m = self.model.manifest();
-        m.symbols.iter().enumerate().filter_map(|(i, s)| Some((s.name.as_str(), self.dims.get(SymId(i as u32))?))).collect()
+        m.symbols
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.name.as_str(), self.dims.get(SymId(i as u32))?)))
+            .collect()
     }
 }
 
@@ -160,7 +164,9 @@ fn prepare(args: &RunArgs) -> Result<Prepared, String> {
         }
         let tensor = match onnx_params.as_ref().and_then(|p| p.get(&r.name)) {
             Some(t) => t.clone(),
-            None if args.weights.is_some() || is_artifact && m.section(flint_runtime::artifact::SectionKind::Weights).is_some() => {
+            None if args.weights.is_some()
+                || is_artifact && m.section(flint_runtime::artifact::SectionKind::Weights).is_some() =>
+            {
                 return Err(format!("error: weight `{}` is not in the weights given", r.name))
             }
             None => random_tensor(&m, r.value, &dims, args.seed, &r.name)?,
@@ -192,7 +198,10 @@ fn read_inputs(m: &Manifest, args: &[String]) -> Result<Vec<(String, Tensor)>, S
     for arg in args {
         let (name, path) = crate::eval::split_arg(arg, "--input", "NAME=PATH.npy")?;
         if !names.contains(&name) {
-            return Err(format!("error: --input {name}: the model has no input `{name}` (its inputs: {})", names.join(", ")));
+            return Err(format!(
+                "error: --input {name}: the model has no input `{name}` (its inputs: {})",
+                names.join(", ")
+            ));
         }
         if out.iter().any(|(n, _)| n == name) {
             return Err(format!("error: --input {name} is given twice"));

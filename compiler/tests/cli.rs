@@ -290,7 +290,16 @@ fn run_through_the_artifact_agrees_with_eval() {
     let o = flint(&["bench", path_str(&tgx), "--iters", "3", "--warmup", "1", "--threads", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let line = String::from_utf8_lossy(&o.stdout);
-    for key in ["median_ms=", "p90_ms=", "min_ms=", "iters=3 ", "threads=1 ", "kernels=3 ", "arena_bytes=", "load_and_first_run_ms="] {
+    for key in [
+        "median_ms=",
+        "p90_ms=",
+        "min_ms=",
+        "iters=3 ",
+        "threads=1 ",
+        "kernels=3 ",
+        "arena_bytes=",
+        "load_and_first_run_ms=",
+    ] {
         assert!(line.contains(key), "{key} missing: {line}");
     }
     let o = flint(&["compile", "examples/mlp.tg", "--target", "cpu", "--emit", "clif"]);

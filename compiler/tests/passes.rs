@@ -39,7 +39,8 @@ fn every_pass_on_every_example() {
     insta::glob!("../../ir-spec/examples", "*.tg", |path| {
         let label = path.display().to_string();
         let compiled = compile_for_cpu(&lower(path), &label);
-        for (i, r) in compiled.stages.iter().enumerate().filter(|(_, r)| !matches!(r.name, "native-code" | "artifact")) {
+        for (i, r) in compiled.stages.iter().enumerate().filter(|(_, r)| !matches!(r.name, "native-code" | "artifact"))
+        {
             let name = format!("{}@{:02}-{}", stem(path), i + 1, r.name);
             insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
                 insta::assert_snapshot!(name, r.dump.clone().unwrap_or_default());

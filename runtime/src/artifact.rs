@@ -367,7 +367,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ArtifactError> {
         cursor = cursor.max(data_start.min(bytes.len()));
     }
     if cursor != bytes.len() {
-        return Err(ArtifactError::Malformed(format!("{} unexpected bytes after the last section", bytes.len() - cursor)));
+        return Err(ArtifactError::Malformed(format!(
+            "{} unexpected bytes after the last section",
+            bytes.len() - cursor
+        )));
     }
     check_consistent(&manifest)?;
     Ok(Parsed { manifest, sections: ranges })
@@ -389,7 +392,10 @@ fn check_consistent(m: &Manifest) -> Result<(), ArtifactError> {
     }
     let dim_ok = |d: &Dim| {
         d.syms.iter().all(|&s| (s as usize) < m.symbols.len())
-            && d.syms.iter().try_fold(d.coeff, |acc, &s| acc.checked_mul(bounds[s as usize])).is_some_and(|v| v < 1 << 62)
+            && d.syms
+                .iter()
+                .try_fold(d.coeff, |acc, &s| acc.checked_mul(bounds[s as usize]))
+                .is_some_and(|v| v < 1 << 62)
     };
     for (i, v) in m.values.iter().enumerate() {
         let bytes = v.shape.iter().try_fold(v.dtype.size_bytes() as u64, |acc, d| {
@@ -399,7 +405,9 @@ fn check_consistent(m: &Manifest) -> Result<(), ArtifactError> {
                 None
             }
         });
-        let Some(bytes) = bytes.filter(|&b| b < 1 << 62) else { return bad(format!("value {i} has an impossible shape")) };
+        let Some(bytes) = bytes.filter(|&b| b < 1 << 62) else {
+            return bad(format!("value {i} has an impossible shape"));
+        };
         match v.storage {
             Storage::Region(r) if (r as usize) >= m.regions.len() => return bad(format!("value {i} names region {r}")),
             Storage::Arena(offset) if offset.checked_add(bytes).is_none_or(|end| end > m.arena_bytes) => {

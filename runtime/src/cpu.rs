@@ -68,7 +68,7 @@ pub struct Threads {
 const MIN_CHUNK_WORK: u64 = 96 * 1024;
 
 impl Threads {
-    /// `threads` workers in all (the calling thread is one of them); 0 means every core.
+    /// `threads` workers in all, the calling thread one of them; 0 means every core.
     pub fn new(threads: usize) -> Result<Threads, RuntimeError> {
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -78,7 +78,7 @@ impl Threads {
             1 => None,
             n => Some(
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
+                    .num_threads(n - 1)
                     .thread_name(|i| format!("flint-{i}"))
                     .build()
                     .map_err(|e| RuntimeError::Load(format!("cannot start {n} threads: {e}")))?,
@@ -108,10 +108,10 @@ impl Threads {
         let bounds = |c: i64| (extent * c / chunks_i, extent * (c + 1) / chunks_i);
         match &self.pool {
             Some(pool) if chunks > 1 => {
-                // Raw pointers are not Send; the addresses are, and stay valid until `scope`
-                // returns.
+                // Raw pointers are not Send; the addresses are, and stay valid until the scope
+                // returns. The calling thread runs the first chunk itself: one wake-up fewer.
                 let (args, dims) = (args as usize, dims as usize);
-                pool.scope(|s| {
+                pool.in_place_scope(|s| {
                     for c in 1..chunks_i {
                         s.spawn(move |_| {
                             let (begin, end) = bounds(c);

@@ -101,7 +101,8 @@ impl Glue {
         builder.symbol(RUN_KERNEL, run_kernel as *const u8);
         let mut module = JITModule::new(builder);
         // The text names the glue u0:0 and the callback u0:1: declare them in that order.
-        let entry = module.declare_function("flint_glue", Linkage::Export, &entry_sig).map_err(|e| bad(e.to_string()))?;
+        let entry =
+            module.declare_function("flint_glue", Linkage::Export, &entry_sig).map_err(|e| bad(e.to_string()))?;
         let mut callback_sig = Signature::new(call_conv);
         callback_sig.params = i64s(5);
         callback_sig.returns = vec![AbiParam::new(types::I32)];

@@ -262,7 +262,11 @@ impl Model {
     /// Binds one param to a copy of `tensor`.
     pub fn bind_weight(&mut self, name: &str, tensor: TensorRef) -> Result<(), RuntimeError> {
         let Some((region, _)) = self.manifest.regions_of(RegionKind::Param).find(|(_, r)| r.name == name) else {
-            return Err(RuntimeError::UnknownName { what: "param", name: name.into(), known: self.names(RegionKind::Param) });
+            return Err(RuntimeError::UnknownName {
+                what: "param",
+                name: name.into(),
+                known: self.names(RegionKind::Param),
+            });
         };
         self.check_weight(region, tensor.dtype, tensor.shape, tensor.data.len())?;
         let copy = Arc::new(Aligned::copy_of(tensor.data));
@@ -282,7 +286,11 @@ impl Model {
         let r = &self.manifest.regions[region];
         let value = self.manifest.region_value(r);
         if dtype != value.dtype {
-            return Err(RuntimeError::WeightDType { name: r.name.clone(), expected: value.dtype, found: dtype.name().into() });
+            return Err(RuntimeError::WeightDType {
+                name: r.name.clone(),
+                expected: value.dtype,
+                found: dtype.name().into(),
+            });
         }
         let fits = shape.len() == value.shape.len()
             && value.shape.iter().zip(shape).all(|(d, &n)| !d.syms.is_empty() || d.coeff == n as u64);
@@ -356,14 +364,17 @@ impl Model {
             }
             Check::Axis { region, axis } => {
                 let r = &self.manifest.regions[region];
-                let shape = shapes.iter().find(|(i, _)| *i == region).map(|(_, t)| t.shape.to_vec()).unwrap_or_default();
+                let shape =
+                    shapes.iter().find(|(i, _)| *i == region).map(|(_, t)| t.shape.to_vec()).unwrap_or_default();
                 let value = self.manifest.region_value(r);
                 let dims_text: Vec<String> = self
                     .manifest
                     .symbols
                     .iter()
                     .zip(dims)
-                    .filter(|(s, _)| value.shape.iter().any(|d| d.syms.iter().any(|&i| self.manifest.symbols[i as usize] == **s)))
+                    .filter(|(s, _)| {
+                        value.shape.iter().any(|d| d.syms.iter().any(|&i| self.manifest.symbols[i as usize] == **s))
+                    })
                     .map(|(s, v)| format!("{}={v}", s.name))
                     .collect();
                 RuntimeError::InputShape {
@@ -538,7 +549,11 @@ impl Session<'_> {
             }
             let value = m.region_value(r);
             if tensor.dtype != value.dtype {
-                return Err(RuntimeError::InputDType { name: name.to_string(), expected: value.dtype, found: tensor.dtype });
+                return Err(RuntimeError::InputDType {
+                    name: name.to_string(),
+                    expected: value.dtype,
+                    found: tensor.dtype,
+                });
             }
             if tensor.shape.len() != value.shape.len() {
                 return Err(RuntimeError::InputRank {
@@ -593,7 +608,11 @@ fn bind_params(model: &Model, dims: &[u64], bases: &mut [*mut u8]) -> Result<(),
         };
         let expected: Vec<usize> = value.shape.iter().map(|d| d.eval(dims) as usize).collect();
         if w.shape != expected || w.len as u64 != value.bytes(dims) {
-            return Err(RuntimeError::WeightShape { name: r.name.clone(), expected: format!("{expected:?}"), found: w.shape.clone() });
+            return Err(RuntimeError::WeightShape {
+                name: r.name.clone(),
+                expected: format!("{expected:?}"),
+                found: w.shape.clone(),
+            });
         }
         bases[region] = w.address as *mut u8;
     }
@@ -601,7 +620,7 @@ fn bind_params(model: &Model, dims: &[u64], bases: &mut [*mut u8]) -> Result<(),
 }
 
 fn match_outputs(
-model: &Model,
+    model: &Model,
     given: &[(&str, *mut u8, usize)],
     regions: &[usize],
     sizes: &[usize],
@@ -618,7 +637,9 @@ model: &Model,
         }
         targets.push(address);
     }
-    if let Some((name, _, _)) = given.iter().find(|(n, _, _)| !m.regions_of(RegionKind::Output).any(|(_, r)| r.name == *n)) {
+    if let Some((name, _, _)) =
+        given.iter().find(|(n, _, _)| !m.regions_of(RegionKind::Output).any(|(_, r)| r.name == *n))
+    {
         return Err(RuntimeError::UnknownName {
             what: "output",
             name: name.to_string(),
@@ -627,7 +648,6 @@ model: &Model,
     }
     Ok(targets)
 }
-
 
 fn safetensors_dtype(d: safetensors::Dtype) -> Option<DType> {
     use safetensors::Dtype as S;

@@ -59,10 +59,7 @@ fn every_single_byte_change_and_every_truncation_is_refused() {
     for len in 0..bytes.len() {
         let error = refused(&bytes[..len]).unwrap_or_else(|| panic!("a truncation to {len} bytes was accepted"));
         let text = error.to_string();
-        assert!(
-            len < 8 || text.contains("truncated") || text.contains("corrupt"),
-            "truncation to {len}: {text}"
-        );
+        assert!(len < 8 || text.contains("truncated") || text.contains("corrupt"), "truncation to {len}: {text}");
     }
     let mut longer = bytes.to_vec();
     longer.push(0);
@@ -101,7 +98,10 @@ fn foreign_versions_targets_and_features_are_refused_by_name() {
             let arch = std::env::consts::ARCH.to_string();
             let bytes = with_target(ArtifactTarget::Cpu { arch, cpu, features: vec![feature.clone()] });
             let e = refused(&bytes).expect("refused");
-            assert!(matches!(&e, RuntimeError::Artifact(ArtifactError::MissingCpuFeatures { missing, .. }) if missing == &[feature.clone()]), "{e}");
+            assert!(
+                matches!(&e, RuntimeError::Artifact(ArtifactError::MissingCpuFeatures { missing, .. }) if missing == std::slice::from_ref(feature)),
+                "{e}"
+            );
             assert!(e.to_string().contains(feature.as_str()), "{e}");
         }
         None => eprintln!("this CPU has every feature the runtime checks: the missing-feature case is not exercised"),
@@ -166,7 +166,9 @@ fn safetensors_file(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("view")))
+        .map(|(n, s, b)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("view"))
+        })
         .collect();
     safetensors::serialize(views, None).expect("serializes")
 }
@@ -174,7 +176,8 @@ fn safetensors_file(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
 #[test]
 fn weights_from_a_file_and_from_the_artifact_give_the_same_outputs() {
     let (w, b) = (floats(64, 0.05), floats(4, 0.1));
-    let file = safetensors_file(&[("w", vec![16, 4], w.clone()), ("b", vec![4], b.clone()), ("extra", vec![1], vec![0.0])]);
+    let file =
+        safetensors_file(&[("w", vec![16, 4], w.clone()), ("b", vec![4], b.clone()), ("extra", vec![1], vec![0.0])]);
     let dir = std::env::temp_dir().join(format!("flint-runtime-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch");
     let (weights, tgx) = (dir.join("small.safetensors"), dir.join("small.tgx"));
@@ -231,6 +234,15 @@ fn the_runtime_depends_on_no_compiler_mlir_or_llvm() {
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.contains("cranelift-jit"), "{tree}");
     for banned in ["flint-compiler", "melior", "mlir-sys", "llvm-sys", "tblgen"] {
-        assert!(!tree.lines().any(|l| l.starts_with(&format!("{banned} "))), "flint-runtime depends on {banned}:\n{tree}");
+        assert!(
+            !tree.lines().any(|l| l.starts_with(&format!("{banned} "))),
+            "flint-runtime depends on {banned}:\n{tree}"
+        );
     }
+}
+
+#[test]
+fn a_model_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Model>();
 }

@@ -150,10 +150,26 @@ impl Tensor {
         }
         let words = |size: usize| bytes.chunks_exact(size);
         match dtype {
-            DType::F32 => Tensor::from_f64(dtype, shape, words(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()),
-            DType::F16 => Tensor::from_f64(dtype, shape, words(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect()),
-            DType::BF16 => Tensor::from_f64(dtype, shape, words(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect()),
-            DType::I32 => Tensor::from_i64(dtype, shape, words(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()),
+            DType::F32 => Tensor::from_f64(
+                dtype,
+                shape,
+                words(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            ),
+            DType::F16 => Tensor::from_f64(
+                dtype,
+                shape,
+                words(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            ),
+            DType::BF16 => Tensor::from_f64(
+                dtype,
+                shape,
+                words(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            ),
+            DType::I32 => Tensor::from_i64(
+                dtype,
+                shape,
+                words(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
+            ),
             DType::I64 => Tensor::from_i64(
                 dtype,
                 shape,

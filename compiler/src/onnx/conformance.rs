@@ -106,6 +106,7 @@ fn run(dir: &Path, backend: impl Fn(&Case) -> Option<Outcome>) -> CaseResult {
 }
 
 /// A case the interpreter passed: what the backend runs and what it must give.
+#[cfg_attr(not(feature = "mlir"), allow(dead_code))]
 struct Case {
     graph: Graph,
     feed: TensorMap,
@@ -126,7 +127,8 @@ fn compiled(case: &Case) -> Result<(), Failure> {
         e => fail(format!("compiling: {e}")),
     })?;
     let bytes = c.artifact.ok_or_else(|| fail("no artifact"))?;
-    let mut model = Model::from_bytes(&bytes, &LoadOptions { threads: 1 }).map_err(|e| fail(format!("loading: {e}")))?;
+    let mut model =
+        Model::from_bytes(&bytes, &LoadOptions { threads: 1 }).map_err(|e| fail(format!("loading: {e}")))?;
     for (name, t) in &case.params {
         let data = t.to_le_bytes();
         model.bind_weight(name, TensorRef::new(dtype(t.dtype), t.shape(), &data)).map_err(|e| fail(e.to_string()))?;

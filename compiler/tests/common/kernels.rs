@@ -110,7 +110,8 @@ pub fn run_artifact(graph: &flint_compiler::ir::Graph, c: &Compiled, label: &str
     let bytes = c.artifact.as_ref().unwrap_or_else(|| panic!("{label}: no artifact"));
     let mut model = Model::from_bytes(bytes, &LoadOptions { threads: 2 }).unwrap_or_else(|e| panic!("{label}: {e}"));
     let mut runs = 0;
-    let picks: [(fn(u64) -> u64, u64); 3] = [(|_| 1, 21), (|b| b.min(3), 22), (|b| b, 23)];
+    type Pick = fn(u64) -> u64;
+    let picks: [(Pick, u64); 3] = [(|_| 1, 21), (|b| b.min(3), 22), (|b| b, 23)];
     for (pick, seed) in picks {
         let dims: DimValues = graph.symbols.iter().enumerate().map(|(i, s)| (SymId(i as u32), pick(s.bound))).collect();
         let (Ok(inputs), Ok(params)) =
@@ -132,9 +133,14 @@ pub fn run_artifact(graph: &flint_compiler::ir::Graph, c: &Compiled, label: &str
             .iter()
             .map(|(n, t, b)| (n.as_str(), TensorRef::new(runtime_dtype(t.dtype), t.shape(), b)))
             .collect();
-        let dim_list: Vec<(&str, u64)> =
-            graph.symbols.iter().enumerate().map(|(i, s)| (s.name.as_str(), dims.get(SymId(i as u32)).unwrap_or(1))).collect();
-        let got = model.session().run_with_dims(&refs, &dim_list).unwrap_or_else(|e| panic!("{label}: {e} (dims {dims:?})"));
+        let dim_list: Vec<(&str, u64)> = graph
+            .symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), dims.get(SymId(i as u32)).unwrap_or(1)))
+            .collect();
+        let got =
+            model.session().run_with_dims(&refs, &dim_list).unwrap_or_else(|e| panic!("{label}: {e} (dims {dims:?})"));
         assert_eq!(got.len(), want.len(), "{label}: outputs");
         for ((name, g), (want_name, w)) in got.iter().zip(&want) {
             assert_eq!(name, want_name, "{label}");
