@@ -165,3 +165,22 @@ fn mlir_errors_name_the_kernel() {
     assert!(error.contains("kernel 1 (row), kernel 4 (row)"), "{error}");
     assert!(!error.contains("kernel 0"), "{error}");
 }
+
+/// A batch of one is not a loop: a `[1, M, K] @ [K, N] + b` kernel's range is its rows (so
+/// threads can split them), and its epilogue reads the register tile instead of computing a
+/// scalar dot product per element (the tile's results were once memoised at the batch's loop
+/// variable and missed at the broadcast index 0: 270x slower).
+#[test]
+fn a_batch_of_one_splits_by_rows_and_its_epilogue_reads_the_tile() {
+    let source =
+        "graph g(x: f32[1, 8, 32], w: f32[32, 64], b: f32[64]) -> (y: f32[1, 8, 64]) {\n    y = x @ w + b\n}\n";
+    let graph = syntax::compile_str(source).expect("compiles");
+    let target = Some(Target::Cpu(Cpu::Native));
+    let c = pipeline::compile(&graph, &CompileOptions { target, ..Default::default() }).expect("compiles");
+    let kernel = &c.kernels.kernels[0];
+    assert_eq!(flint_compiler::lower::cpu::parallel_axis(kernel), Some(1));
+    let text = &c.cpu.as_ref().expect("code").text;
+    assert!(text.contains("vector<16xf32>"), "no register tile:\n{text}");
+    assert!(!text.contains("-> (f32)"), "a scalar dot product in the epilogue:\n{text}");
+    assert_eq!(run_artifact(&graph, &c, source), 3);
+}

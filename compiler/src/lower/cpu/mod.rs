@@ -113,15 +113,18 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, 
     Ok(KernelCode { function, tables: e.tables })
 }
 
-/// The axis of the kernel's domain whose range `[begin, end)` a call computes: the first
-/// axis a row kernel does not reduce. `None` when every axis is reduced: then a call with
-/// `begin < end` computes the whole kernel.
+/// The axis of the kernel's domain whose range `[begin, end)` a call computes, which the
+/// runtime splits across threads: the first axis that a row kernel does not reduce, that is
+/// not statically 1 (a batch of one must not hide the rows behind it), and that is not a
+/// contraction's columns (a row of a matmul is computed whole). `None` when there is no such
+/// axis: then a call with `begin < end` computes the whole kernel.
 pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
     let rows: &[usize] = match &kernel.kind {
         KernelKind::Row { axes } => axes,
         _ => &[],
     };
-    (0..kernel.domain.len()).find(|a| !rows.contains(a))
+    let columns = (kernel.kind == KernelKind::Contraction).then(|| kernel.domain.len().saturating_sub(1));
+    (0..kernel.domain.len()).find(|&a| !rows.contains(&a) && !kernel.domain[a].is_one() && Some(a) != columns)
 }
 
 /// How a panel contraction's full row blocks run.
@@ -332,10 +335,34 @@ impl<'g> Emitter<'g> {
             self.panel = Some((mm, cols, acc));
             parallel.pop();
         }
+        // An axis of size 1 needs no loop: its index is 0.
+        parallel.retain(|&a| !domain[a].is_one());
         let begin = self.op("arith.index_cast %begin : i64 to index");
         let end = self.op("arith.index_cast %end : i64 to index");
         let point = vec![Ix::Const(0); domain.len()];
-        self.parallel_loops(&parallel, &rows, &point, Some((begin, end)))
+        match parallel_axis(self.kernel) {
+            Some(axis) if parallel.first() == Some(&axis) => {
+                self.parallel_loops(&parallel, &rows, &point, Some((begin, end)))
+            }
+            _ => self.one_point(&begin, &end, &mut |e| e.parallel_loops(&parallel, &rows, &point, None)),
+        }
+    }
+
+    /// `body` once when `begin < end`: a kernel whose range is a single point.
+    fn one_point(
+        &mut self,
+        begin: &str,
+        end: &str,
+        body: &mut dyn FnMut(&mut Self) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
+        let cond = self.op(format!("arith.cmpi ult, {begin}, {end} : index"));
+        self.line(&format!("scf.if {cond} {{"));
+        self.depth += 1;
+        self.scopes.push(Scope::default());
+        body(self)?;
+        self.leave();
+        self.line("}");
+        Ok(())
     }
 
     fn parallel_loops(
@@ -348,16 +375,7 @@ impl<'g> Emitter<'g> {
         let Some((&axis, rest)) = parallel.split_first() else {
             // No parallel axis left; with none at all, the call's range is one point.
             return match range {
-                Some((begin, end)) => {
-                    let cond = self.op(format!("arith.cmpi ult, {begin}, {end} : index"));
-                    self.line(&format!("scf.if {cond} {{"));
-                    self.depth += 1;
-                    self.scopes.push(Scope::default());
-                    self.row_level(rows, point)?;
-                    self.leave();
-                    self.line("}");
-                    Ok(())
-                }
+                Some((begin, end)) => self.one_point(&begin, &end, &mut |e| e.row_level(rows, point)),
                 None => self.row_level(rows, point),
             };
         };
@@ -487,9 +505,7 @@ impl<'g> Emitter<'g> {
                 let mut at = point.to_vec();
                 at[r - 2] = m.clone();
                 at[r - 1] = n.clone();
-                if let Some(scope) = self.scopes.last_mut() {
-                    scope.values.insert((mm, at.clone()), sum);
-                }
+                self.remember(mm, &at, sum);
                 outputs.iter().try_for_each(|&o| self.store_at(o, &at, &domain))?;
             }
         }
@@ -546,9 +562,7 @@ impl<'g> Emitter<'g> {
                 at[r - 1] = Ix::sum(n0.clone(), j.clone());
                 let p = e_ptr(e, tile_buf, &Ix::sum(Ix::Const(i as u64 * TILE_COLS), j))?;
                 let sum = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
-                if let Some(scope) = e.scopes.last_mut() {
-                    scope.values.insert((mm, at.clone()), sum);
-                }
+                e.remember(mm, &at, sum);
                 outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
             })?;
         }
@@ -607,9 +621,7 @@ impl<'g> Emitter<'g> {
             let p = e_ptr(e, acc, &n)?;
             let sum = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
             let sum = e.round(sum, e.dtype(mm));
-            if let Some(scope) = e.scopes.last_mut() {
-                scope.values.insert((mm, at.clone()), sum);
-            }
+            e.remember(mm, &at, sum);
             outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
         })
     }
@@ -655,9 +667,7 @@ impl<'g> Emitter<'g> {
             for (n, scratch) in &cached {
                 let p = e_ptr(e, scratch, &var)?;
                 let v = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
-                if let Some(scope) = e.scopes.last_mut() {
-                    scope.values.insert((*n, full_point.clone()), v);
-                }
+                e.remember(*n, &full_point, v);
             }
             outputs.iter().try_for_each(|&o| e.store_at(o, &full_point, &domain))
         })
@@ -740,7 +750,7 @@ impl<'g> Emitter<'g> {
 
     /// The value of `n` at `idx`, memoised in the innermost scope.
     fn value(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
-        let key = (n, idx.to_vec());
+        let key = self.memo_key(n, idx);
         if let Some(r) = self.scopes.iter().rev().find_map(|s| s.values.get(&key).cloned()) {
             return Ok(r);
         }
@@ -749,6 +759,23 @@ impl<'g> Emitter<'g> {
             scope.values.insert(key, r.clone());
         }
         Ok(r)
+    }
+
+    /// Records that `n` at `idx` is `r` in the innermost scope (a tile's result, a cached row).
+    fn remember(&mut self, n: NodeId, idx: &[Ix], r: Reg) {
+        let key = self.memo_key(n, idx);
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.values.insert(key, r);
+        }
+    }
+
+    /// The memo key of `n` at `idx`: an axis of size 1 has only index 0, so a value stored at
+    /// the domain's loop variable there is found by a consumer that broadcasts it to 0 (a
+    /// `[1, M, N]` matmul recomputed every element of its epilogue before this).
+    fn memo_key(&self, n: NodeId, idx: &[Ix]) -> (NodeId, Vec<Ix>) {
+        let shape = self.shape(n);
+        let one = |a: usize| shape.get(a).is_some_and(Dim::is_one);
+        (n, idx.iter().enumerate().map(|(a, i)| if one(a) { Ix::Const(0) } else { i.clone() }).collect())
     }
 
     fn operand(&mut self, n: NodeId, i: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
