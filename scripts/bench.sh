@@ -141,6 +141,8 @@ ort_section() {
     cpu_section
     echo
     ort_section
+    echo
+    ./scripts/bench_runtime.sh
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

@@ -150,6 +150,9 @@ enum Command {
         /// Untimed runs first.
         #[arg(long, default_value_t = 5)]
         warmup: usize,
+        /// Then time every kernel over --iters more runs and list the slowest.
+        #[arg(long)]
+        profile: bool,
     },
     /// Plan buffer offsets in one arena for a MiniMalloc CSV (`id,lower,upper,size`).
     ///
@@ -202,7 +205,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "mlir")]
         Command::Run(args) => run_cmd::run(&args),
         #[cfg(feature = "mlir")]
-        Command::Bench { args, iters, warmup } => run_cmd::bench(&args, iters, warmup),
+        Command::Bench { args, iters, warmup, profile } => run_cmd::bench(&args, iters, warmup, profile),
         Command::Plan(args) => plan_cmd::run(&args),
     };
     match result {

@@ -70,7 +70,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn bench(args: &RunArgs, iters: usize, warmup: usize) -> Result<(), String> {
+pub fn bench(args: &RunArgs, iters: usize, warmup: usize, profile: bool) -> Result<(), String> {
     let p = prepare(args)?;
     let (inputs, dims) = (p.input_refs(), p.dim_list());
     let mut session = p.model.session();
@@ -101,6 +101,36 @@ pub fn bench(args: &RunArgs, iters: usize, warmup: usize) -> Result<(), String> 
         m.arena_bytes,
         ms(first)
     );
+    if profile {
+        print_profile(&mut session, &inputs, &dims, iters.max(1))?;
+    }
+    Ok(())
+}
+
+/// The kernels by time over `iters` more runs, slowest first: what `--profile` adds.
+fn print_profile(
+    session: &mut flint_runtime::Session,
+    inputs: &[(&str, TensorRef)],
+    dims: &[(&str, u64)],
+    iters: usize,
+) -> Result<(), String> {
+    session.start_profiling();
+    for _ in 0..iters {
+        session.run_with_dims(inputs, dims).map_err(|e| format!("error: {e}"))?;
+    }
+    let m = session.model().manifest();
+    let times = session.profile().unwrap_or_default();
+    let total: f64 = times.iter().map(Duration::as_secs_f64).sum();
+    let mut order: Vec<usize> = (0..times.len()).collect();
+    order.sort_by(|&a, &b| times[b].cmp(&times[a]));
+    println!("kernel    kind         ms/run      %  function");
+    for &k in order.iter().take(20) {
+        let per_run = times[k].as_secs_f64() * 1e3 / iters as f64;
+        let share = 100.0 * times[k].as_secs_f64() / total.max(1e-12);
+        let kernel = &m.kernels[k];
+        println!("{:<9} {:<11} {per_run:>8.4} {share:>6.1}  {}", kernel.name, kernel.kind, kernel.symbol);
+    }
+    println!("({} kernels, {:.4} ms/run in kernels)", times.len(), total * 1e3 / iters as f64);
     Ok(())
 }
 

@@ -326,7 +326,7 @@ impl Model {
 
     /// A new session with its own arena.
     pub fn session(&self) -> Session<'_> {
-        Session { model: self, arena: Aligned::zeroed(self.manifest.arena_bytes as usize) }
+        Session { model: self, arena: Aligned::zeroed(self.manifest.arena_bytes as usize), profile: None }
     }
 
     /// The value of every symbol for a run: explicit ones, then those read off the inputs.
@@ -409,11 +409,16 @@ extern "C" fn run_kernel(ctx: *mut u8, kernel: i64, pointers: *const *mut u8, ex
                 }
             };
         }
-        let Some(k) = usize::try_from(kernel).ok().and_then(|k| model.kernels.get(k)) else { return -1 };
+        let Some(index) = usize::try_from(kernel).ok().filter(|&k| k < model.kernels.len()) else { return -1 };
+        let k = &model.kernels[index];
+        let start = ctx.profile.is_some().then(std::time::Instant::now);
         if extent > 0 {
             // SAFETY: the glue passes the kernel's pointers, computed from the checked plan,
             // and the checked dims.
             unsafe { model.threads.run(k.function, pointers, extent as u64, dims, k.work) }
+        }
+        if let (Some(profile), Some(start)) = (ctx.profile.as_deref_mut(), start) {
+            profile[index] += start.elapsed();
         }
         0
     });
@@ -432,9 +437,27 @@ enum Outputs<'o> {
 pub struct Session<'m> {
     model: &'m Model,
     arena: Aligned,
+    /// Time spent in each kernel over the runs since profiling was turned on.
+    profile: Option<Vec<std::time::Duration>>,
 }
 
 impl Session<'_> {
+    /// Starts (or restarts) timing every kernel of the following runs; [`Session::profile`]
+    /// reads the totals, one per kernel of the manifest.
+    pub fn start_profiling(&mut self) {
+        self.profile = Some(vec![std::time::Duration::ZERO; self.model.kernels.len()]);
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &Model {
+        self.model
+    }
+
+    /// Time spent in each kernel since [`Session::start_profiling`].
+    pub fn profile(&self) -> Option<&[std::time::Duration]> {
+        self.profile.as_deref()
+    }
+
     /// Runs the model; every symbol must be fixed by an input's shape.
     pub fn run(&mut self, inputs: &[(&str, TensorRef)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         self.run_with_dims(inputs, &[])
@@ -510,7 +533,7 @@ impl Session<'_> {
             }
             Ok(())
         };
-        let mut ctx = RunCtx { model, bind: &mut bind, failure: None };
+        let mut ctx = RunCtx { model, bind: &mut bind, failure: None, profile: self.profile.as_deref_mut() };
         // SAFETY: inputs are bound to memory of their checked sizes, and the arena is the
         // plan's size at the bounds; the glue checks the dims and the input shapes, then has
         // `bind` fill in the params and outputs before it runs the first kernel.
@@ -595,6 +618,8 @@ struct RunCtx<'a> {
     model: &'a Model,
     /// Binds params and outputs once the glue's checks have passed.
     bind: &'a mut dyn FnMut(&mut [*mut u8]) -> Result<(), RuntimeError>,
+    /// Time per kernel, when the session profiles.
+    profile: Option<&'a mut [std::time::Duration]>,
     failure: Option<RuntimeError>,
 }
 
