@@ -142,6 +142,7 @@ fn tiled_contractions_agree_with_the_interpreter() {
         // `b` transposed (PyTorch's [out, in] weights): the dot-product tile.
         "graph t4(x: f32[N<=9, 64], w: f32[12, 64], b: f32[12]) -> (y: f32[N, 12]) {\n    y = gelu(linear(x, w, b))\n}\n",
         "graph t5(x: f32[2, S<=6, 32], w: f32[8, 32]) -> (y: f32[2, S, 8]) {\n    y = linear(x, w) * 2.0\n}\n",
+        ATTENTION_VIEWS,
     ];
     let dir = std::env::temp_dir().join(format!("flint-tiled-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -155,6 +156,31 @@ fn tiled_contractions_agree_with_the_interpreter() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(runs >= 9, "{runs} runs");
+}
+
+/// Attention's heads as PyTorch exports them: `q`, `k` and `v` sliced out of one projection,
+/// split into heads and permuted. Through strided views, `q @ k` runs as the dot-product tile
+/// (unit stride along `k` in both) and `p @ v` as the plain tile (unit stride along `v`'s
+/// columns), with no scalar dot product left.
+const ATTENTION_VIEWS: &str =
+    "graph t6(qkv: f32[2, 8, 384], p: f32[2, 2, 8, 8]) -> (s: f32[2, 2, 8, 8], o: f32[2, 2, 8, 64]) {
+    q = permute(reshape(slice(qkv, axis=-1, start=0, end=128), shape=[2, 8, 2, 64]), perm=[0, 2, 1, 3])
+    k = permute(reshape(slice(qkv, axis=-1, start=128, end=256), shape=[2, 8, 2, 64]), perm=[0, 2, 3, 1])
+    v = permute(reshape(slice(qkv, axis=-1, start=256, end=384), shape=[2, 8, 2, 64]), perm=[0, 2, 1, 3])
+    s = (q @ k) * 0.125
+    o = p @ v
+}
+";
+
+#[test]
+fn attention_heads_through_views_use_the_register_tiles() {
+    let graph = syntax::compile_str(ATTENTION_VIEWS).expect("compiles");
+    let target = Some(Target::Cpu(Cpu::Native));
+    let c = pipeline::compile(&graph, &CompileOptions { target, ..Default::default() }).expect("compiles");
+    let text = &c.cpu.as_ref().expect("code").text;
+    assert!(text.contains("vector.reduction <add>"), "no dot-product tile:\n{text}");
+    assert!(text.contains("math.fma"), "no register tile:\n{text}");
+    assert!(!text.contains("-> (f32)"), "a scalar dot product is left:\n{text}");
 }
 
 /// An MLIR failure names the kernels of the function it points into.

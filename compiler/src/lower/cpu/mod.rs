@@ -19,6 +19,9 @@
 //! in the interpreter) cannot trap the process.
 
 mod math;
+mod strided;
+
+use strided::{strided, Strided};
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -130,10 +133,12 @@ pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
 /// How a panel contraction's full row blocks run.
 #[derive(Clone, Debug)]
 enum Tile {
-    /// `b` read in place, row by row: vector accumulators over columns, spilled to `spill`.
-    Plain { spill: String },
-    /// `b` the transpose of the buffer `w`: vector dot products over `k`.
-    Transposed { w: NodeId },
+    /// `b` read in place, row by row (unit stride along its columns): vector accumulators
+    /// over columns, spilled to `spill`.
+    Plain { spill: String, b: Strided },
+    /// `a` and `b` both with unit stride along `k` (`b` the transpose of `linear`'s weights,
+    /// or attention's keys): vector dot products over `k`.
+    Transposed { a: Strided, b: Strided },
 }
 
 /// Columns of a [`Tile::Transposed`] block.
@@ -325,12 +330,12 @@ impl<'g> Emitter<'g> {
         if let Some((mm, cols)) = self.panel_matmul() {
             let count = self.op(format!("arith.constant {cols} : i64"));
             let acc = self.op(format!("llvm.alloca {count} x f32 : (i64) -> !llvm.ptr"));
-            if self.tile_fits(mm, cols) {
+            if let Some(b) = self.tile_fits(mm, cols) {
                 let size = self.op(format!("arith.constant {} : i64", TILE_ROWS * TILE_COLS));
                 let spill = self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
-                self.tile = Some(Tile::Plain { spill });
-            } else if let Some(w) = self.transposed_fits(mm, cols) {
-                self.tile = Some(Tile::Transposed { w });
+                self.tile = Some(Tile::Plain { spill, b });
+            } else if let Some((a, b)) = self.transposed_fits(mm, cols) {
+                self.tile = Some(Tile::Transposed { a, b });
             }
             self.panel = Some((mm, cols, acc));
             parallel.pop();
@@ -413,29 +418,40 @@ impl<'g> Emitter<'g> {
         })
     }
 
-    /// Whether the panel's matmul can use the register tile: f32 operands, `b` a buffer
-    /// read in place, and the columns a multiple of [`TILE_COLS`].
-    fn tile_fits(&self, mm: NodeId, cols: u64) -> bool {
-        let ops = self.graph.operands(mm);
-        let f32s = ops.iter().take(2).all(|&o| self.dtype(o) == DType::F32);
-        f32s && self.kernel.inputs.contains(&ops[1]) && cols.is_multiple_of(TILE_COLS)
+    /// `n` as strides over one of the kernel's buffers, when the views between allow it.
+    fn strided(&self, n: NodeId) -> Option<Strided> {
+        strided(self.graph, &self.kernel.inputs, n).filter(|s| self.dtype(s.buffer) == DType::F32)
     }
 
-    /// Whether the panel's matmul reads `b` as the transpose of a buffer `w` (`linear`'s
-    /// PyTorch `[out, in]` weights) with `a` a buffer too, both f32 and contiguous along `k`,
-    /// `k` a multiple of [`LANES`] and the columns of [`NT_COLS`]: then rows of `a` and `w`
-    /// meet in vector dot products. Returns `w`.
-    fn transposed_fits(&self, mm: NodeId, cols: u64) -> Option<NodeId> {
+    /// `b` when the panel's matmul can use the register tile: f32 operands, `b` read in
+    /// place with unit stride along its columns, and the columns a multiple of
+    /// [`TILE_COLS`].
+    fn tile_fits(&self, mm: NodeId, cols: u64) -> Option<Strided> {
         let ops = self.graph.operands(mm);
-        let (a, b) = (ops[0], ops[1]);
-        let Op::Permute { perm } = self.graph.op(b) else { return None };
-        let r = perm.len();
-        let swapped = r >= 2 && perm[r - 2] == r - 1 && perm[r - 1] == r - 2 && (0..r - 2).all(|i| perm[i] == i);
-        let w = self.graph.operands(b)[0];
-        let depth = self.shape(a).last()?.as_known()?;
-        let buffers = self.kernel.inputs.contains(&a) && self.kernel.inputs.contains(&w);
-        let f32s = [a, w].iter().all(|&o| self.dtype(o) == DType::F32);
-        (swapped && buffers && f32s && depth.is_multiple_of(LANES) && cols.is_multiple_of(NT_COLS)).then_some(w)
+        let f32s = ops.iter().take(2).all(|&o| self.dtype(o) == DType::F32);
+        let b = self.strided(ops[1]).filter(|b| b.unit_along(b.strides.len() - 1))?;
+        (f32s && cols.is_multiple_of(TILE_COLS)).then_some(b)
+    }
+
+    /// `a` and `b` when the panel's matmul reads both with unit stride along `k` (`linear`'s
+    /// PyTorch `[out, in]` weights transposed, attention's keys), both f32, `k` a multiple
+    /// of [`LANES`] and the columns of [`NT_COLS`]: then rows of `a` and columns of `b` meet
+    /// in vector dot products.
+    fn transposed_fits(&self, mm: NodeId, cols: u64) -> Option<(Strided, Strided)> {
+        let ops = self.graph.operands(mm);
+        let a = self.strided(ops[0]).filter(|a| a.unit_along(a.strides.len() - 1))?;
+        let b = self.strided(ops[1]).filter(|b| b.strides.len() >= 2 && b.unit_along(b.strides.len() - 2))?;
+        let depth = self.shape(ops[0]).last()?.as_known()?;
+        (depth.is_multiple_of(LANES) && cols.is_multiple_of(NT_COLS)).then_some((a, b))
+    }
+
+    /// The address of element `idx` of a strided view.
+    fn view_address(&mut self, view: &Strided, idx: &[Ix]) -> Result<String, LowerError> {
+        let slot = *self.slots.get(&view.buffer).ok_or_else(|| self.unsupported("a view of no buffer"))?;
+        let position = self.ix(&view.position(idx))?;
+        let offset = self.op(format!("arith.index_cast {position} : index to i64"));
+        let base = self.buffers.get(slot).cloned().unwrap_or_default();
+        Ok(self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, f32")))
     }
 
     /// [`TILE_ROWS`] rows starting at `point`'s row: for each tile of [`TILE_COLS`] columns,
@@ -451,20 +467,27 @@ impl<'g> Emitter<'g> {
         };
         let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / width))?);
         self.for_loop(&zero, &tiles, &mut |e, t| match &tile {
-            Tile::Plain { spill } => e.tile(point, mm, &t, spill),
-            Tile::Transposed { w } => e.tile_transposed(point, mm, *w, &t),
+            Tile::Plain { spill, b } => e.tile(point, mm, &t, spill, b),
+            Tile::Transposed { a, b } => e.tile_transposed(point, mm, a, b, &t),
         })
     }
 
     /// [`TILE_ROWS`] rows × [`NT_COLS`] columns as vector dot products over `k`: a row of
     /// `a` and a row of `w` loaded [`LANES`] at a time, one vector accumulator per result,
     /// summed across lanes at the end.
-    fn tile_transposed(&mut self, point: &[Ix], mm: NodeId, w: NodeId, t: &Ix) -> Result<(), LowerError> {
+    fn tile_transposed(
+        &mut self,
+        point: &[Ix],
+        mm: NodeId,
+        av: &Strided,
+        bv: &Strided,
+        t: &Ix,
+    ) -> Result<(), LowerError> {
         let r = point.len();
-        let a = self.graph.operands(mm)[0];
-        let (sa, sw) = (self.shape(a), self.shape(w));
+        let (a, b) = (self.graph.operands(mm)[0], self.graph.operands(mm)[1]);
+        let (sa, sb) = (self.shape(a), self.shape(b));
         let a_batch = index::broadcast(&point[..r - 2], &sa[..sa.len() - 2]);
-        let w_batch = index::broadcast(&point[..r - 2], &sw[..sw.len() - 2]);
+        let b_batch = index::broadcast(&point[..r - 2], &sb[..sb.len() - 2]);
         let rows: Vec<Ix> = (0..TILE_ROWS).map(|i| Ix::sum(point[r - 2].clone(), Ix::Const(i))).collect();
         let cols: Vec<Ix> =
             (0..NT_COLS).map(|j| Ix::sum(Ix::prod(t.clone(), Ix::Const(NT_COLS)), Ix::Const(j))).collect();
@@ -474,17 +497,18 @@ impl<'g> Emitter<'g> {
         let chunks = Ix::quot(Ix::dim(&sa[sa.len() - 1]), Ix::Const(LANES));
         let acc = self.fold(&chunks, &init, &mut |e, c, carried| {
             let k = Ix::prod(c, Ix::Const(LANES));
-            let load = |e: &mut Self, n: NodeId, at: Vec<Ix>| -> Result<String, LowerError> {
-                let p = e.address(n, &at)?;
+            let load = |e: &mut Self, view: &Strided, at: Vec<Ix>| -> Result<String, LowerError> {
+                let p = e.view_address(view, &at)?;
                 Ok(e.op(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")))
             };
             let mut a_rows = Vec::new();
             for m in &rows {
-                a_rows.push(load(e, a, a_batch.iter().cloned().chain([m.clone(), k.clone()]).collect())?);
+                a_rows.push(load(e, av, a_batch.iter().cloned().chain([m.clone(), k.clone()]).collect())?);
             }
+            // Column `n` of `b`, `LANES` consecutive elements along `k` from row `k`.
             let mut w_rows = Vec::new();
             for n in &cols {
-                w_rows.push(load(e, w, w_batch.iter().cloned().chain([n.clone(), k.clone()]).collect())?);
+                w_rows.push(load(e, bv, b_batch.iter().cloned().chain([k.clone(), n.clone()]).collect())?);
             }
             let mut next = Vec::with_capacity(carried.len());
             for (i, av) in a_rows.iter().enumerate() {
@@ -512,7 +536,7 @@ impl<'g> Emitter<'g> {
         Ok(())
     }
 
-    fn tile(&mut self, point: &[Ix], mm: NodeId, t: &Ix, tile_buf: &str) -> Result<(), LowerError> {
+    fn tile(&mut self, point: &[Ix], mm: NodeId, t: &Ix, tile_buf: &str, bv: &Strided) -> Result<(), LowerError> {
         let r = point.len();
         let ops = self.graph.operands(mm);
         let (a, b) = (ops[0], ops[1]);
@@ -532,7 +556,7 @@ impl<'g> Emitter<'g> {
             for v in 0..vectors {
                 let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
                 let at: Vec<Ix> = b_batch.iter().cloned().chain([k.clone(), col]).collect();
-                let p = e.address(b, &at)?;
+                let p = e.view_address(bv, &at)?;
                 b_rows.push(e.op(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")));
             }
             let mut next = Vec::with_capacity(carried.len());
@@ -799,6 +823,11 @@ impl<'g> Emitter<'g> {
                 let x = self.operand(n, 0, idx)?;
                 self.unary(*u, dtype, x)
             }
+            Op::Binary(BinaryOp::Pow) if is_float(dtype) && self.small_power(operands[1]).is_some() => {
+                let x = self.operand(n, 0, idx)?;
+                let power = self.small_power(operands[1]).unwrap_or(1);
+                self.repeated_product(x, power, dtype)
+            }
             Op::Binary(b) => {
                 let (x, y) = (self.operand(n, 0, idx)?, self.operand(n, 1, idx)?);
                 self.binary(*b, dtype, x, y)
@@ -892,6 +921,29 @@ impl<'g> Emitter<'g> {
             });
         }
         self.table(n, &values, idx)
+    }
+
+    /// The exponent when `n` is a constant whose every element is the same integer from 1 to
+    /// 4: `pow(x, 3)` (tanh-GELU's cube) is then two multiplies instead of a libm call per
+    /// element, within the op's numerics contract (two roundings instead of one).
+    fn small_power(&self, n: NodeId) -> Option<u32> {
+        let mut v = n;
+        while let Op::Broadcast | Op::Reshape = self.graph.op(v) {
+            v = self.graph.operands(v)[0];
+        }
+        let Op::Constant { data: ConstData::Float(values) } = self.graph.op(v) else { return None };
+        let first = *values.first()?;
+        let same = values.iter().all(|&x| x.to_bits() == first.to_bits());
+        (same && first.fract() == 0.0 && (1.0..=4.0).contains(&first)).then_some(first as u32)
+    }
+
+    /// `x` multiplied by itself to the `power`, rounded to `dtype` once at the end.
+    fn repeated_product(&mut self, x: Reg, power: u32, dtype: DType) -> Result<Reg, LowerError> {
+        let mut r = x.clone();
+        for _ in 1..power {
+            r = self.reg(format!("arith.mulf {}, {} : f32", r.name, x.name), "f32");
+        }
+        Ok(self.round(r, dtype))
     }
 
     /// A constant with distinct elements: a table in the module, read at the index.
