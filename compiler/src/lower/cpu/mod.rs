@@ -399,17 +399,32 @@ impl<'g> Emitter<'g> {
     }
 
     /// The rows `[lo, hi)` of a tiled contraction: blocks of [`TILE_ROWS`] rows through the
-    /// register tile, the remaining rows one by one through the row panel.
+    /// register tile, the remaining rows one by one through the row panel. The column tiles
+    /// are the outer loop, so one tile's panel of `b` (`k` × the tile's columns) stays in
+    /// cache while every row block of the range passes over it; with the rows outside, all
+    /// of `b` streamed from memory once per row block.
     fn row_blocks(&mut self, lo: &str, hi: &str, axis: usize, point: &[Ix]) -> Result<(), LowerError> {
         let count = self.op(format!("arith.subi {hi}, {lo} : index"));
         let block = self.ix(&Ix::Const(TILE_ROWS))?;
         let blocks = self.op(format!("arith.divui {count}, {block} : index"));
         let span = self.op(format!("arith.muli {blocks}, {block} : index"));
         let split = self.op(format!("arith.addi {lo}, {span} : index"));
-        let mut inner = point.to_vec();
-        self.for_step(lo, &split, TILE_ROWS, &mut |e, m| {
-            inner[axis] = m;
-            e.tile_rows(&inner)
+        let Some((mm, cols, _)) = self.panel.clone() else { return Err(self.unsupported("a tile without a panel")) };
+        let Some(tile) = self.tile.clone() else { return Err(self.unsupported("a tile without a kind")) };
+        let width = match tile {
+            Tile::Plain { .. } => TILE_COLS,
+            Tile::Transposed { .. } => NT_COLS,
+        };
+        let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / width))?);
+        self.for_loop(&zero, &tiles, &mut |e, t| {
+            let mut inner = point.to_vec();
+            e.for_step(lo, &split, TILE_ROWS, &mut |e, m| {
+                inner[axis] = m;
+                match &tile {
+                    Tile::Plain { spill, b } => e.tile(&inner, mm, &t, spill, b),
+                    Tile::Transposed { a, b } => e.tile_transposed(&inner, mm, a, b, &t),
+                }
+            })
         })?;
         let mut inner = point.to_vec();
         self.for_loop(&split, hi, &mut |e, m| {
@@ -452,24 +467,6 @@ impl<'g> Emitter<'g> {
         let offset = self.op(format!("arith.index_cast {position} : index to i64"));
         let base = self.buffers.get(slot).cloned().unwrap_or_default();
         Ok(self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, f32")))
-    }
-
-    /// [`TILE_ROWS`] rows starting at `point`'s row: for each tile of [`TILE_COLS`] columns,
-    /// `TILE_ROWS × TILE_COLS / LANES` vector accumulators carried through the `k` loop (one
-    /// row of `b` loaded as vectors, each `a` element broadcast), then spilled to a small
-    /// tile buffer that the epilogue reads column by column.
-    fn tile_rows(&mut self, point: &[Ix]) -> Result<(), LowerError> {
-        let Some((mm, cols, _)) = self.panel.clone() else { return Err(self.unsupported("a tile without a panel")) };
-        let Some(tile) = self.tile.clone() else { return Err(self.unsupported("a tile without a kind")) };
-        let width = match tile {
-            Tile::Plain { .. } => TILE_COLS,
-            Tile::Transposed { .. } => NT_COLS,
-        };
-        let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / width))?);
-        self.for_loop(&zero, &tiles, &mut |e, t| match &tile {
-            Tile::Plain { spill, b } => e.tile(point, mm, &t, spill, b),
-            Tile::Transposed { a, b } => e.tile_transposed(point, mm, a, b, &t),
-        })
     }
 
     /// [`TILE_ROWS`] rows × [`NT_COLS`] columns as vector dot products over `k`: a row of
