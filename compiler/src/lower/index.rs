@@ -33,6 +33,10 @@ impl Ix {
         match (a, b) {
             (Ix::Const(0), x) | (x, Ix::Const(0)) => x,
             (Ix::Const(x), Ix::Const(y)) => Ix::Const(x + y),
+            // (x / k)·k + x % k = x: a split axis merged again (reshape there and back).
+            (Ix::Mul(q, k), Ix::Rem(x, m)) if k == m && matches!(&*q, Ix::Div(y, d) if y == &x && d == &k) => {
+                (*x).clone()
+            }
             (a, b) => Ix::Add(Rc::new(a), Rc::new(b)),
         }
     }
@@ -98,12 +102,52 @@ pub fn delinearize(linear: Ix, shape: &[Dim]) -> Vec<Ix> {
 }
 
 /// `index` (into a shape of the same element count as `to`) re-read in `to`: the identity
-/// when the shapes are equal, else through the linear position.
+/// when the shapes are equal; else group by group where the shapes split into runs of equal
+/// element counts (`[N, 48, 32, 32]` and `[N, 48, 1024]` agree on `N` and `48` and merge the
+/// rest), so that axes a reshape keeps keep their index expressions and the memo finds them;
+/// else through the linear position.
 pub fn reshape(index: &[Ix], from: &[Dim], to: &[Dim]) -> Vec<Ix> {
     if from == to {
         return index.to_vec();
     }
-    delinearize(linearize(index, from), to)
+    let Some(groups) = runs(from, to) else { return delinearize(linearize(index, from), to) };
+    let mut out = Vec::with_capacity(to.len());
+    for (f, t) in groups {
+        if f.len() == 1 && t.len() == 1 {
+            out.push(index[f.start].clone());
+        } else {
+            out.extend(delinearize(linearize(&index[f.clone()], &from[f]), &to[t]));
+        }
+    }
+    out
+}
+
+/// The runs of axes of `from` and `to` with equal element counts, in order; axes of size 1 at
+/// the end join the last run. `None` when the counts do not line up as monomials.
+fn runs(from: &[Dim], to: &[Dim]) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+    let mut out: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < from.len() && j < to.len() {
+        let (si, sj) = (i, j);
+        let (mut pf, mut pt) = (from[i].clone(), to[j].clone());
+        (i, j) = (i + 1, j + 1);
+        while pf != pt {
+            if pt.div(&pf).is_some() && i < from.len() {
+                pf = pf.mul(&from[i]);
+                i += 1;
+            } else if pf.div(&pt).is_some() && j < to.len() {
+                pt = pt.mul(&to[j]);
+                j += 1;
+            } else {
+                return None;
+            }
+        }
+        out.push((si..i, sj..j));
+    }
+    let rest_ones = from[i..].iter().chain(&to[j..]).all(Dim::is_one);
+    let last = out.last_mut().filter(|_| rest_ones)?;
+    (last.0.end, last.1.end) = (from.len(), to.len());
+    Some(out)
 }
 
 /// The index of an operand of shape `operand` that NumPy broadcasting reads for `index` of

@@ -31,6 +31,7 @@ const RULES: &[(&str, Rule)] = &[
     ("broadcast(broadcast(x)) -> broadcast(x); broadcast(x) to its own shape -> x", broadcast_broadcast),
     ("cast(x) to its own dtype -> x", cast_same),
     ("slice(x) over a whole axis -> x", slice_whole),
+    ("conv2d(x, w[O, C, 1, 1]) with stride 1, no padding, groups 1 -> matmul(w[O, C], x[N, C, H·W])", pointwise_conv),
     ("op(constants...) -> constant, when small and static", fold_constants),
 ];
 
@@ -59,6 +60,30 @@ impl Pass for Simplify {
             }
         }
     }
+}
+
+/// A 1×1 convolution is a matmul of the weights with each image's pixels as columns: then the
+/// matmul's register tiles serve it (MobileNet's and ResNet's pointwise convolutions).
+fn pointwise_conv(g: &mut Graph, id: NodeId) -> Result<Option<NodeId>, PassError> {
+    let Op::Conv2d { stride: [1, 1], padding: [0, 0, 0, 0], groups: 1, .. } = g.op(id) else { return Ok(None) };
+    let operands = g.operands(id).to_vec();
+    let (x, w) = (operands[0], operands[1]);
+    let (xs, ws) = (g.ty(x).shape.clone(), g.ty(w).shape.clone());
+    if !(ws[2].is_one() && ws[3].is_one()) {
+        return Ok(None);
+    }
+    let (dtype, out) = (g.ty(id).dtype, g.ty(id).clone());
+    let mut b = super::builder::Builder::new(g, id);
+    let pixels = xs[2].mul(&xs[3]);
+    let columns =
+        b.add(Op::Reshape, &[x], Some(TensorType::new(dtype, vec![xs[0].clone(), xs[1].clone(), pixels.clone()])))?;
+    let weights = b.add(Op::Reshape, &[w], Some(TensorType::new(dtype, vec![ws[0].clone(), ws[1].clone()])))?;
+    let mut y = b.add(Op::MatMul, &[weights, columns], None)?;
+    if let Some(&bias) = operands.get(2) {
+        let column = b.add(Op::Reshape, &[bias], Some(TensorType::new(dtype, vec![ws[0].clone(), Dim::known(1)])))?;
+        y = b.binary(BinaryOp::Add, y, column)?;
+    }
+    Ok(Some(b.add(Op::Reshape, &[y], Some(out))?))
 }
 
 /// The single value of a constant (or a broadcast of one) whose elements are all equal.
