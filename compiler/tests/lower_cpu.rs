@@ -143,6 +143,13 @@ fn tiled_contractions_agree_with_the_interpreter() {
         "graph t4(x: f32[N<=9, 64], w: f32[12, 64], b: f32[12]) -> (y: f32[N, 12]) {\n    y = gelu(linear(x, w, b))\n}\n",
         "graph t5(x: f32[2, S<=6, 32], w: f32[8, 32]) -> (y: f32[2, S, 8]) {\n    y = linear(x, w) * 2.0\n}\n",
         ATTENTION_VIEWS,
+        // Convolutions by output rows 16 columns at a time: padding on both sides, stride 2
+        // (the even lanes of two loads), dilation, depthwise groups, widths that leave an
+        // overlapping last block, and a row too narrow for any block.
+        "graph t7(x: f32[N<=2, 4, 9, 40], w: f32[6, 4, 3, 3], b: f32[6]) -> (y: f32[N, 6, 9, 40]) {\n    y = relu(conv2d(x, w, b, padding=[1, 1, 1, 1]))\n}\n",
+        "graph t8(x: f32[N<=2, 3, 11, 70], w: f32[5, 3, 3, 3]) -> (y: f32[N, 5, 6, 35]) {\n    y = conv2d(x, w, stride=[2, 2], padding=[1, 1, 1, 1])\n}\n",
+        "graph t9(x: f32[N<=2, 4, 8, 37], w: f32[4, 1, 3, 3]) -> (y: f32[N, 4, 8, 37]) {\n    y = conv2d(x, w, padding=[2, 2, 2, 2], dilation=[2, 2], groups=4) * 0.5\n}\n",
+        "graph t10(x: f32[N<=2, 2, 5, 17], w: f32[3, 2, 3, 3]) -> (y: f32[N, 3, 5, 17]) {\n    y = conv2d(x, w, padding=[1, 1, 1, 1])\n}\n",
     ];
     let dir = std::env::temp_dir().join(format!("flint-tiled-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");

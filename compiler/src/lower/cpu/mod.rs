@@ -41,6 +41,17 @@ struct Window {
     dilation: [u64; 2],
 }
 
+/// What every block of a convolution row shares (see `Emitter::conv_block`).
+struct ConvBlock {
+    conv: NodeId,
+    x: Strided,
+    spill: String,
+    window: Window,
+    groups: u64,
+    kh: u64,
+    kw: u64,
+}
+
 /// A value in a register: its SSA name and MLIR type.
 #[derive(Clone, Debug)]
 struct Reg {
@@ -70,6 +81,9 @@ struct Emitter<'g> {
     panel: Option<(NodeId, u64, String)>,
     /// With a panel that fits the register tile: the tile's spill buffer.
     tile: Option<Tile>,
+    /// A convolution computed [`LANES`] output columns at a time: the conv, its input as
+    /// strides, and a spill buffer of one vector.
+    conv: Option<(NodeId, Strided, String)>,
     /// Row-kernel values kept in a scratch row between a reduction's loop and the output
     /// loop ([`Emitter::plan_row_cache`]).
     row_cache: std::collections::BTreeMap<NodeId, String>,
@@ -102,6 +116,7 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, 
         buffers: Vec::new(),
         panel: None,
         tile: None,
+        conv: None,
         row_cache: std::collections::BTreeMap::new(),
         depth: 0,
         next: 0,
@@ -339,6 +354,11 @@ impl<'g> Emitter<'g> {
             }
             self.panel = Some((mm, cols, acc));
             parallel.pop();
+        } else if let Some((conv, x)) = self.conv_fits() {
+            let size = self.op(format!("arith.constant {LANES} : i64"));
+            let spill = self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
+            self.conv = Some((conv, x, spill));
+            parallel.pop();
         }
         // An axis of size 1 needs no loop: its index is 0.
         parallel.retain(|&a| !domain[a].is_one());
@@ -380,8 +400,8 @@ impl<'g> Emitter<'g> {
         let Some((&axis, rest)) = parallel.split_first() else {
             // No parallel axis left; with none at all, the call's range is one point.
             return match range {
-                Some((begin, end)) => self.one_point(&begin, &end, &mut |e| e.row_level(rows, point)),
-                None => self.row_level(rows, point),
+                Some((begin, end)) => self.one_point(&begin, &end, &mut |e| e.innermost(rows, point)),
+                None => self.innermost(rows, point),
             };
         };
         let (lo, hi) = match range {
@@ -430,6 +450,151 @@ impl<'g> Emitter<'g> {
         self.for_loop(&split, hi, &mut |e, m| {
             inner[axis] = m;
             e.row_level(&[], &inner)
+        })
+    }
+
+    /// [`LANES`] elements of a row of `view` from `column`, every `step`-th (1 or 2): one
+    /// vector load, or two and the even lanes of both.
+    fn strided_row(&mut self, view: &Strided, lead: [Ix; 3], column: Ix, step: u64) -> Result<String, LowerError> {
+        let load = |e: &mut Self, at: Ix| -> Result<String, LowerError> {
+            let [n, c, y] = lead.clone();
+            let ptr = e.view_address(view, &[n, c, y, at])?;
+            Ok(e.op(format!("llvm.load {ptr} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")))
+        };
+        let low = load(self, column.clone())?;
+        if step == 1 {
+            return Ok(low);
+        }
+        let high = load(self, Ix::sum(column, Ix::Const(LANES)))?;
+        let even: Vec<String> = (0..LANES).map(|l| (2 * l).to_string()).collect();
+        Ok(self.op(format!("vector.shuffle {low}, {high} [{}] : {VEC}, {VEC}", even.join(", "))))
+    }
+
+    /// What runs at a point of the parallel loops: a convolution's row of output columns,
+    /// or the row level.
+    fn innermost(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
+        match self.conv.clone() {
+            Some((conv, x, spill)) => self.conv_row(point, conv, &x, &spill),
+            None => self.row_level(rows, point),
+        }
+    }
+
+    /// The convolution of a contraction kernel that can run [`LANES`] output columns at a
+    /// time, and its input as strides: f32, writing the whole domain, a column stride of 1
+    /// or 2, unit stride along the input's columns, static spatial sizes and window.
+    fn conv_fits(&self) -> Option<(NodeId, Strided)> {
+        if self.kernel.kind != KernelKind::Contraction {
+            return None;
+        }
+        let conv = self.kernel.nodes.iter().copied().find(|&n| matches!(self.graph.op(n), Op::Conv2d { .. }))?;
+        let Op::Conv2d { stride, .. } = self.graph.op(conv) else { return None };
+        let ops = self.graph.operands(conv);
+        let x = self.strided(ops[0]).filter(|x| x.unit_along(3))?;
+        let statics =
+            [self.shape(ops[0]), self.shape(ops[1])].iter().all(|s| s[2..].iter().all(|d| d.as_known().is_some()));
+        let wide = self.shape(conv)[3].as_known().is_some_and(|w| w >= LANES);
+        let fits = matches!(stride[1], 1 | 2) && statics && wide && self.shape(conv) == self.kernel.domain.as_slice();
+        (fits && ops.iter().all(|&o| self.dtype(o) == DType::F32)).then_some((conv, x))
+    }
+
+    /// One row of a convolution's output (`point` fixes batch, channel and row): the columns
+    /// whose windows lie inside the input's width [`LANES`] at a time ([`Emitter::conv_block`]),
+    /// the columns near the edges one by one through the scalar path.
+    fn conv_row(&mut self, point: &[Ix], conv: NodeId, xv: &Strided, spill: &str) -> Result<(), LowerError> {
+        let Op::Conv2d { stride, padding, dilation, groups } = self.graph.op(conv).clone() else {
+            return Err(self.unsupported("a conv row without a conv"));
+        };
+        let ops = self.graph.operands(conv).to_vec();
+        let (xs, ws) = (self.shape(ops[0]).to_vec(), self.shape(ops[1]).to_vec());
+        let known = |d: &Dim| d.as_known().unwrap_or(1);
+        let (in_w, out_w, kh, kw) = (known(&xs[3]), known(&self.shape(conv)[3]), known(&ws[2]), known(&ws[3]));
+        let (left, reach, step) = (padding[1], (kw - 1) * dilation[1], stride[1]);
+        // Output column j reads input columns j·step - left through j·step + reach - left: the
+        // columns [lo, hi) read inside the row. They run in blocks of 16 from lo, the last
+        // block ending at hi (overlapping the one before it: its columns are stored twice,
+        // with the same values); the columns outside run one by one.
+        let lo = left.div_ceil(step).min(out_w);
+        let hi = ((in_w + left).saturating_sub(reach + 1) / step + 1).min(out_w).max(lo);
+        let scalar = |e: &mut Self, from: u64, to: u64| -> Result<(), LowerError> {
+            let (from, to) = (e.ix(&Ix::Const(from))?, e.ix(&Ix::Const(to))?);
+            let mut inner = point.to_vec();
+            e.for_loop(&from, &to, &mut |e, j| {
+                inner[3] = j;
+                e.row_level(&[], &inner)
+            })
+        };
+        if hi - lo < LANES || in_w + left < reach + 1 {
+            return scalar(self, 0, out_w);
+        }
+        scalar(self, 0, lo)?;
+        let full = (hi - lo) / LANES;
+        let (zero, blocks) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(full))?);
+        let window = Window { stride, padding, dilation };
+        let cx = ConvBlock { conv, x: xv.clone(), spill: spill.to_string(), window, groups, kh, kw };
+        self.for_loop(&zero, &blocks, &mut |e, b| {
+            e.conv_block(point, &cx, Ix::sum(Ix::Const(lo), Ix::prod(b, Ix::Const(LANES))))
+        })?;
+        if (hi - lo) % LANES != 0 {
+            self.conv_block(point, &cx, Ix::Const(hi - LANES))?;
+        }
+        scalar(self, hi, out_w)
+    }
+
+    /// Output columns `start..start + 16` of a convolution row whose windows lie inside the
+    /// input row: one vector accumulator over channels and taps, spilled for the epilogue.
+    fn conv_block(&mut self, point: &[Ix], cx: &ConvBlock, start: Ix) -> Result<(), LowerError> {
+        let ops = self.graph.operands(cx.conv).to_vec();
+        let (xs, ws) = (self.shape(ops[0]).to_vec(), self.shape(ops[1]).to_vec());
+        let (step, left, dilation) = (cx.window.stride[1], cx.window.padding[1], cx.window.dilation[1]);
+        let domain = self.kernel.domain.clone();
+        let outputs = self.kernel.outputs.clone();
+        let input0 = Ix::prod(start.clone(), Ix::Const(step));
+        let per_group = Ix::quot(Ix::dim(&ws[0]), Ix::Const(cx.groups));
+        let first_channel = Ix::prod(Ix::quot(point[1].clone(), per_group), Ix::dim(&ws[1]));
+        let zero = self.immediate(DType::F32, 0.0);
+        let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
+        let acc = self.fold(&Ix::dim(&ws[1]), &[zero_v], &mut |e, c, carried| {
+            let channel = Ix::sum(first_channel.clone(), c.clone());
+            let mut acc = carried[0].clone();
+            for p in 0..cx.kh {
+                let (inside, y) = e.tap(&point[2], &Ix::Const(p), 0, &cx.window, &xs[2])?;
+                let before = acc.clone();
+                acc = e.select_branch(
+                    &inside,
+                    VEC,
+                    &mut |e| {
+                        let mut a = before.clone();
+                        for q in 0..cx.kw {
+                            let column = Ix::diff(Ix::sum(input0.clone(), Ix::Const(q * dilation)), Ix::Const(left));
+                            let xs =
+                                e.strided_row(&cx.x, [point[0].clone(), channel.clone(), y.clone()], column, step)?;
+                            let w = e.value(ops[1], &[point[1].clone(), c.clone(), Ix::Const(p), Ix::Const(q)])?;
+                            let wv = e.op(format!("vector.broadcast {} : f32 to {VEC}", w.name));
+                            a = e.reg(format!("math.fma {xs}, {wv}, {} : {VEC}", a.name), VEC);
+                        }
+                        Ok(a)
+                    },
+                    &mut |_| Ok(before.clone()),
+                )?;
+            }
+            Ok(vec![acc])
+        })?;
+        let mut acc = acc.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
+        if let Some(&bias) = ops.get(2) {
+            let b = self.value(bias, &[point[1].clone()])?;
+            let bv = self.op(format!("vector.broadcast {} : f32 to {VEC}", b.name));
+            acc = self.reg(format!("arith.addf {}, {bv} : {VEC}", acc.name), VEC);
+        }
+        let p0 = e_ptr(self, &cx.spill, &Ix::Const(0))?;
+        self.line(&format!("llvm.store {}, {p0} {{alignment = 4 : i64}} : {VEC}, !llvm.ptr", acc.name));
+        let (zero_i, lanes) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(LANES))?);
+        self.for_loop(&zero_i, &lanes, &mut |e, l| {
+            let mut at = point.to_vec();
+            at[3] = Ix::sum(start.clone(), l.clone());
+            let p = e_ptr(e, &cx.spill, &l)?;
+            let v = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+            e.remember(cx.conv, &at, v);
+            outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
         })
     }
 
