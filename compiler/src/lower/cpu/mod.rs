@@ -1597,6 +1597,9 @@ impl<'g> Emitter<'g> {
         Ok((inside, vec![y, xx]))
     }
 
+    /// One output element of a convolution: a fold over the input channels of its group,
+    /// each step the taps of the window (unrolled when the window is static, so no tap index
+    /// is divided out of a flat counter), a tap outside the input contributing nothing.
     fn conv2d(&mut self, n: NodeId, w: &Window, groups: u64, idx: &[Ix]) -> Result<Reg, LowerError> {
         let ops = self.graph.operands(n);
         let (x, weight) = (ops[0], ops[1]);
@@ -1604,26 +1607,41 @@ impl<'g> Emitter<'g> {
         let (per_group_out, kh, kw) = (Ix::quot(Ix::dim(&ws[0]), Ix::Const(groups)), &ws[2], &ws[3]);
         let c_in = ws[1].clone();
         let first_channel = Ix::prod(Ix::quot(idx[1].clone(), per_group_out), Ix::dim(&c_in));
-        let taps = [c_in.clone(), kh.clone(), kw.clone()];
-        let extent = taps.iter().fold(Ix::Const(1), |acc, d| Ix::prod(acc, Ix::dim(d)));
+        let unrolled = match (kh.as_known(), kw.as_known()) {
+            (Some(h), Some(w)) if h * w <= 49 => Some((h, w)),
+            _ => None,
+        };
+        let (fold_dims, window): (Vec<Dim>, Vec<(u64, u64)>) = match unrolled {
+            Some((h, w)) => (vec![c_in.clone()], (0..h).flat_map(|p| (0..w).map(move |q| (p, q))).collect()),
+            None => (vec![c_in.clone(), kh.clone(), kw.clone()], vec![(0, 0)]),
+        };
+        let extent = fold_dims.iter().fold(Ix::Const(1), |acc, d| Ix::prod(acc, Ix::dim(d)));
         let dtype = self.dtype(n);
         let zero = self.immediate(DType::F32, 0.0);
         let sum = self.fold(&extent, &[zero], &mut |e, i, carried| {
-            let t = index::delinearize(i, &taps);
-            let (inside, yx) = e.taps(idx, &t[1..], w, x)?;
+            let t = index::delinearize(i, &fold_dims);
             let channel = Ix::sum(first_channel.clone(), t[0].clone());
-            let at_x = vec![idx[0].clone(), channel, yx[0].clone(), yx[1].clone()];
-            let at_w = vec![idx[1].clone(), t[0].clone(), t[1].clone(), t[2].clone()];
-            let term = e.select_branch(
-                &inside,
-                "f32",
-                &mut |e| {
-                    let (a, b) = (e.value(x, &at_x)?, e.value(weight, &at_w)?);
-                    Ok(e.reg(format!("arith.mulf {}, {} : f32", a.name, b.name), "f32"))
-                },
-                &mut |e| Ok(e.immediate(DType::F32, 0.0)),
-            )?;
-            Ok(vec![e.reg(format!("arith.addf {}, {} : f32", carried[0].name, term.name), "f32")])
+            let mut acc = carried[0].clone();
+            for &(p, q) in &window {
+                let (tp, tq) = match unrolled {
+                    Some(_) => (Ix::Const(p), Ix::Const(q)),
+                    None => (t[1].clone(), t[2].clone()),
+                };
+                let (inside, yx) = e.taps(idx, &[tp.clone(), tq.clone()], w, x)?;
+                let at_x = vec![idx[0].clone(), channel.clone(), yx[0].clone(), yx[1].clone()];
+                let at_w = vec![idx[1].clone(), t[0].clone(), tp, tq];
+                let term = e.select_branch(
+                    &inside,
+                    "f32",
+                    &mut |e| {
+                        let (a, b) = (e.value(x, &at_x)?, e.value(weight, &at_w)?);
+                        Ok(e.reg(format!("arith.mulf {}, {} : f32", a.name, b.name), "f32"))
+                    },
+                    &mut |e| Ok(e.immediate(DType::F32, 0.0)),
+                )?;
+                acc = e.reg(format!("arith.addf {}, {} : f32", acc.name, term.name), "f32");
+            }
+            Ok(vec![acc])
         })?;
         let mut s = sum.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         if let Some(&bias) = ops.get(2) {
