@@ -964,6 +964,13 @@ impl<'g> Emitter<'g> {
         (n, idx.iter().enumerate().map(|(a, i)| if one(a) { Ix::Const(0) } else { i.clone() }).collect())
     }
 
+    /// Whether `r` is a value of a scope outside the innermost one (through views, a value
+    /// keeps its register): one the innermost loop does not change.
+    fn defined_outside(&self, r: &Reg) -> bool {
+        let outer = &self.scopes[..self.scopes.len().saturating_sub(1)];
+        outer.iter().any(|s| s.values.values().any(|v| v.name == r.name))
+    }
+
     fn operand(&mut self, n: NodeId, i: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
         let o = self.graph.operands(n)[i];
         let at = index::broadcast(idx, self.shape(o));
@@ -989,6 +996,19 @@ impl<'g> Emitter<'g> {
                 let x = self.operand(n, 0, idx)?;
                 let power = self.small_power(operands[1]).unwrap_or(1);
                 self.repeated_product(x, power, dtype)
+            }
+            Op::Binary(BinaryOp::Div) if is_float(dtype) => {
+                let (x, y) = (self.operand(n, 0, idx)?, self.operand(n, 1, idx)?);
+                if !self.defined_outside(&y) {
+                    return self.binary(BinaryOp::Div, dtype, x, y);
+                }
+                // A divisor computed outside this loop (softmax's row sum): its reciprocal
+                // is loop-invariant, so LLVM hoists the one division and each element costs
+                // a multiply (1.5 ulp instead of 0.5: within R and T).
+                let one = self.immediate(DType::F32, 1.0);
+                let r = self.reg(format!("arith.divf {}, {} : f32", one.name, y.name), "f32");
+                let q = self.reg(format!("arith.mulf {}, {} : f32", x.name, r.name), "f32");
+                Ok(self.round(q, dtype))
             }
             Op::Binary(b) => {
                 let (x, y) = (self.operand(n, 0, idx)?, self.operand(n, 1, idx)?);
