@@ -184,8 +184,14 @@ unsafe fn emit(
     output: Output,
 ) -> Result<Vec<u8>, LowerError> {
     let llvm = |stage, message| LowerError::Llvm { stage, message };
-    LLVM_InitializeNativeTarget();
-    LLVM_InitializeNativeAsmPrinter();
+    // Once per process: modules compile on several threads, and two threads registering the
+    // native target at the same time leave it registered twice ("Cannot choose between
+    // targets").
+    static NATIVE_TARGET: std::sync::Once = std::sync::Once::new();
+    NATIVE_TARGET.call_once(|| {
+        LLVM_InitializeNativeTarget();
+        LLVM_InitializeNativeAsmPrinter();
+    });
     let ctx = LLVMContextCreate();
     let ir = mlir_sys::mlirTranslateModuleToLLVMIR(module.as_operation().to_raw(), ctx as mlir_sys::LLVMContextRef)
         as LLVMModuleRef;
