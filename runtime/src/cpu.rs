@@ -64,8 +64,10 @@ pub struct Threads {
 }
 
 /// Bytes of work below which a chunk is not worth handing to another thread: waking one
-/// costs a few microseconds, in which a core moves tens of kilobytes.
-const MIN_CHUNK_WORK: u64 = 96 * 1024;
+/// costs microseconds, in which a core moves a few hundred kilobytes. (At 96 KiB, MobileNet-V2
+/// at batch 2 ran slower on two threads than on one; at 512 KiB the GPT-2 stack lost some of
+/// its split kernels.)
+const MIN_CHUNK_WORK: u64 = 256 * 1024;
 
 impl Threads {
     /// `threads` workers in all, the calling thread one of them; 0 means every core.
