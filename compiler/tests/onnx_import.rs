@@ -980,3 +980,32 @@ fn a_shape_given_as_a_graph_input_suggests_freeze() {
          static), but it is a graph input, given at run time (fix its value with --freeze shape=FILE.npy)"
     );
 }
+
+/// `GatherElements` along a static axis of data with a symbolic batch: each row's element at
+/// its own argmax is the row's maximum, at every batch; along the batch itself it is refused
+/// by name (negative indices wrap by the axis's size, which must be a number).
+#[test]
+fn gather_elements_takes_a_symbolic_batch() {
+    let x = [D::P("batch"), D::N(5)];
+    let nodes = |axis: i64| {
+        vec![
+            node("ArgMax", "am", &["x"], &["i"], vec![int_attr("axis", 1), int_attr("keepdims", 1)]),
+            node("GatherElements", "ge", &["x", "i"], &["y"], vec![int_attr("axis", axis)]),
+        ]
+    };
+    let m = model(
+        nodes(1),
+        vec![value_info("x", DataType::Float, &x)],
+        vec![value_info("y", DataType::Float, &[])],
+        vec![],
+    );
+    check_batches(&m, &[5], 4, |_, x| x.chunks(5).map(max_of).collect());
+    let m = model(
+        nodes(0),
+        vec![value_info("x", DataType::Float, &x)],
+        vec![value_info("y", DataType::Float, &[])],
+        vec![],
+    );
+    let e = import(&m, &[("batch", 4)]).expect_err("the gathered axis is symbolic").to_string();
+    assert!(e.contains("dim 0 of `x` is `batch`"), "{e}");
+}

@@ -431,14 +431,23 @@ pub(super) fn element_flat_index(imp: &mut Importer, cx: &NodeCx, idx: NodeId, x
 }
 
 /// `GatherElements` as one `gather` on the flattened data: the flat index of
-/// `out[p]` is `sum_d p_d * stride_d` with `p_axis` replaced by `indices[p]`.
+/// `out[p]` is `sum_d p_d * stride_d` with `p_axis` replaced by `indices[p]`. The leading
+/// axis may be symbolic (a batch) unless it is the gathered one: no stride depends on its
+/// size, and its positions come from an iota.
 fn gather_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
-    let xs = static_shape(imp, cx, x)?;
-    let a = axis(cx, cx.int("axis", 0)?, xs.len())?;
+    let rank = imp.rank(x);
+    let a = axis(cx, cx.int("axis", 0)?, rank)?;
+    let lead = imp.ty(x).shape.first().cloned().ok_or_else(|| cx.invalid("the data must have rank >= 1"))?;
+    let known_from = usize::from(a != 0);
+    let mut xs = imp.known_axes(cx, x, known_from..rank)?;
+    if a != 0 {
+        // A stand-in for the leading size, which no stride or wrap reads.
+        xs.insert(0, 1);
+    }
     let flat = element_flat_index(imp, cx, idx, &xs, a)?;
-    let total: u64 = xs.iter().product();
-    let data = imp.reshape(cx, x, vec![Dim::known(total)])?;
+    let total = xs[1..].iter().fold(lead, |acc, &d| acc.mul(&Dim::known(d)));
+    let data = imp.reshape(cx, x, vec![total])?;
     one(imp.add(cx, Op::Gather { axis: 0 }, &[data, flat], None)?)
 }
 
