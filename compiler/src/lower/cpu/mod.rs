@@ -41,6 +41,16 @@ struct Window {
     dilation: [u64; 2],
 }
 
+/// One `k` chunk of a blocked plain tile: `[k0, k0 + len)`, whether it starts or ends the
+/// sum, and the partial sums' buffer.
+struct KChunk {
+    k0: u64,
+    len: u64,
+    first: bool,
+    last: bool,
+    partial: String,
+}
+
 /// What every block of a convolution row shares (see `Emitter::conv_block`).
 struct ConvBlock {
     conv: NodeId,
@@ -150,11 +160,17 @@ pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
 enum Tile {
     /// `b` read in place, row by row (unit stride along its columns): vector accumulators
     /// over columns, spilled to `spill`.
-    Plain { spill: String, b: Strided },
+    Plain { spill: String, b: Strided, partial: Option<String> },
     /// `a` and `b` both with unit stride along `k` (`b` the transpose of `linear`'s weights,
     /// or attention's keys): vector dot products over `k`.
     Transposed { a: Strided, b: Strided },
 }
+
+/// `k` per chunk of a blocked [`Tile::Plain`]: the chunk of `b` under one column tile
+/// (`KC × 64` floats, 32 KiB) stays in L1 while every row block of a group passes over it.
+const KC: u64 = 128;
+/// Rows whose partial sums a blocked [`Tile::Plain`] keeps between `k` chunks.
+const GROUP_ROWS: u64 = 256;
 
 /// Columns of a [`Tile::Transposed`] block.
 const NT_COLS: u64 = 4;
@@ -348,7 +364,14 @@ impl<'g> Emitter<'g> {
             if let Some(b) = self.tile_fits(mm, cols) {
                 let size = self.op(format!("arith.constant {} : i64", TILE_ROWS * TILE_COLS));
                 let spill = self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
-                self.tile = Some(Tile::Plain { spill, b });
+                let partial = match self.k_chunks(mm) {
+                    Some(_) => {
+                        let size = self.op(format!("arith.constant {} : i64", GROUP_ROWS * TILE_COLS));
+                        Some(self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr")))
+                    }
+                    None => None,
+                };
+                self.tile = Some(Tile::Plain { spill, b, partial });
             } else if let Some((a, b)) = self.transposed_fits(mm, cols) {
                 self.tile = Some(Tile::Transposed { a, b });
             }
@@ -436,16 +459,39 @@ impl<'g> Emitter<'g> {
             Tile::Transposed { .. } => NT_COLS,
         };
         let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / width))?);
-        self.for_loop(&zero, &tiles, &mut |e, t| {
-            let mut inner = point.to_vec();
-            e.for_step(lo, &split, TILE_ROWS, &mut |e, m| {
-                inner[axis] = m;
-                match &tile {
-                    Tile::Plain { spill, b } => e.tile(&inner, mm, &t, spill, b),
-                    Tile::Transposed { a, b } => e.tile_transposed(&inner, mm, a, b, &t),
-                }
-            })
-        })?;
+        if let (Tile::Plain { spill, b, partial: Some(partial) }, Some(chunks)) = (&tile, self.k_chunks(mm)) {
+            // Groups of rows; in each, column tile by column tile, `k` chunk by chunk, every
+            // row block of the group, partial sums kept between chunks.
+            self.for_step(lo, &split, GROUP_ROWS, &mut |e, g| {
+                let g_ix = e.ix(&g)?;
+                let end = e.ix(&Ix::sum(g.clone(), Ix::Const(GROUP_ROWS)))?;
+                let g_end = e.op(format!("arith.minui {end}, {split} : index"));
+                e.for_loop(&zero, &tiles, &mut |e, t| {
+                    for (c, &(k0, len)) in chunks.iter().enumerate() {
+                        let chunk =
+                            KChunk { k0, len, first: c == 0, last: c + 1 == chunks.len(), partial: partial.clone() };
+                        let mut inner = point.to_vec();
+                        e.for_step(&g_ix, &g_end, TILE_ROWS, &mut |e, m| {
+                            inner[axis] = m.clone();
+                            let row0 = Ix::diff(m, g.clone());
+                            e.tile(&inner, mm, &t, spill, b, Some((&chunk, row0)))
+                        })?;
+                    }
+                    Ok(())
+                })
+            })?;
+        } else {
+            self.for_loop(&zero, &tiles, &mut |e, t| {
+                let mut inner = point.to_vec();
+                e.for_step(lo, &split, TILE_ROWS, &mut |e, m| {
+                    inner[axis] = m;
+                    match &tile {
+                        Tile::Plain { spill, b, .. } => e.tile(&inner, mm, &t, spill, b, None),
+                        Tile::Transposed { a, b } => e.tile_transposed(&inner, mm, a, b, &t),
+                    }
+                })
+            })?;
+        }
         let mut inner = point.to_vec();
         self.for_loop(&split, hi, &mut |e, m| {
             inner[axis] = m;
@@ -698,7 +744,22 @@ impl<'g> Emitter<'g> {
         Ok(())
     }
 
-    fn tile(&mut self, point: &[Ix], mm: NodeId, t: &Ix, tile_buf: &str, bv: &Strided) -> Result<(), LowerError> {
+    /// The static `k` chunks `(start, length)` of a blocked plain tile, when `k` is static
+    /// and at least two chunks long.
+    fn k_chunks(&self, mm: NodeId) -> Option<Vec<(u64, u64)>> {
+        let depth = self.shape(self.graph.operands(mm)[0]).last()?.as_known()?;
+        (depth >= 2 * KC).then(|| (0..depth).step_by(KC as usize).map(|k| (k, KC.min(depth - k))).collect())
+    }
+
+    fn tile(
+        &mut self,
+        point: &[Ix],
+        mm: NodeId,
+        t: &Ix,
+        tile_buf: &str,
+        bv: &Strided,
+        chunk: Option<(&KChunk, Ix)>,
+    ) -> Result<(), LowerError> {
         let r = point.len();
         let ops = self.graph.operands(mm);
         let (a, b) = (ops[0], ops[1]);
@@ -709,11 +770,33 @@ impl<'g> Emitter<'g> {
         let rows: Vec<Ix> = (0..TILE_ROWS).map(|i| Ix::sum(point[r - 2].clone(), Ix::Const(i))).collect();
         let n0 = Ix::prod(t.clone(), Ix::Const(TILE_COLS));
         let vectors = TILE_COLS / LANES;
-        let zero = self.immediate(DType::F32, 0.0);
-        let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
-        let init = vec![zero_v; (TILE_ROWS * vectors) as usize];
-        let depth = Ix::dim(&sa[sa.len() - 1]);
+        // Where row `i`, vector `v` of this block keeps its partial sum between chunks.
+        let partial_at = |row0: &Ix, i: u64, v: u64| {
+            Ix::sum(Ix::prod(Ix::sum(row0.clone(), Ix::Const(i)), Ix::Const(TILE_COLS)), Ix::Const(v * LANES))
+        };
+        let init = match &chunk {
+            Some((c, row0)) if !c.first => {
+                let mut init = Vec::with_capacity((TILE_ROWS * vectors) as usize);
+                for i in 0..TILE_ROWS {
+                    for v in 0..vectors {
+                        let p = e_ptr(self, &c.partial, &partial_at(row0, i, v))?;
+                        init.push(self.reg(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}"), VEC));
+                    }
+                }
+                init
+            }
+            _ => {
+                let zero = self.immediate(DType::F32, 0.0);
+                let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
+                vec![zero_v; (TILE_ROWS * vectors) as usize]
+            }
+        };
+        let (k0, depth) = match &chunk {
+            Some((c, _)) => (c.k0, Ix::Const(c.len)),
+            None => (0, Ix::dim(&sa[sa.len() - 1])),
+        };
         let acc = self.fold(&depth, &init, &mut |e, k, carried| {
+            let k = Ix::sum(Ix::Const(k0), k);
             let mut b_rows = Vec::new();
             for v in 0..vectors {
                 let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
@@ -733,6 +816,14 @@ impl<'g> Emitter<'g> {
             }
             Ok(next)
         })?;
+        if let Some((c, row0)) = chunk.filter(|(c, _)| !c.last) {
+            for (slot, v) in acc.iter().enumerate() {
+                let (i, w) = (slot as u64 / vectors, slot as u64 % vectors);
+                let p = e_ptr(self, &c.partial, &partial_at(&row0, i, w))?;
+                self.line(&format!("llvm.store {}, {p} {{alignment = 4 : i64}} : {VEC}, !llvm.ptr", v.name));
+            }
+            return Ok(());
+        }
         for (slot, v) in acc.iter().enumerate() {
             let at = Ix::Const(slot as u64 * LANES);
             let p = e_ptr(self, tile_buf, &at)?;
