@@ -124,7 +124,7 @@ pub fn reshape(index: &[Ix], from: &[Dim], to: &[Dim]) -> Vec<Ix> {
 
 /// The runs of axes of `from` and `to` with equal element counts, in order; axes of size 1 at
 /// the end join the last run. `None` when the counts do not line up as monomials.
-fn runs(from: &[Dim], to: &[Dim]) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+pub(crate) fn runs(from: &[Dim], to: &[Dim]) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
     let mut out: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < from.len() && j < to.len() {

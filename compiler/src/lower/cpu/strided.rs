@@ -8,7 +8,7 @@
 //! splits nor merges contiguous axes has no strides, and the view falls back to scalar loads.
 
 use crate::ir::{Dim, Graph, NodeId, Op};
-use crate::lower::index::Ix;
+use crate::lower::index::{self, Ix};
 
 /// Element `idx` of the view is element `offset + Σ idx[a]·strides[a]` of `buffer`.
 #[derive(Clone, Debug)]
@@ -80,43 +80,21 @@ fn row_major(shape: &[Dim]) -> Vec<Dim> {
 }
 
 /// The strides of `to`, a reshape of `from` (with `strides`), when it only splits and merges
-/// axes: axes are grouped into runs of equal element counts, and each run of `from` must be
-/// contiguous in itself (each axis's stride the next one's times its size), so the run is
-/// one strided axis that the run of `to` splits again.
+/// axes: over each run of equal element counts ([`index::runs`]), the axes of `from` must be
+/// contiguous in themselves (each one's stride the next one's times its size; axes of size 1
+/// take any), so the run is one strided axis that the run of `to` splits again.
 fn reshaped(from: &[Dim], strides: &[Dim], to: &[Dim]) -> Option<Vec<Dim>> {
-    // Axes of size 1 take any stride; dropping them first keeps the runs simple.
-    let (from_axes, to_axes): (Vec<usize>, Vec<usize>) = (
-        (0..from.len()).filter(|&a| !from[a].is_one()).collect(),
-        (0..to.len()).filter(|&a| !to[a].is_one()).collect(),
-    );
     let mut out = vec![Dim::known(0); to.len()];
-    let (mut i, mut j) = (0, 0);
-    while i < from_axes.len() && j < to_axes.len() {
-        let (start_i, start_j) = (i, j);
-        let (mut pf, mut pt) = (from[from_axes[i]].clone(), to[to_axes[j]].clone());
-        (i, j) = (i + 1, j + 1);
-        while pf != pt {
-            if pt.div(&pf).is_some() && i < from_axes.len() {
-                pf = pf.mul(&from[from_axes[i]]);
-                i += 1;
-            } else if pf.div(&pt).is_some() && j < to_axes.len() {
-                pt = pt.mul(&to[to_axes[j]]);
-                j += 1;
-            } else {
-                return None;
-            }
+    for (f, t) in index::runs(from, to)? {
+        let sized: Vec<usize> = f.filter(|&a| !from[a].is_one()).collect();
+        if sized.windows(2).any(|w| strides[w[0]] != strides[w[1]].mul(&from[w[1]])) {
+            return None;
         }
-        let run = &from_axes[start_i..i];
-        for w in run.windows(2) {
-            if strides[w[0]] != strides[w[1]].mul(&from[w[1]]) {
-                return None;
-            }
-        }
-        let mut stride = strides[*run.last()?].clone();
-        for &a in to_axes[start_j..j].iter().rev() {
+        let mut stride = sized.last().map_or(Dim::known(1), |&a| strides[a].clone());
+        for a in t.rev() {
             out[a] = stride.clone();
             stride = stride.mul(&to[a]);
         }
     }
-    (i == from_axes.len() && j == to_axes.len()).then_some(out)
+    Some(out)
 }
