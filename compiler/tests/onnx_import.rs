@@ -1009,3 +1009,17 @@ fn gather_elements_takes_a_symbolic_batch() {
     let e = import(&m, &[("batch", 4)]).expect_err("the gathered axis is symbolic").to_string();
     assert!(e.contains("dim 0 of `x` is `batch`"), "{e}");
 }
+
+/// `GatherND` with a batch dim over data with a symbolic batch: each row's element at its
+/// own argmax is the row's maximum, at every batch.
+#[test]
+fn gather_nd_takes_a_symbolic_batch() {
+    let x = [D::P("batch"), D::N(5)];
+    let nodes = vec![
+        node("ArgMax", "am", &["x"], &["i"], vec![int_attr("axis", 1), int_attr("keepdims", 1)]),
+        node("GatherND", "gnd", &["x", "i"], &["y"], vec![int_attr("batch_dims", 1)]),
+    ];
+    let m =
+        model(nodes, vec![value_info("x", DataType::Float, &x)], vec![value_info("y", DataType::Float, &[])], vec![]);
+    check_batches(&m, &[5], 4, |_, x| x.chunks(5).map(max_of).collect());
+}

@@ -452,22 +452,32 @@ fn gather_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
 }
 
 /// `GatherND` as one `gather` on the data with its batch and indexed axes flattened into one.
+/// With batch dims, the leading one may be symbolic (a batch): no stride depends on its size,
+/// and its positions come from an iota; the indices' leading axes may be symbolic too.
 fn gather_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
-    let xs = static_shape(imp, cx, x)?;
-    let is = static_shape(imp, cx, idx)?;
     let b = usize::try_from(cx.int("batch_dims", 0)?).map_err(|_| cx.invalid("`batch_dims` must be >= 0"))?;
-    let k = *is.last().ok_or_else(|| cx.invalid("indices must have rank >= 1"))? as usize;
-    if b + k > xs.len() || b >= is.len() || xs[..b] != is[..b] {
+    let (xd, id) = (imp.ty(x).shape, imp.ty(idx).shape);
+    let k = id
+        .last()
+        .and_then(Dim::as_known)
+        .ok_or_else(|| cx.invalid("indices must have rank >= 1 and a static last dim"))? as usize;
+    if b + k > xd.len() || b >= id.len() || xd[..b] != id[..b] {
         return Err(cx.invalid("indices do not fit the data"));
     }
+    let known_from = usize::from(b >= 1);
+    let mut xs = imp.known_axes(cx, x, known_from..xd.len())?;
+    if b >= 1 {
+        // A stand-in for the batch size, which no stride reads.
+        xs.insert(0, 1);
+    }
     // data -> [prod(xs[..b + k]), xs[b + k..]...]
-    let lead: u64 = xs[..b + k].iter().product();
-    let mut flat_shape = vec![Dim::known(lead)];
+    let lead = xs[1..b + k].iter().fold(xd[0].clone(), |acc, &d| acc.mul(&Dim::known(d)));
+    let mut flat_shape = vec![lead];
     flat_shape.extend(xs[b + k..].iter().map(|&d| Dim::known(d)));
     let data = imp.reshape(cx, x, flat_shape)?;
     let stride = strides(&xs[..b + k]);
-    let pos_shape: Shape = is[..is.len() - 1].iter().map(|&d| Dim::known(d)).collect();
+    let pos_shape: Shape = id[..id.len() - 1].to_vec();
     let mut flat: Option<NodeId> = None;
     let mut add = |imp: &mut Importer, term: NodeId| -> R<()> {
         flat = Some(match flat {
@@ -482,7 +492,7 @@ fn gather_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         add(imp, term)?;
     }
     for j in 0..k {
-        let col = imp.slice(cx, idx, is.len() - 1, j as u64, j as u64 + 1, 1)?;
+        let col = imp.slice(cx, idx, id.len() - 1, j as u64, j as u64 + 1, 1)?;
         let col = imp.reshape(cx, col, pos_shape.clone())?;
         let col = wrapped_indices(imp, cx, col, xs[b + j])?;
         let term = imp.binary_scalar(cx, BinaryOp::Mul, col, stride[b + j] as f64)?;
