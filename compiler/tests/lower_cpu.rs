@@ -150,9 +150,12 @@ fn tiled_contractions_agree_with_the_interpreter() {
         "graph t8(x: f32[N<=2, 3, 11, 70], w: f32[5, 3, 3, 3]) -> (y: f32[N, 5, 6, 35]) {\n    y = conv2d(x, w, stride=[2, 2], padding=[1, 1, 1, 1])\n}\n",
         "graph t9(x: f32[N<=2, 4, 8, 37], w: f32[4, 1, 3, 3]) -> (y: f32[N, 4, 8, 37]) {\n    y = conv2d(x, w, padding=[2, 2, 2, 2], dilation=[2, 2], groups=4) * 0.5\n}\n",
         "graph t10(x: f32[N<=2, 2, 5, 17], w: f32[3, 2, 3, 3]) -> (y: f32[N, 3, 5, 17]) {\n    y = conv2d(x, w, padding=[1, 1, 1, 1])\n}\n",
-        // The plain tile in k chunks (128, 128, 44) over groups of 256 rows (two groups at
-        // the bound, the second partial) with a remainder row, and an epilogue.
+        // The plain tile in k chunks (128, 128, 44), each chunk of b packed, over groups of
+        // 256 rows (two groups at the bound, the second partial) with a remainder row, and an
+        // epilogue.
         "graph t11(x: f32[N<=301, 300], w: f32[300, 64], b: f32[64]) -> (y: f32[N, 64]) {\n    y = relu(x @ w + b)\n}\n",
+        // Chunks of a batched b, packed per batch.
+        "graph t12(x: f32[2, S<=9, 256], w: f32[2, 256, 128]) -> (y: f32[2, S, 128]) {\n    y = x @ w\n}\n",
     ];
     let dir = std::env::temp_dir().join(format!("flint-tiled-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");

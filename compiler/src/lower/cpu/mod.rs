@@ -49,6 +49,10 @@ struct KChunk {
     first: bool,
     last: bool,
     partial: String,
+    /// The chunk of `b` under the column tile, copied contiguous (`len × 64`), which the
+    /// group's row blocks read: one row of `b` is then 256 bytes from the next, not a row of
+    /// the whole matrix (on a 3072-column `b`, 12 KiB: a new page for every `k`).
+    packed: String,
 }
 
 /// What every block of a convolution row shares (see `Emitter::conv_block`).
@@ -160,7 +164,7 @@ pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
 enum Tile {
     /// `b` read in place, row by row (unit stride along its columns): vector accumulators
     /// over columns, spilled to `spill`.
-    Plain { spill: String, b: Strided, partial: Option<String> },
+    Plain { spill: String, b: Strided, partial: Option<(String, String)> },
     /// `a` and `b` both with unit stride along `k` (`b` the transpose of `linear`'s weights,
     /// or attention's keys): vector dot products over `k`.
     Transposed { a: Strided, b: Strided },
@@ -367,7 +371,12 @@ impl<'g> Emitter<'g> {
                 let partial = match self.k_chunks(mm) {
                     Some(_) => {
                         let size = self.op(format!("arith.constant {} : i64", GROUP_ROWS * TILE_COLS));
-                        Some(self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr")))
+                        let partial =
+                            self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
+                        let size = self.op(format!("arith.constant {} : i64", KC * TILE_COLS));
+                        let packed =
+                            self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
+                        Some((partial, packed))
                     }
                     None => None,
                 };
@@ -459,7 +468,7 @@ impl<'g> Emitter<'g> {
             Tile::Transposed { .. } => NT_COLS,
         };
         let (zero, tiles) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols / width))?);
-        if let (Tile::Plain { spill, b, partial: Some(partial) }, Some(chunks)) = (&tile, self.k_chunks(mm)) {
+        if let (Tile::Plain { spill, b, partial: Some((partial, packed)) }, Some(chunks)) = (&tile, self.k_chunks(mm)) {
             // Groups of rows; in each, column tile by column tile, `k` chunk by chunk, every
             // row block of the group, partial sums kept between chunks.
             self.for_step(lo, &split, GROUP_ROWS, &mut |e, g| {
@@ -468,8 +477,15 @@ impl<'g> Emitter<'g> {
                 let g_end = e.op(format!("arith.minui {end}, {split} : index"));
                 e.for_loop(&zero, &tiles, &mut |e, t| {
                     for (c, &(k0, len)) in chunks.iter().enumerate() {
-                        let chunk =
-                            KChunk { k0, len, first: c == 0, last: c + 1 == chunks.len(), partial: partial.clone() };
+                        let chunk = KChunk {
+                            k0,
+                            len,
+                            first: c == 0,
+                            last: c + 1 == chunks.len(),
+                            partial: partial.clone(),
+                            packed: packed.clone(),
+                        };
+                        e.pack_chunk(point, mm, &t, b, &chunk)?;
                         let mut inner = point.to_vec();
                         e.for_step(&g_ix, &g_end, TILE_ROWS, &mut |e, m| {
                             inner[axis] = m.clone();
@@ -744,6 +760,28 @@ impl<'g> Emitter<'g> {
         Ok(())
     }
 
+    /// Copies the chunk of `b` under column tile `t` (rows `k0..k0 + len`, the tile's 64
+    /// columns) into the chunk's packed buffer. `point` gives the batch.
+    fn pack_chunk(&mut self, point: &[Ix], mm: NodeId, t: &Ix, bv: &Strided, c: &KChunk) -> Result<(), LowerError> {
+        let r = point.len();
+        let sb = self.shape(self.graph.operands(mm)[1]).to_vec();
+        let b_batch = index::broadcast(&point[..r - 2], &sb[..sb.len() - 2]);
+        let n0 = Ix::prod(t.clone(), Ix::Const(TILE_COLS));
+        let (zero, rows) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(c.len))?);
+        self.for_loop(&zero, &rows, &mut |e, kk| {
+            for v in 0..TILE_COLS / LANES {
+                let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
+                let at: Vec<Ix> = b_batch.iter().cloned().chain([Ix::sum(Ix::Const(c.k0), kk.clone()), col]).collect();
+                let from = e.view_address(bv, &at)?;
+                let x = e.op(format!("llvm.load {from} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}"));
+                let to =
+                    e_ptr(e, &c.packed, &Ix::sum(Ix::prod(kk.clone(), Ix::Const(TILE_COLS)), Ix::Const(v * LANES)))?;
+                e.line(&format!("llvm.store {x}, {to} {{alignment = 64 : i64}} : {VEC}, !llvm.ptr"));
+            }
+            Ok(())
+        })
+    }
+
     /// The static `k` chunks `(start, length)` of a blocked plain tile, when `k` is static
     /// and at least two chunks long.
     fn k_chunks(&self, mm: NodeId) -> Option<Vec<(u64, u64)>> {
@@ -795,13 +833,21 @@ impl<'g> Emitter<'g> {
             Some((c, _)) => (c.k0, Ix::Const(c.len)),
             None => (0, Ix::dim(&sa[sa.len() - 1])),
         };
-        let acc = self.fold(&depth, &init, &mut |e, k, carried| {
-            let k = Ix::sum(Ix::Const(k0), k);
+        let packed = chunk.as_ref().map(|(c, _)| c.packed.clone());
+        let acc = self.fold(&depth, &init, &mut |e, local, carried| {
+            let k = Ix::sum(Ix::Const(k0), local.clone());
             let mut b_rows = Vec::new();
             for v in 0..vectors {
-                let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
-                let at: Vec<Ix> = b_batch.iter().cloned().chain([k.clone(), col]).collect();
-                let p = e.view_address(bv, &at)?;
+                let p = match &packed {
+                    Some(buf) => {
+                        e_ptr(e, buf, &Ix::sum(Ix::prod(local.clone(), Ix::Const(TILE_COLS)), Ix::Const(v * LANES)))?
+                    }
+                    None => {
+                        let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
+                        let at: Vec<Ix> = b_batch.iter().cloned().chain([k.clone(), col]).collect();
+                        e.view_address(bv, &at)?
+                    }
+                };
                 b_rows.push(e.op(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")));
             }
             let mut next = Vec::with_capacity(carried.len());
