@@ -92,9 +92,10 @@ ort_section() {
     python3 bench/ort_compare.py target/debug/flint
     echo
     echo "Where Flint is slower (measured with \`flint bench FILE --profile\`, which times every kernel):"
-    echo "- GPT-2 stack: the three large projections (\`c_fc\`, \`c_proj\`, \`c_attn\`) are about 80% of a"
-    echo "  layer, and the plain-layout matmul tile runs at 0.62-0.79x OpenBLAS (the \`matmul_*\` rows of"
-    echo "  the CPU kernels table: operands unpacked, a scalar epilogue); attention is a few percent."
+    echo "- GPT-2 stack: about even on one thread; on two, the three large projections (\`c_fc\`, \`c_proj\`,"
+    echo "  \`c_attn\`, 83% of a layer) scale 1.8x, because the threads split a matmul by rows and so each"
+    echo "  packs every chunk of b for itself (twice the packing and twice b's traffic); attention is a"
+    echo "  few percent."
     echo "- MobileNet-V2: at this model's small images (32x32 down to 2x2) most convolution rows are"
     echo "  narrower than one 16-lane block, so they take the scalar path (the stride-2 depthwise conv"
     echo "  at 16x16 is the slowest kernel after the last 1x1 conv, a matmul with 4 columns that no"
