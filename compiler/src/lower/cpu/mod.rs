@@ -632,7 +632,10 @@ impl<'g> Emitter<'g> {
                                 e.strided_row(&cx.x, [point[0].clone(), channel.clone(), y.clone()], column, step)?;
                             let w = e.value(ops[1], &[point[1].clone(), c.clone(), Ix::Const(p), Ix::Const(q)])?;
                             let wv = e.op(format!("vector.broadcast {} : f32 to {VEC}", w.name));
-                            a = e.reg(format!("math.fma {xs}, {wv}, {} : {VEC}", a.name), VEC);
+                            a = e.reg(
+                                format!("llvm.intr.fmuladd({xs}, {wv}, {}) : ({VEC}, {VEC}, {VEC}) -> {VEC}", a.name),
+                                VEC,
+                            );
                         }
                         Ok(a)
                     },
@@ -738,7 +741,10 @@ impl<'g> Emitter<'g> {
             for (i, av) in a_rows.iter().enumerate() {
                 for (j, wv) in w_rows.iter().enumerate() {
                     let acc = &carried[i * NT_COLS as usize + j];
-                    next.push(e.reg(format!("math.fma {av}, {wv}, {} : {VEC}", acc.name), VEC));
+                    next.push(e.reg(
+                        format!("llvm.intr.fmuladd({av}, {wv}, {}) : ({VEC}, {VEC}, {VEC}) -> {VEC}", acc.name),
+                        VEC,
+                    ));
                 }
             }
             Ok(next)
@@ -857,7 +863,10 @@ impl<'g> Emitter<'g> {
                 let xv = e.op(format!("vector.broadcast {} : f32 to {VEC}", x.name));
                 for (v, bv) in b_rows.iter().enumerate() {
                     let c = &carried[i * vectors as usize + v];
-                    next.push(e.reg(format!("math.fma {xv}, {bv}, {} : {VEC}", c.name), VEC));
+                    next.push(e.reg(
+                        format!("llvm.intr.fmuladd({xv}, {bv}, {}) : ({VEC}, {VEC}, {VEC}) -> {VEC}", c.name),
+                        VEC,
+                    ));
                 }
             }
             Ok(next)
@@ -931,7 +940,7 @@ impl<'g> Emitter<'g> {
                 let y = e.value(b, &at_b)?;
                 let p = e_ptr(e, acc, &n)?;
                 let old = e.op(format!("llvm.load {p} : !llvm.ptr -> f32"));
-                let new = e.op(format!("math.fma {}, {}, {old} : f32", x.name, y.name));
+                let new = e.op(format!("llvm.intr.fmuladd({}, {}, {old}) : (f32, f32, f32) -> f32", x.name, y.name));
                 e.line(&format!("llvm.store {new}, {p} : f32, !llvm.ptr"));
                 Ok(())
             })
