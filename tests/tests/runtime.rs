@@ -246,3 +246,24 @@ fn a_model_is_send_and_sync() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Model>();
 }
+
+/// An artifact for the baseline CPU (`--cpu generic`: no FMA, no SSE4.1 on x86-64) records
+/// no features, loads anywhere of its architecture and agrees with the native one.
+#[test]
+fn a_generic_cpu_artifact_runs_and_agrees_with_the_native_one() {
+    let graph = syntax::compile_str(SOURCE).expect("the source compiles");
+    let opts = CompileOptions { target: Some(Target::Cpu(Cpu::Generic)), ..Default::default() };
+    let bytes = pipeline::compile(&graph, &opts).expect("the pipeline runs").artifact.expect("an artifact");
+    let mut generic = Model::from_bytes(&bytes, &LoadOptions { threads: 1 }).expect("loads");
+    let ArtifactTarget::Cpu { cpu, features, .. } = &generic.manifest().target;
+    assert_eq!((cpu.as_str(), features.len()), ("generic", 0));
+    generic.bind_weight("w", TensorRef::f32(&[16, 4], &floats(64, 0.05))).expect("w binds");
+    generic.bind_weight("b", TensorRef::f32(&[4], &floats(4, 0.1))).expect("b binds");
+    let x = floats(7 * 16, 0.1);
+    let inputs = [("x", TensorRef::f32(&[7, 16], &x))];
+    let want = loaded().session().run(&inputs).expect("runs")[0].1.to_f32().expect("f32");
+    let got = generic.session().run(&inputs).expect("runs")[0].1.to_f32().expect("f32");
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs(), "{g} vs {w}");
+    }
+}
