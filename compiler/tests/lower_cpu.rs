@@ -154,6 +154,8 @@ fn tiled_contractions_agree_with_the_interpreter() {
         // 256 rows (two groups at the bound, the second partial) with a remainder row, and an
         // epilogue.
         "graph t11(x: f32[N<=301, 300], w: f32[300, 64], b: f32[64]) -> (y: f32[N, 64]) {\n    y = relu(x @ w + b)\n}\n",
+        // Two log_softmaxes over the symbolic axis, the range the other axis, split in two.
+        "graph t13(x: f32[N<=4, 2]) -> (y: f32[N, 2]) {\n    v1 = log_softmax(x, axis=0)\n    y = abs(log_softmax(v1, axis=0)) + v1\n}\n",
         // Chunks of a batched b, packed per batch.
         "graph t12(x: f32[2, S<=9, 256], w: f32[2, 256, 128]) -> (y: f32[2, S, 128]) {\n    y = x @ w\n}\n",
     ];
