@@ -150,12 +150,7 @@ pub fn describe(m: &Manifest) -> String {
         let _ = writeln!(out, "symbol {} <= {}", s.name, s.bound);
     }
     for r in &m.regions {
-        let kind = match r.kind {
-            tgx::RegionKind::Input => "input",
-            tgx::RegionKind::Param => "param",
-            tgx::RegionKind::Output => "output",
-        };
-        let _ = writeln!(out, "{kind} {}: {}", r.name, shape(m.region_value(r)));
+        let _ = writeln!(out, "{} {}: {}", r.kind.name(), r.name, shape(m.region_value(r)));
     }
     let _ = writeln!(out, "arena {} B, {} values", m.arena_bytes, m.values.len());
     for k in &m.kernels {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use flint_compiler::interp::{self, DimValues, Tensor, TensorMap};
-use flint_compiler::ir::{Graph, Op, SymId, Symbol};
+use flint_compiler::ir::{Op, Shape, SymId, Symbol};
 use flint_compiler::{npy, random, weights};
 
 pub fn run(
@@ -15,9 +15,16 @@ pub fn run(
     out: Option<&Path>,
 ) -> Result<(), String> {
     let graph = crate::load(file)?;
-    let given = read_inputs(&graph, input_args)?;
+    let signature: Vec<(&str, &Shape)> = graph
+        .inputs
+        .iter()
+        .filter_map(
+            |&n| if let Op::Input { name } = graph.op(n) { Some((name.as_str(), &graph.ty(n).shape)) } else { None },
+        )
+        .collect();
+    let given = read_inputs(&signature, input_args)?;
     let explicit = parse_dim_args(&graph.symbols, dim_args)?;
-    let dims = choose_dims(&graph, &given, explicit);
+    let dims = choose_dims(&graph.symbols, &signature, &given, explicit);
     let mut inputs = random::random_inputs(&graph, &dims, seed).map_err(|e| format!("error: {e}"))?;
     inputs.extend(given);
     let dims = interp::bind_dims(&graph, &inputs, &dims).map_err(|e| format!("error: {e}"))?;
@@ -43,13 +50,10 @@ pub fn run(
     Ok(())
 }
 
-/// `--input NAME=PATH` arguments, read and checked against the signature's names.
-fn read_inputs(graph: &Graph, args: &[String]) -> Result<TensorMap, String> {
-    let names: Vec<&str> = graph
-        .inputs
-        .iter()
-        .filter_map(|&n| if let Op::Input { name } = graph.op(n) { Some(name.as_str()) } else { None })
-        .collect();
+/// `--input NAME=PATH` arguments, read and checked against the names of `inputs` (each
+/// input's name and shape).
+pub(crate) fn read_inputs(inputs: &[(&str, &Shape)], args: &[String]) -> Result<TensorMap, String> {
+    let names: Vec<&str> = inputs.iter().map(|&(n, _)| n).collect();
     let mut map = TensorMap::new();
     for arg in args {
         let (name, path) = split_arg(arg, "--input", "NAME=PATH.npy")?;
@@ -91,12 +95,16 @@ pub(crate) fn split_arg<'a>(arg: &'a str, flag: &str, form: &str) -> Result<(&'a
 }
 
 /// Symbol values: explicit ones, then those read off the given inputs, then each bound.
-/// `bind_dims` checks the result against every input afterwards.
-fn choose_dims(graph: &Graph, given: &TensorMap, mut dims: DimValues) -> DimValues {
-    for &id in &graph.inputs {
-        let Op::Input { name } = graph.op(id) else { continue };
+/// `bind_dims` (or the runtime) checks the result against every input afterwards.
+pub(crate) fn choose_dims(
+    symbols: &[Symbol],
+    inputs: &[(&str, &Shape)],
+    given: &TensorMap,
+    mut dims: DimValues,
+) -> DimValues {
+    for &(name, shape) in inputs {
         let Some(tensor) = given.get(name) else { continue };
-        for (dim, &len) in graph.ty(id).shape.iter().zip(tensor.shape()) {
+        for (dim, &len) in shape.iter().zip(tensor.shape()) {
             if let ([s], 1) = (dim.syms.as_slice(), dim.coeff) {
                 if dims.get(*s).is_none() {
                     dims.insert(*s, len as u64);
@@ -104,7 +112,7 @@ fn choose_dims(graph: &Graph, given: &TensorMap, mut dims: DimValues) -> DimValu
             }
         }
     }
-    for (i, sym) in graph.symbols.iter().enumerate() {
+    for (i, sym) in symbols.iter().enumerate() {
         let id = SymId(i as u32);
         if dims.get(id).is_none() {
             dims.insert(id, sym.bound);

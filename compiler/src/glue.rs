@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use flint_runtime::artifact::{Dim, Manifest, RegionKind, Storage};
+use flint_runtime::artifact::{Dim, Manifest, Storage};
 use flint_runtime::glue::{checks, Check, RUN_KERNEL};
 
 /// The glue for `m`, as CLIF text.
@@ -59,7 +59,7 @@ pub fn clif(m: &Manifest) -> String {
     g.propagate(&status);
     let bases: Vec<String> = (0..=m.regions.len())
         .map(|r| {
-            let name = m.regions.get(r).map_or("the arena".into(), |r| format!("{} {}", kind_name(r.kind), r.name));
+            let name = m.regions.get(r).map_or("the arena".into(), |r| format!("{} {}", r.kind.name(), r.name));
             g.value(&format!("load.i64 notrap aligned v2+{}  ; {name}", 8 * r))
         })
         .collect();
@@ -87,14 +87,6 @@ pub fn clif(m: &Manifest) -> String {
     let exit = g.next_value;
     let _ = writeln!(g.text, "    jump block1({ok})\n\nblock1(v{exit}: i32):\n    return v{exit}\n}}");
     g.text
-}
-
-fn kind_name(kind: RegionKind) -> &'static str {
-    match kind {
-        RegionKind::Input => "input",
-        RegionKind::Param => "param",
-        RegionKind::Output => "output",
-    }
 }
 
 struct Writer {

@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use flint_compiler::artifact::{self, symbols, tensor_type};
 use flint_compiler::interp::{DimValues, Tensor};
-use flint_compiler::ir::{SymId, Symbol};
+use flint_compiler::ir::{Shape, SymId, TensorType};
 use flint_compiler::pipeline::{self, CompileOptions, Target};
 use flint_compiler::{npy, random};
+
+use crate::eval;
 use flint_runtime::artifact::{Manifest, RegionKind};
 use flint_runtime::{LoadOptions, Model, TensorRef};
 
@@ -53,14 +55,14 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     let p = prepare(args)?;
     let mut session = p.model.session();
     let outputs = session.run_with_dims(&p.input_refs(), &p.dim_list()).map_err(|e| format!("error: {e}"))?;
-    crate::eval::report_dims(&symbols(p.model.manifest()), &p.dims);
+    eval::report_dims(&symbols(p.model.manifest()), &p.dims);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
     }
     for (name, t) in outputs {
         let tensor = Tensor::from_le_bytes(artifact::from_dtype(t.dtype), &t.shape, &t.data)
             .map_err(|e| format!("internal error: output {name}: {e}"))?;
-        println!("{name}: {}", crate::eval::summary(&tensor));
+        println!("{name}: {}", eval::summary(&tensor));
         if let Some(dir) = &args.out {
             let path = dir.join(format!("{name}.npy"));
             npy::write_npy(&path, &tensor).map_err(|e| format!("error: cannot write {}: {e}", path.display()))?;
@@ -177,12 +179,16 @@ fn prepare(args: &RunArgs) -> Result<Prepared, String> {
     }
     let load_time = start.elapsed();
     let m = model.manifest().clone();
-    let given = read_inputs(&m, &args.inputs)?;
-    let dims = choose_dims(&m, &given, &args.dims)?;
+    let types: Vec<(&str, TensorType)> =
+        m.regions_of(RegionKind::Input).map(|(_, r)| (r.name.as_str(), tensor_type(m.region_value(r)))).collect();
+    let signature: Vec<(&str, &Shape)> = types.iter().map(|(n, t)| (*n, &t.shape)).collect();
+    let given = eval::read_inputs(&signature, &args.inputs)?;
+    let symbols = symbols(&m);
+    let dims = eval::choose_dims(&symbols, &signature, &given, eval::parse_dim_args(&symbols, &args.dims)?);
     let mut inputs = Vec::new();
     for (_, r) in m.regions_of(RegionKind::Input) {
-        let tensor = match given.iter().find(|(n, _)| *n == r.name) {
-            Some((_, t)) => t.clone(),
+        let tensor = match given.get(&r.name) {
+            Some(t) => t.clone(),
             None => random_tensor(&m, r.value, &dims, args.seed, &r.name)?,
         };
         let bytes = tensor.to_le_bytes();
@@ -220,46 +226,4 @@ pub fn compile_in_memory(file: &Path, cpu: &str) -> Result<Vec<u8>, String> {
 fn random_tensor(m: &Manifest, value: u32, dims: &DimValues, seed: u64, name: &str) -> Result<Tensor, String> {
     let ty = tensor_type(&m.values[value as usize]);
     random::random_tensor(&ty, dims, seed, name).map_err(|e| format!("error: {e}"))
-}
-
-fn read_inputs(m: &Manifest, args: &[String]) -> Result<Vec<(String, Tensor)>, String> {
-    let names: Vec<&str> = m.regions_of(RegionKind::Input).map(|(_, r)| r.name.as_str()).collect();
-    let mut out: Vec<(String, Tensor)> = Vec::new();
-    for arg in args {
-        let (name, path) = crate::eval::split_arg(arg, "--input", "NAME=PATH.npy")?;
-        if !names.contains(&name) {
-            return Err(format!(
-                "error: --input {name}: the model has no input `{name}` (its inputs: {})",
-                names.join(", ")
-            ));
-        }
-        if out.iter().any(|(n, _)| n == name) {
-            return Err(format!("error: --input {name} is given twice"));
-        }
-        let tensor = npy::read_npy(Path::new(path)).map_err(|e| format!("error: --input {name}: {path}: {e}"))?;
-        out.push((name.to_string(), tensor));
-    }
-    Ok(out)
-}
-
-/// `--dim` values, then those read off the given inputs, then each bound (as `flint eval`).
-fn choose_dims(m: &Manifest, given: &[(String, Tensor)], args: &[String]) -> Result<DimValues, String> {
-    let symbols: Vec<Symbol> = symbols(m);
-    let mut dims = crate::eval::parse_dim_args(&symbols, args)?;
-    for (name, tensor) in given {
-        let Some((_, r)) = m.regions_of(RegionKind::Input).find(|(_, r)| r.name == *name) else { continue };
-        for (d, &len) in m.region_value(r).shape.iter().zip(tensor.shape()) {
-            if let (Some(s), 1) = (d.single(), d.coeff) {
-                if dims.get(SymId(s)).is_none() {
-                    dims.insert(SymId(s), len as u64);
-                }
-            }
-        }
-    }
-    for (i, s) in symbols.iter().enumerate() {
-        if dims.get(SymId(i as u32)).is_none() {
-            dims.insert(SymId(i as u32), s.bound);
-        }
-    }
-    Ok(dims)
 }

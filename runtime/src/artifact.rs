@@ -129,6 +129,22 @@ pub enum RegionKind {
     Output,
 }
 
+impl RegionKind {
+    /// `input`, `param` or `output`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegionKind::Input => "input",
+            RegionKind::Param => "param",
+            RegionKind::Output => "output",
+        }
+    }
+}
+
+/// The bytes of a tensor of `dtype` and `shape`, unless the count overflows.
+pub fn byte_len(dtype: DType, shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(dtype.size_bytes(), |acc, &n| acc.checked_mul(n))
+}
+
 /// Memory bound from outside the arena: one per input, param and output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Region {

@@ -129,18 +129,14 @@ impl Threads {
     }
 }
 
-/// Whether this machine has the CPU feature LLVM calls `name`; `None` for a feature the
-/// runtime cannot detect (the compiler records only those it can, see
-/// [`CHECKED_FEATURES`]).
-pub fn host_has_feature(name: &str) -> Option<bool> {
-    host_feature(name)
-}
-
 macro_rules! features {
     ($detect:ident: $($llvm:literal => $rust:tt),* $(,)?) => {
         /// The CPU features the runtime checks before running an artifact, by LLVM's names.
         pub const CHECKED_FEATURES: &[&str] = &[$($llvm),*];
-        fn host_feature(name: &str) -> Option<bool> {
+        /// Whether this machine has the CPU feature LLVM calls `name`; `None` for a feature
+        /// the runtime cannot detect (the compiler records only those it can, see
+        /// [`CHECKED_FEATURES`]).
+        pub fn host_has_feature(name: &str) -> Option<bool> {
             match name {
                 $($llvm => Some(std::arch::$detect!($rust)),)*
                 _ => None,
@@ -171,6 +167,6 @@ features!(is_aarch64_feature_detected:
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub const CHECKED_FEATURES: &[&str] = &[];
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn host_feature(_: &str) -> Option<bool> {
+pub fn host_has_feature(_: &str) -> Option<bool> {
     None
 }

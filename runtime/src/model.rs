@@ -78,7 +78,6 @@ impl Tensor {
 /// A weight's bytes and shape; `owner` keeps the memory they point into alive.
 struct Weight {
     address: usize,
-    len: usize,
     shape: Vec<usize>,
     _owner: Arc<dyn Any + Send + Sync>,
 }
@@ -251,7 +250,6 @@ impl Model {
             self.check_weight(region, dtype, view.shape(), view.data().len())?;
             self.weights[region] = Some(Weight {
                 address: view.data().as_ptr() as usize,
-                len: view.data().len(),
                 shape: view.shape().to_vec(),
                 _owner: owner.clone(),
             });
@@ -271,7 +269,7 @@ impl Model {
         self.check_weight(region, tensor.dtype, tensor.shape, tensor.data.len())?;
         let copy = Arc::new(Aligned::copy_of(tensor.data));
         let address = copy.bytes().as_ptr() as usize;
-        let weight = Weight { address, len: tensor.data.len(), shape: tensor.shape.to_vec(), _owner: copy };
+        let weight = Weight { address, shape: tensor.shape.to_vec(), _owner: copy };
         self.weights[region] = Some(weight);
         Ok(())
     }
@@ -294,8 +292,7 @@ impl Model {
         }
         let fits = shape.len() == value.shape.len()
             && value.shape.iter().zip(shape).all(|(d, &n)| !d.syms.is_empty() || d.coeff == n as u64);
-        let elements = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
-        if !fits || elements.and_then(|n| n.checked_mul(dtype.size_bytes())) != Some(len) {
+        if !fits || artifact::byte_len(dtype, shape) != Some(len) {
             return Err(RuntimeError::WeightShape {
                 name: r.name.clone(),
                 expected: self.shape_text(&value.shape),
@@ -311,12 +308,7 @@ impl Model {
     }
 
     fn names(&self, kind: RegionKind) -> String {
-        let names: Vec<&str> = self.manifest.regions_of(kind).map(|(_, r)| r.name.as_str()).collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        }
+        listed(self.manifest.regions_of(kind).map(|(_, r)| r.name.as_str()))
     }
 
     /// Whether region `region` (a param) has a weight bound to it.
@@ -336,8 +328,7 @@ impl Model {
         let mut dims: Vec<Option<u64>> = vec![None; symbols.len()];
         for &(name, value) in explicit {
             let Some(s) = symbols.iter().position(|s| s.name == name) else {
-                let known: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
-                let known = if known.is_empty() { "none".into() } else { known.join(", ") };
+                let known = listed(symbols.iter().map(|s| s.name.as_str()));
                 return Err(RuntimeError::UnknownName { what: "symbol", name: name.into(), known });
             };
             dims[s] = Some(value);
@@ -367,15 +358,10 @@ impl Model {
                 let shape =
                     shapes.iter().find(|(i, _)| *i == region).map(|(_, t)| t.shape.to_vec()).unwrap_or_default();
                 let value = self.manifest.region_value(r);
-                let dims_text: Vec<String> = self
-                    .manifest
-                    .symbols
-                    .iter()
-                    .zip(dims)
-                    .filter(|(s, _)| {
-                        value.shape.iter().any(|d| d.syms.iter().any(|&i| self.manifest.symbols[i as usize] == **s))
-                    })
-                    .map(|(s, v)| format!("{}={v}", s.name))
+                let used = |s: usize| value.shape.iter().any(|d| d.syms.contains(&(s as u32)));
+                let dims_text: Vec<String> = (0..dims.len())
+                    .filter(|&s| used(s))
+                    .map(|s| format!("{}={}", self.manifest.symbols[s].name, dims[s]))
                     .collect();
                 RuntimeError::InputShape {
                     name: r.name.clone(),
@@ -585,8 +571,7 @@ impl Session<'_> {
                     found: tensor.shape.to_vec(),
                 });
             }
-            let elements = tensor.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
-            if elements.and_then(|n| n.checked_mul(tensor.dtype.size_bytes())) != Some(tensor.data.len()) {
+            if artifact::byte_len(tensor.dtype, tensor.shape) != Some(tensor.data.len()) {
                 return Err(RuntimeError::InputData {
                     name: name.to_string(),
                     shape: tensor.shape.to_vec(),
@@ -623,7 +608,8 @@ struct RunCtx<'a> {
     failure: Option<RuntimeError>,
 }
 
-/// Points each param's base at its weight, checking its shape at this run's dims.
+/// Points each param's base at its weight, checking a symbolic shape at this run's dims
+/// (binding checked the static ones).
 fn bind_params(model: &Model, dims: &[u64], bases: &mut [*mut u8]) -> Result<(), RuntimeError> {
     let m = &model.manifest;
     for (region, r) in m.regions_of(RegionKind::Param) {
@@ -631,13 +617,15 @@ fn bind_params(model: &Model, dims: &[u64], bases: &mut [*mut u8]) -> Result<(),
         let Some(w) = &model.weights[region] else {
             return Err(RuntimeError::MissingWeight { name: r.name.clone() });
         };
-        let expected: Vec<usize> = value.shape.iter().map(|d| d.eval(dims) as usize).collect();
-        if w.shape != expected || w.len as u64 != value.bytes(dims) {
-            return Err(RuntimeError::WeightShape {
-                name: r.name.clone(),
-                expected: format!("{expected:?}"),
-                found: w.shape.clone(),
-            });
+        if value.shape.iter().any(|d| !d.syms.is_empty()) {
+            let expected: Vec<usize> = value.shape.iter().map(|d| d.eval(dims) as usize).collect();
+            if w.shape != expected {
+                return Err(RuntimeError::WeightShape {
+                    name: r.name.clone(),
+                    expected: format!("{expected:?}"),
+                    found: w.shape.clone(),
+                });
+            }
         }
         bases[region] = w.address as *mut u8;
     }
@@ -672,6 +660,16 @@ fn match_outputs(
         });
     }
     Ok(targets)
+}
+
+/// `a, b, c`, or `none`.
+fn listed<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 fn safetensors_dtype(d: safetensors::Dtype) -> Option<DType> {

@@ -24,7 +24,7 @@ impl Emitter<'_> {
         let mut acc = self.f32c(coeffs[coeffs.len() - 1]);
         for &c in coeffs[..coeffs.len() - 1].iter().rev() {
             let k = self.f32c(c);
-            acc = self.op(format!("llvm.intr.fmuladd({acc}, {x}, {k}) : (f32, f32, f32) -> f32"));
+            acc = self.fmuladd(&acc, x, &k, "f32").name;
         }
         acc
     }
@@ -53,15 +53,15 @@ impl Emitter<'_> {
         let shifted = self.fop("addf", &t, &magic);
         let n = self.fop("subf", &shifted, &magic);
         let (c1, c2) = (self.f32c(-0.693_359_375), self.f32c(2.121_944_4e-4));
-        let r = self.op(format!("llvm.intr.fmuladd({n}, {c1}, {clamped}) : (f32, f32, f32) -> f32"));
-        let r = self.op(format!("llvm.intr.fmuladd({n}, {c2}, {r}) : (f32, f32, f32) -> f32"));
+        let r = self.fmuladd(&n, &c1, &clamped, "f32").name;
+        let r = self.fmuladd(&n, &c2, &r, "f32").name;
         let p = self.horner(
             &r,
             &[0.5, 1.666_666_545_9e-1, 4.166_579_589_4e-2, 8.333_451_907_3e-3, 1.398_199_950_7e-3, 1.987_569_150_0e-4],
         );
         let z = self.fop("mulf", &r, &r);
         let one = self.f32c(1.0);
-        let y = self.op(format!("llvm.intr.fmuladd({p}, {z}, {r}) : (f32, f32, f32) -> f32"));
+        let y = self.fmuladd(&p, &z, &r, "f32").name;
         let y = self.fop("addf", &y, &one);
         // 2^n as two factors 2^(n/2)·2^(n - n/2), each a normal number for every n the
         // clamps allow, so results near the overflow and subnormal edges stay exact.
@@ -141,12 +141,12 @@ impl Emitter<'_> {
         let y = self.fop("mulf", &p, &m);
         let y = self.fop("mulf", &y, &z);
         let c2 = self.f32c(-2.121_944_4e-4);
-        let y = self.op(format!("llvm.intr.fmuladd({e}, {c2}, {y}) : (f32, f32, f32) -> f32"));
+        let y = self.fmuladd(&e, &c2, &y, "f32").name;
         let mhalf = self.f32c(-0.5);
-        let y = self.op(format!("llvm.intr.fmuladd({z}, {mhalf}, {y}) : (f32, f32, f32) -> f32"));
+        let y = self.fmuladd(&z, &mhalf, &y, "f32").name;
         let y = self.fop("addf", &m, &y);
         let c1 = self.f32c(0.693_359_375);
-        let y = self.op(format!("llvm.intr.fmuladd({e}, {c1}, {y}) : (f32, f32, f32) -> f32"));
+        let y = self.fmuladd(&e, &c1, &y, "f32").name;
         // The special values: 0 -> -inf, negative -> NaN, +inf -> +inf, NaN -> NaN.
         let (zero, ninf, inf, nan) =
             (self.f32c(0.0), self.f32c(f64::NEG_INFINITY), self.f32c(f64::INFINITY), self.f32c(f64::NAN));
@@ -248,7 +248,7 @@ impl Emitter<'_> {
         let p =
             self.horner(&z, &[-3.333_294_915_39e-1, 1.997_771_064_78e-1, -1.387_768_560_32e-1, 8.053_744_495_38e-2]);
         let pz = self.fop("mulf", &p, &z);
-        let y = self.op(format!("llvm.intr.fmuladd({pz}, {r}, {r}) : (f32, f32, f32) -> f32"));
+        let y = self.fmuladd(&pz, &r, &r, "f32").name;
         let y = self.fop("addf", &y, &y0);
         let negative = self.cmp("olt", &xs, &zero);
         let neg_y = self.op(format!("arith.negf {y} : f32"));
@@ -266,18 +266,18 @@ impl Emitter<'_> {
         let k = self.op(format!("math.roundeven {t} : f32"));
         let (p1, p2, p3) =
             (self.f32c(-1.570_312_5), self.f32c(-4.837_512_969_970_703e-4), self.f32c(-7.549_789_954_891_882e-8));
-        let r = self.op(format!("llvm.intr.fmuladd({k}, {p1}, {xs}) : (f32, f32, f32) -> f32"));
-        let r = self.op(format!("llvm.intr.fmuladd({k}, {p2}, {r}) : (f32, f32, f32) -> f32"));
-        let r = self.op(format!("llvm.intr.fmuladd({k}, {p3}, {r}) : (f32, f32, f32) -> f32"));
+        let r = self.fmuladd(&k, &p1, &xs, "f32").name;
+        let r = self.fmuladd(&k, &p2, &r, "f32").name;
+        let r = self.fmuladd(&k, &p3, &r, "f32").name;
         let z = self.fop("mulf", &r, &r);
         let sp = self.horner(&z, &[-1.666_665_461_1e-1, 8.332_160_873_6e-3, -1.951_529_589_1e-4]);
         let rz = self.fop("mulf", &r, &z);
-        let sin_r = self.op(format!("llvm.intr.fmuladd({sp}, {rz}, {r}) : (f32, f32, f32) -> f32"));
+        let sin_r = self.fmuladd(&sp, &rz, &r, "f32").name;
         let cp = self.horner(&z, &[4.166_664_568_298_827e-2, -1.388_731_625_493_765e-3, 2.443_315_711_809_948e-5]);
         let zz = self.fop("mulf", &z, &z);
         let (half, one) = (self.f32c(-0.5), self.f32c(1.0));
-        let c = self.op(format!("llvm.intr.fmuladd({z}, {half}, {one}) : (f32, f32, f32) -> f32"));
-        let cos_r = self.op(format!("llvm.intr.fmuladd({cp}, {zz}, {c}) : (f32, f32, f32) -> f32"));
+        let c = self.fmuladd(&z, &half, &one, "f32").name;
+        let cos_r = self.fmuladd(&cp, &zz, &c, "f32").name;
         // Quadrant q = k mod 4 (two's complement keeps it right for negative k); cosine is
         // sine one quadrant on.
         let (big, zero) = (self.f32c(1e7), self.f32c(0.0));

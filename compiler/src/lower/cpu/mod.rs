@@ -366,20 +366,9 @@ impl<'g> Emitter<'g> {
             let count = self.op(format!("arith.constant {cols} : i64"));
             let acc = self.op(format!("llvm.alloca {count} x f32 : (i64) -> !llvm.ptr"));
             if let Some(b) = self.tile_fits(mm, cols) {
-                let size = self.op(format!("arith.constant {} : i64", TILE_ROWS * TILE_COLS));
-                let spill = self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
-                let partial = match self.k_chunks(mm) {
-                    Some(_) => {
-                        let size = self.op(format!("arith.constant {} : i64", GROUP_ROWS * TILE_COLS));
-                        let partial =
-                            self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
-                        let size = self.op(format!("arith.constant {} : i64", KC * TILE_COLS));
-                        let packed =
-                            self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
-                        Some((partial, packed))
-                    }
-                    None => None,
-                };
+                let spill = self.scratch(TILE_ROWS * TILE_COLS);
+                let partial =
+                    self.k_chunks(mm).map(|_| (self.scratch(GROUP_ROWS * TILE_COLS), self.scratch(KC * TILE_COLS)));
                 self.tile = Some(Tile::Plain { spill, b, partial });
             } else if let Some((a, b)) = self.transposed_fits(mm, cols) {
                 self.tile = Some(Tile::Transposed { a, b });
@@ -387,8 +376,7 @@ impl<'g> Emitter<'g> {
             self.panel = Some((mm, cols, acc));
             parallel.pop();
         } else if let Some((conv, x)) = self.conv_fits() {
-            let size = self.op(format!("arith.constant {LANES} : i64"));
-            let spill = self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
+            let spill = self.scratch(LANES);
             self.conv = Some((conv, x, spill));
             parallel.pop();
         }
@@ -613,8 +601,7 @@ impl<'g> Emitter<'g> {
         let input0 = Ix::prod(start.clone(), Ix::Const(step));
         let per_group = Ix::quot(Ix::dim(&ws[0]), Ix::Const(cx.groups));
         let first_channel = Ix::prod(Ix::quot(point[1].clone(), per_group), Ix::dim(&ws[1]));
-        let zero = self.immediate(DType::F32, 0.0);
-        let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
+        let zero_v = self.zero_vector();
         let acc = self.fold(&Ix::dim(&ws[1]), &[zero_v], &mut |e, c, carried| {
             let channel = Ix::sum(first_channel.clone(), c.clone());
             let mut acc = carried[0].clone();
@@ -631,11 +618,8 @@ impl<'g> Emitter<'g> {
                             let xs =
                                 e.strided_row(&cx.x, [point[0].clone(), channel.clone(), y.clone()], column, step)?;
                             let w = e.value(ops[1], &[point[1].clone(), c.clone(), Ix::Const(p), Ix::Const(q)])?;
-                            let wv = e.op(format!("vector.broadcast {} : f32 to {VEC}", w.name));
-                            a = e.reg(
-                                format!("llvm.intr.fmuladd({xs}, {wv}, {}) : ({VEC}, {VEC}, {VEC}) -> {VEC}", a.name),
-                                VEC,
-                            );
+                            let wv = e.splat(&w.name);
+                            a = e.fmuladd(&xs, &wv, &a.name, VEC);
                         }
                         Ok(a)
                     },
@@ -647,7 +631,7 @@ impl<'g> Emitter<'g> {
         let mut acc = acc.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         if let Some(&bias) = ops.get(2) {
             let b = self.value(bias, &[point[1].clone()])?;
-            let bv = self.op(format!("vector.broadcast {} : f32 to {VEC}", b.name));
+            let bv = self.splat(&b.name);
             acc = self.reg(format!("arith.addf {}, {bv} : {VEC}", acc.name), VEC);
         }
         let p0 = e_ptr(self, &cx.spill, &Ix::Const(0))?;
@@ -692,11 +676,7 @@ impl<'g> Emitter<'g> {
 
     /// The address of element `idx` of a strided view.
     fn view_address(&mut self, view: &Strided, idx: &[Ix]) -> Result<String, LowerError> {
-        let slot = *self.slots.get(&view.buffer).ok_or_else(|| self.unsupported("a view of no buffer"))?;
-        let position = self.ix(&view.position(idx))?;
-        let offset = self.op(format!("arith.index_cast {position} : index to i64"));
-        let base = self.buffers.get(slot).cloned().unwrap_or_default();
-        Ok(self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, f32")))
+        self.element_ptr(view.buffer, &view.position(idx))
     }
 
     /// [`TILE_ROWS`] rows × [`NT_COLS`] columns as vector dot products over `k`: a row of
@@ -718,8 +698,7 @@ impl<'g> Emitter<'g> {
         let rows: Vec<Ix> = (0..TILE_ROWS).map(|i| Ix::sum(point[r - 2].clone(), Ix::Const(i))).collect();
         let cols: Vec<Ix> =
             (0..NT_COLS).map(|j| Ix::sum(Ix::prod(t.clone(), Ix::Const(NT_COLS)), Ix::Const(j))).collect();
-        let zero = self.immediate(DType::F32, 0.0);
-        let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
+        let zero_v = self.zero_vector();
         let init = vec![zero_v; (TILE_ROWS * NT_COLS) as usize];
         let chunks = Ix::quot(Ix::dim(&sa[sa.len() - 1]), Ix::Const(LANES));
         let acc = self.fold(&chunks, &init, &mut |e, c, carried| {
@@ -741,10 +720,7 @@ impl<'g> Emitter<'g> {
             for (i, av) in a_rows.iter().enumerate() {
                 for (j, wv) in w_rows.iter().enumerate() {
                     let acc = &carried[i * NT_COLS as usize + j];
-                    next.push(e.reg(
-                        format!("llvm.intr.fmuladd({av}, {wv}, {}) : ({VEC}, {VEC}, {VEC}) -> {VEC}", acc.name),
-                        VEC,
-                    ));
+                    next.push(e.fmuladd(av, wv, &acc.name, VEC));
                 }
             }
             Ok(next)
@@ -830,8 +806,7 @@ impl<'g> Emitter<'g> {
                 init
             }
             _ => {
-                let zero = self.immediate(DType::F32, 0.0);
-                let zero_v = self.reg(format!("vector.broadcast {} : f32 to {VEC}", zero.name), VEC);
+                let zero_v = self.zero_vector();
                 vec![zero_v; (TILE_ROWS * vectors) as usize]
             }
         };
@@ -860,13 +835,10 @@ impl<'g> Emitter<'g> {
             for (i, row) in rows.iter().enumerate() {
                 let at: Vec<Ix> = a_batch.iter().cloned().chain([row.clone(), k.clone()]).collect();
                 let x = e.value(a, &at)?;
-                let xv = e.op(format!("vector.broadcast {} : f32 to {VEC}", x.name));
+                let xv = e.splat(&x.name);
                 for (v, bv) in b_rows.iter().enumerate() {
                     let c = &carried[i * vectors as usize + v];
-                    next.push(e.reg(
-                        format!("llvm.intr.fmuladd({xv}, {bv}, {}) : ({VEC}, {VEC}, {VEC}) -> {VEC}", c.name),
-                        VEC,
-                    ));
+                    next.push(e.fmuladd(&xv, bv, &c.name, VEC));
                 }
             }
             Ok(next)
@@ -940,7 +912,7 @@ impl<'g> Emitter<'g> {
                 let y = e.value(b, &at_b)?;
                 let p = e_ptr(e, acc, &n)?;
                 let old = e.op(format!("llvm.load {p} : !llvm.ptr -> f32"));
-                let new = e.op(format!("llvm.intr.fmuladd({}, {}, {old}) : (f32, f32, f32) -> f32", x.name, y.name));
+                let new = e.fmuladd(&x.name, &y.name, &old, "f32").name;
                 e.line(&format!("llvm.store {new}, {p} : f32, !llvm.ptr"));
                 Ok(())
             })
@@ -1019,9 +991,7 @@ impl<'g> Emitter<'g> {
             let shared = self.graph.users(o).iter().any(|&u| u != r && kernel.nodes.contains(&u));
             let fits = axes.as_slice() == rows && self.shape(o) == kernel.domain.as_slice() && is_float(self.dtype(o));
             if fits && shared && !kernel.inputs.contains(&o) && !self.row_cache.contains_key(&o) {
-                let count = self.op(format!("arith.constant {extent} : i64"));
-                let scratch =
-                    self.op(format!("llvm.alloca {count} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"));
+                let scratch = self.scratch(extent);
                 self.row_cache.insert(o, scratch);
             }
         }
@@ -1039,12 +1009,39 @@ impl<'g> Emitter<'g> {
     // ---- memory ---------------------------------------------------------------------
 
     fn address(&mut self, n: NodeId, idx: &[Ix]) -> Result<String, LowerError> {
+        self.element_ptr(n, &index::linearize(idx, self.shape(n)))
+    }
+
+    /// The address of element `position` (row-major) of the buffer `n`.
+    fn element_ptr(&mut self, n: NodeId, position: &Ix) -> Result<String, LowerError> {
         let slot = *self.slots.get(&n).ok_or_else(|| self.unsupported(format!("{n} is not a buffer of the kernel")))?;
-        let linear = self.ix(&index::linearize(idx, self.shape(n)))?;
+        let linear = self.ix(position)?;
         let offset = self.op(format!("arith.index_cast {linear} : index to i64"));
         let base = self.buffers.get(slot).cloned().unwrap_or_default();
         let ty = mem_ty(self.dtype(n));
         Ok(self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, {ty}")))
+    }
+
+    /// A 64-byte-aligned f32 scratch buffer of `count` elements on the stack.
+    fn scratch(&mut self, count: u64) -> String {
+        let size = self.op(format!("arith.constant {count} : i64"));
+        self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"))
+    }
+
+    /// An f32 repeated in every lane of a [`VEC`].
+    fn splat(&mut self, scalar: &str) -> String {
+        self.op(format!("vector.broadcast {scalar} : f32 to {VEC}"))
+    }
+
+    /// A [`VEC`] of zeros.
+    fn zero_vector(&mut self) -> Reg {
+        let zero = self.immediate(DType::F32, 0.0);
+        Reg { name: self.splat(&zero.name), ty: VEC }
+    }
+
+    /// `a·b + c` on f32 values or vectors of type `ty`, fused where the CPU has FMA.
+    fn fmuladd(&mut self, a: &str, b: &str, c: &str, ty: &'static str) -> Reg {
+        self.reg(format!("llvm.intr.fmuladd({a}, {b}, {c}) : ({ty}, {ty}, {ty}) -> {ty}"), ty)
     }
 
     fn load(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
