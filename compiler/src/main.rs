@@ -162,6 +162,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // MLIR and LLVM run in child processes of this program, so an abort in them is an
+    // error message, not the end of `flint` (see `lower::llvm::set_worker`).
+    #[cfg(feature = "mlir")]
+    {
+        use flint_compiler::lower::llvm;
+        if std::env::args().nth(1).as_deref() == Some(llvm::WORKER_COMMAND) {
+            return ExitCode::from(llvm::worker_main());
+        }
+        llvm::set_worker(std::env::current_exe().ok());
+    }
     let cli = Cli::parse();
     import::set_options(cli.dim_bounds, cli.freeze);
     let result = match cli.command {

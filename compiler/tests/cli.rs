@@ -356,3 +356,21 @@ fn run_refuses_bad_input_with_a_message() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// MLIR and LLVM run in a child process of `flint` (`lower::llvm::set_worker`): when LLVM
+/// gives up with a fatal error, which ends its process, the caller gets an error naming the
+/// module's kernels and what LLVM said, and lives on. An inline-assembly line that is no
+/// instruction makes LLVM's code generator stop the process (`LLVM ERROR`).
+#[test]
+fn an_llvm_abort_in_the_worker_is_an_error_naming_the_kernels() {
+    use flint_compiler::lower::{llvm, LowerError};
+    let module = "module {\n  // kernel 7 (elementwise)\n  llvm.func @f() {\n    llvm.inline_asm has_side_effects \"not_an_instruction %eax\", \"\" : () -> ()\n    llvm.return\n  }\n}\n";
+    llvm::set_worker(Some(PathBuf::from(env!("CARGO_BIN_EXE_flint"))));
+    let result = llvm::compile(module, &llvm::Cpu::Native, llvm::Output::Object);
+    llvm::set_worker(None);
+    let error = result.expect_err("no object from an invalid instruction");
+    let text = error.to_string();
+    assert!(matches!(error, LowerError::Crashed { .. }), "{text}");
+    assert!(text.contains("kernel 7 (elementwise)"), "{text}");
+    assert!(text.contains("aborted (SIGABRT, signal 6)") && text.contains("LLVM ERROR"), "{text}");
+}

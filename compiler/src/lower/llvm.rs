@@ -7,6 +7,7 @@
 //! one). `cc -shared` links the object, with libm for the transcendentals.
 
 use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
 use std::ptr;
 
 use llvm_sys::core::*;
@@ -91,8 +92,31 @@ pub fn object(text: &str, cpu: &Cpu) -> Result<Vec<u8>, LowerError> {
     compile(text, cpu, Output::Object)
 }
 
-/// [`Output`] for the MLIR module `text`, on a worker thread under [`TIME_LIMIT`].
+/// The program that compiles modules in child processes ([`set_worker`]), if any.
+static WORKER: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// The argument that makes a program that calls [`worker_main`] a compile worker.
+pub const WORKER_COMMAND: &str = "codegen-worker";
+
+/// Compile every module in a child process of `program` (`program codegen-worker`, which
+/// must call [`worker_main`]), so that MLIR or LLVM aborting or crashing ends the child, not
+/// the caller, and a compile past [`TIME_LIMIT`] can be killed. `None` (the default)
+/// compiles on a thread of this process. The `flint` command line sets itself.
+pub fn set_worker(program: Option<PathBuf>) {
+    *WORKER.write().unwrap_or_else(|e| e.into_inner()) = program;
+}
+
+/// [`Output`] for the MLIR module `text`, under [`TIME_LIMIT`]: in a child process when a
+/// worker is set ([`set_worker`]), on a worker thread otherwise.
 pub fn compile(text: &str, cpu: &Cpu, output: Output) -> Result<Vec<u8>, LowerError> {
+    let worker = WORKER.read().unwrap_or_else(|e| e.into_inner()).clone();
+    match worker {
+        Some(program) => compile_in_child(&program, text, cpu, output),
+        None => compile_on_thread(text, cpu, output),
+    }
+}
+
+fn compile_on_thread(text: &str, cpu: &Cpu, output: Output) -> Result<Vec<u8>, LowerError> {
     let (text, cpu) = (text.to_string(), cpu.clone());
     let (send, receive) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -104,6 +128,147 @@ pub fn compile(text: &str, cpu: &Cpu, output: Output) -> Result<Vec<u8>, LowerEr
     receive.recv_timeout(TIME_LIMIT).unwrap_or_else(|_| {
         Err(LowerError::Llvm { stage: "compilation", message: format!("no result within {} s", TIME_LIMIT.as_secs()) })
     })
+}
+
+/// The request a worker reads on its standard input: one line `CPU OUTPUT`, then the module.
+fn request(text: &str, cpu: &Cpu, output: Output) -> String {
+    let cpu = match cpu {
+        Cpu::Native => "native",
+        Cpu::Generic => "generic",
+        Cpu::Named(name) => name,
+    };
+    let output = match output {
+        Output::Object => "object",
+        Output::LlvmIr => "llvm",
+        Output::Assembly => "asm",
+    };
+    format!("{cpu} {output}\n{text}")
+}
+
+/// Runs one compile in `program codegen-worker`. Its standard output is `O` and the result's
+/// bytes, or `E` and the error's text; anything else (a signal, an exit without an answer,
+/// no answer within [`TIME_LIMIT`]) is reported with the kernels of the module and the end
+/// of what the child wrote to its standard error (LLVM's "LLVM ERROR: ...").
+fn compile_in_child(program: &Path, text: &str, cpu: &Cpu, output: Output) -> Result<Vec<u8>, LowerError> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let crashed = |how: String, stderr: &[u8]| {
+        let said = String::from_utf8_lossy(stderr);
+        let tail: Vec<&str> = said.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        LowerError::Crashed { kernels: module_kernels(text), how, stderr: tail.join("\n") }
+    };
+    let mut child = Command::new(program)
+        .arg(WORKER_COMMAND)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LowerError::Llvm {
+            stage: "starting the compile worker",
+            message: format!("{}: {e}", program.display()),
+        })?;
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(LowerError::Llvm { stage: "starting the compile worker", message: "no pipes".into() });
+    };
+    let request = request(text, cpu, output);
+    let (answer, errors) = std::thread::scope(|scope| {
+        // A child that dies early closes its stdin: the write fails and the exit says why.
+        scope.spawn(move || {
+            let _ = stdin.write_all(request.as_bytes());
+        });
+        let errors = scope.spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes);
+            bytes
+        });
+        let (send, receive) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout.read_to_end(&mut bytes);
+            let _ = send.send(bytes);
+        });
+        let answer = receive.recv_timeout(TIME_LIMIT).ok();
+        if answer.is_none() {
+            // Killing the child closes its pipes, which ends the readers.
+            let _ = child.kill();
+        }
+        (answer, errors.join().unwrap_or_default())
+    });
+    let status = child
+        .wait()
+        .map_err(|e| LowerError::Llvm { stage: "waiting for the compile worker", message: e.to_string() })?;
+    let Some(answer) = answer else {
+        return Err(crashed(format!("no result within {} s; stopped", TIME_LIMIT.as_secs()), &errors));
+    };
+    match answer.split_first() {
+        Some((b'O', bytes)) if status.success() => Ok(bytes.to_vec()),
+        Some((b'E', message)) if status.success() => {
+            Err(LowerError::Worker(String::from_utf8_lossy(message).into_owned()))
+        }
+        _ => Err(crashed(exit_description(status), &errors)),
+    }
+}
+
+/// How a child ended, for a message: what the signal that stopped it means, or its exit code.
+fn exit_description(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (_, Some(signal)) => {
+            let what = match signal {
+                4 => "crashed (SIGILL",
+                6 => "aborted (SIGABRT",
+                7 => "crashed (SIGBUS",
+                8 => "crashed (SIGFPE",
+                9 => "was killed (SIGKILL",
+                11 => "crashed (SIGSEGV",
+                _ => "was stopped (a signal",
+            };
+            format!("{what}, signal {signal})")
+        }
+        (Some(code), None) => format!("exited with status {code} without a result"),
+        (None, None) => "ended without a result".into(),
+    }
+}
+
+/// The kernels a module's functions serve, from the comments heading them.
+fn module_kernels(text: &str) -> String {
+    let served: Vec<&str> =
+        text.lines().filter_map(|l| l.trim_start().strip_prefix("// ")).filter(|l| l.starts_with("kernel")).collect();
+    if served.is_empty() {
+        "the module".into()
+    } else {
+        served.join(", ")
+    }
+}
+
+/// The body of a compile worker (`program codegen-worker`, see [`set_worker`]): reads one
+/// request from standard input, compiles it in this process and writes the answer to
+/// standard output. Returns the process's exit code.
+pub fn worker_main() -> u8 {
+    use std::io::{Read, Write};
+    let mut input = String::new();
+    if std::io::stdin().read_to_string(&mut input).is_err() {
+        return 2;
+    }
+    let (header, text) = input.split_once('\n').unwrap_or((input.as_str(), ""));
+    let mut words = header.split(' ');
+    let cpu = Cpu::parse(words.next().unwrap_or("native"));
+    let output = match words.next() {
+        Some("llvm") => Output::LlvmIr,
+        Some("asm") => Output::Assembly,
+        _ => Output::Object,
+    };
+    let answer = match compile_here(text, &cpu, output) {
+        Ok(bytes) => [b"O".as_slice(), &bytes].concat(),
+        Err(e) => [b"E".as_slice(), e.to_string().as_bytes()].concat(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&answer).and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
+        Err(_) => 2,
+    }
 }
 
 /// Parses and verifies an MLIR module.

@@ -6,9 +6,9 @@
 //! `-O3` for the host CPU and linked into one shared object ([`llvm`]). Kernels whose code is
 //! identical are compiled once and share one symbol.
 //!
-//! This is the first, scalar lowering: every kernel kind and the ops of `ir-spec/ops.md`
-//! except `conv2d`, the pools, integer `pow` and non-splat constants, loop by loop; LLVM's
-//! vectorizer is the only vectorization, and transcendentals call libm.
+//! MLIR and LLVM run under a time limit, in a child process of the `flint` binary when one is
+//! set ([`llvm::set_worker`]), so an abort inside them becomes a [`LowerError::Crashed`] that
+//! names the kernels being compiled.
 
 pub mod cpu;
 pub mod index;
@@ -34,6 +34,12 @@ pub enum LowerError {
     Mlir { stage: &'static str, kernels: String, diagnostics: String },
     #[error("LLVM {stage} failed: {message}")]
     Llvm { stage: &'static str, message: String },
+    /// A compile worker's own error, as it wrote it.
+    #[error("{0}")]
+    Worker(String),
+    /// The compile worker ended without an answer: MLIR or LLVM aborted, crashed or hung.
+    #[error("MLIR/LLVM {how} while compiling {kernels}{}", if stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
+    Crashed { kernels: String, how: String, stderr: String },
     #[error("linking the kernels with `cc` failed: {0}")]
     Link(String),
 }
