@@ -25,10 +25,26 @@ pub struct Outputs<'a> {
     pub embed_weights: bool,
 }
 
-/// `--target`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// `--target`: `cpu`, or GPU SMs (`sm_90`, `sm_90,sm_121`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetArg {
     Cpu,
+    Gpu(Vec<String>),
+}
+
+impl TargetArg {
+    /// What `--target` takes (the SM names are checked where the target is built).
+    pub fn parse(s: &str) -> Result<TargetArg, String> {
+        match s {
+            "cpu" => Ok(TargetArg::Cpu),
+            _ if s.split(',').all(|sm| sm.starts_with("sm_")) => {
+                Ok(TargetArg::Gpu(s.split(',').map(str::to_string).collect()))
+            }
+            _ => {
+                Err(format!("`{s}` is not a target: give cpu, or one or more of sm_80, sm_90, sm_121 joined by commas"))
+            }
+        }
+    }
 }
 
 /// `--emit`.
@@ -38,16 +54,30 @@ pub enum Emit {
     Llvm,
     Asm,
     Clif,
+    Ptx,
 }
 
 /// `--target`, or the CPU when `-o` asks for code.
 fn target_arg(out: &Outputs) -> Option<TargetArg> {
-    out.target.or(out.output.map(|_| TargetArg::Cpu))
+    out.target.clone().or(out.output.map(|_| TargetArg::Cpu))
 }
 
 #[cfg(feature = "mlir")]
 fn target(out: &Outputs) -> Result<Option<Target>, String> {
-    Ok(target_arg(out).map(|TargetArg::Cpu| Target::Cpu(Cpu::parse(out.cpu))))
+    use flint_compiler::lower::gpu::Sm;
+    let cpu = Cpu::parse(out.cpu);
+    Ok(match target_arg(out) {
+        None => None,
+        Some(TargetArg::Cpu) => Some(Target::Cpu(cpu)),
+        Some(TargetArg::Gpu(names)) => {
+            let sms = names
+                .iter()
+                .map(|n| Sm::parse(n))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("error: --target: {e}"))?;
+            Some(Target::Gpu { sms, cpu })
+        }
+    })
 }
 
 #[cfg(not(feature = "mlir"))]
@@ -61,7 +91,7 @@ fn target(out: &Outputs) -> Result<Option<Target>, String> {
 /// Every stage `--list-passes` shows: those of the fullest target this build has.
 fn all_stages() -> Vec<&'static str> {
     #[cfg(feature = "mlir")]
-    return pipeline::stage_names(Some(&Target::Cpu(Cpu::Native)));
+    return pipeline::stage_names(Some(&Target::Gpu { sms: Vec::new(), cpu: Cpu::Native }));
     #[cfg(not(feature = "mlir"))]
     pipeline::stage_names(None)
 }
@@ -133,8 +163,15 @@ fn emit_code(_: &pipeline::Compiled, _: &Outputs) -> Result<(), String> {
 #[cfg(feature = "mlir")]
 fn emit_code(compiled: &pipeline::Compiled, out: &Outputs) -> Result<(), String> {
     let text = compiled.cpu.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
+    let gpu = compiled.gpu.as_ref().map(|m| m.text.clone());
     let stage = match out.emit {
-        Some(Emit::Mlir) => Some(text.to_string()),
+        Some(Emit::Mlir) => Some(gpu.unwrap_or_else(|| text.to_string())),
+        Some(Emit::Ptx) if compiled.ptx.is_empty() => {
+            return Err("error: --emit ptx: give a GPU target (--target sm_80, sm_90 or sm_121)".into())
+        }
+        Some(Emit::Ptx) => {
+            Some(compiled.ptx.iter().map(|(sm, ptx)| format!("// ---- {} ----\n{ptx}", sm.name)).collect())
+        }
         Some(Emit::Clif) => compiled.glue.clone(),
         Some(kind @ (Emit::Llvm | Emit::Asm)) => {
             let output = if kind == Emit::Llvm { Output::LlvmIr } else { Output::Assembly };

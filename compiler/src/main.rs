@@ -73,12 +73,15 @@ enum Command {
         #[arg(long, value_name = "OUT.svg")]
         plan_svg: Option<PathBuf>,
         /// Generate code: `cpu` lowers every kernel through MLIR and LLVM for the host and
-        /// links them into one shared object. Without it, the pipeline stops at the plan.
-        #[arg(long, value_enum)]
+        /// links them into one shared object; `sm_80`, `sm_90` or `sm_121` (several joined
+        /// by commas) also lowers every kernel to PTX for those NVIDIA GPUs, and the artifact
+        /// holds both. Without it, the pipeline stops at the plan.
+        #[arg(long, value_parser = compile::TargetArg::parse, value_name = "cpu|sm_80|sm_90|sm_121")]
         target: Option<compile::TargetArg>,
         /// With --target: print every kernel at this stage, headed by its kernel ids and
-        /// kinds: `mlir` (verified, before LLVM), `llvm` (optimised LLVM IR) or `asm`; or the
-        /// host glue (`clif`).
+        /// kinds: `mlir` (verified, before LLVM; the GPU module with a GPU target), `llvm`
+        /// (optimised LLVM IR) or `asm` for the CPU, `ptx` for each GPU target; or the host
+        /// glue (`clif`).
         #[arg(long, value_enum, requires = "target")]
         emit: Option<compile::Emit>,
         /// With --target cpu: `native` (this machine's CPU and features), `generic`, or an

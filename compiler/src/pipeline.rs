@@ -37,6 +37,12 @@ pub enum Stage {
     /// The MLIR through LLVM to a native shared object ([`crate::lower::llvm`]).
     #[cfg(feature = "mlir")]
     NativeCode,
+    /// Every kernel as a `gpu.func` of one `gpu.module` ([`crate::lower::gpu`]).
+    #[cfg(feature = "mlir")]
+    LowerGpu,
+    /// The GPU module to PTX for each target SM.
+    #[cfg(feature = "mlir")]
+    Ptx,
     /// The manifest, and the schedule as CLIF host glue ([`crate::glue`]).
     #[cfg(feature = "mlir")]
     HostGlue,
@@ -51,6 +57,10 @@ pub enum Target {
     /// The host CPU, through MLIR and LLVM.
     #[cfg(feature = "mlir")]
     Cpu(crate::lower::llvm::Cpu),
+    /// NVIDIA GPUs of these SMs, through MLIR's NVVM pipeline to PTX, and the host CPU (so
+    /// the artifact also runs where there is no GPU).
+    #[cfg(feature = "mlir")]
+    Gpu { sms: Vec<crate::lower::gpu::Sm>, cpu: crate::lower::llvm::Cpu },
 }
 
 /// The pipeline for `target`, in order.
@@ -74,6 +84,10 @@ impl Target {
         match *self {
             #[cfg(feature = "mlir")]
             Target::Cpu(_) => vec![Stage::LowerCpu, Stage::NativeCode, Stage::HostGlue, Stage::Artifact],
+            #[cfg(feature = "mlir")]
+            Target::Gpu { .. } => {
+                vec![Stage::LowerCpu, Stage::NativeCode, Stage::LowerGpu, Stage::Ptx, Stage::HostGlue, Stage::Artifact]
+            }
         }
     }
 }
@@ -95,6 +109,10 @@ impl Stage {
             Stage::LowerCpu => "lower-cpu",
             #[cfg(feature = "mlir")]
             Stage::NativeCode => "native-code",
+            #[cfg(feature = "mlir")]
+            Stage::LowerGpu => "lower-gpu",
+            #[cfg(feature = "mlir")]
+            Stage::Ptx => "ptx",
             #[cfg(feature = "mlir")]
             Stage::HostGlue => "host-glue",
             #[cfg(feature = "mlir")]
@@ -134,6 +152,22 @@ impl Stage {
                 unit.library = Some(crate::lower::llvm::shared_object(&module.split(threads), &cpu)?);
             }
             #[cfg(feature = "mlir")]
+            Stage::LowerGpu => unit.gpu = Some(crate::lower::gpu_module(&unit.as_compiled_view()?)?),
+            #[cfg(feature = "mlir")]
+            Stage::Ptx => {
+                let module = unit.gpu.as_ref().ok_or(CompileError::OutOfOrder(self.name()))?;
+                let sms = opts.sms();
+                // One thread per SM: LLVM's NVPTX back end takes most of the time.
+                let ptx: Result<Vec<_>, CompileError> = std::thread::scope(|scope| {
+                    let workers: Vec<_> =
+                        sms.iter().map(|sm| scope.spawn(move || crate::lower::gpu::ptx(&module.text, sm))).collect();
+                    let results =
+                        workers.into_iter().map(|w| w.join().map_err(|_| CompileError::Panicked(self.name())));
+                    results.zip(&sms).map(|(r, sm)| Ok((*sm, r??))).collect()
+                });
+                unit.ptx = ptx?;
+            }
+            #[cfg(feature = "mlir")]
             Stage::HostGlue => {
                 let (Some(kg), Some(program), Some(module)) = (&unit.kernels, &unit.program, &unit.cpu) else {
                     return Err(CompileError::OutOfOrder(self.name()));
@@ -152,6 +186,7 @@ impl Stage {
                 use flint_runtime::artifact::{write, SectionKind};
                 let mut sections =
                     vec![(SectionKind::CpuObject, library.as_slice()), (SectionKind::Glue, glue.as_bytes())];
+                sections.extend(unit.ptx.iter().map(|(sm, ptx)| (SectionKind::Ptx(sm.capability()), ptx.as_bytes())));
                 if let Some(weights) = &opts.embed_weights {
                     sections.push((SectionKind::Weights, weights.as_slice()));
                 }
@@ -172,7 +207,12 @@ impl Stage {
                 Ok(crate::lower::llvm::verify(text)?)
             }
             #[cfg(feature = "mlir")]
-            (Stage::NativeCode | Stage::Artifact, _) => Ok(()),
+            (Stage::LowerGpu, _) => {
+                let text = unit.gpu.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
+                Ok(crate::lower::llvm::verify(text)?)
+            }
+            #[cfg(feature = "mlir")]
+            (Stage::NativeCode | Stage::Ptx | Stage::Artifact, _) => Ok(()),
             // The runtime's own parser and the Cranelift verifier, as the runtime will run them.
             #[cfg(feature = "mlir")]
             (Stage::HostGlue, _) => crate::glue::verify(unit.glue.as_deref().unwrap_or_default())
@@ -198,6 +238,13 @@ impl Stage {
             Stage::LowerCpu => format!("functions {}", unit.cpu.as_ref().map_or(0, |m| m.functions)),
             #[cfg(feature = "mlir")]
             Stage::NativeCode => format!("shared object {} B", unit.library.as_ref().map_or(0, Vec::len)),
+            #[cfg(feature = "mlir")]
+            Stage::LowerGpu => format!("functions {}", unit.gpu.as_ref().map_or(0, |m| m.functions)),
+            #[cfg(feature = "mlir")]
+            Stage::Ptx => {
+                let sizes: Vec<String> = unit.ptx.iter().map(|(sm, p)| format!("{} {} B", sm.name, p.len())).collect();
+                format!("ptx {}", sizes.join(", "))
+            }
             #[cfg(feature = "mlir")]
             Stage::HostGlue => format!("clif {} B", unit.glue.as_ref().map_or(0, String::len)),
             #[cfg(feature = "mlir")]
@@ -229,6 +276,10 @@ impl Stage {
                 format!("shared object {size} B\n{}", lines.collect::<String>())
             }
             #[cfg(feature = "mlir")]
+            (Stage::LowerGpu, ..) => unit.gpu.as_ref().map(|m| m.text.clone()).unwrap_or_default(),
+            #[cfg(feature = "mlir")]
+            (Stage::Ptx, ..) => unit.ptx.iter().map(|(sm, p)| format!("// ---- {} ----\n{p}", sm.name)).collect(),
+            #[cfg(feature = "mlir")]
             (Stage::HostGlue, ..) => unit.glue.clone().unwrap_or_default(),
             #[cfg(feature = "mlir")]
             (Stage::Artifact, ..) => unit.manifest.as_ref().map(crate::artifact::describe).unwrap_or_default(),
@@ -256,8 +307,16 @@ impl CompileOptions {
     #[cfg(feature = "mlir")]
     fn cpu(&self) -> crate::lower::llvm::Cpu {
         match &self.target {
-            Some(Target::Cpu(cpu)) => cpu.clone(),
+            Some(Target::Cpu(cpu) | Target::Gpu { cpu, .. }) => cpu.clone(),
             None => crate::lower::llvm::Cpu::Native,
+        }
+    }
+
+    #[cfg(feature = "mlir")]
+    fn sms(&self) -> Vec<crate::lower::gpu::Sm> {
+        match &self.target {
+            Some(Target::Gpu { sms, .. }) => sms.clone(),
+            _ => Vec::new(),
         }
     }
 }
@@ -299,9 +358,15 @@ pub struct Compiled {
     pub program: Program,
     /// The kernels as MLIR for the CPU, with each kernel's function (with a CPU target).
     #[cfg(feature = "mlir")]
-    pub cpu: Option<crate::lower::CpuModule>,
+    pub cpu: Option<crate::lower::KernelModule>,
     /// The kernels' shared object (with a CPU target).
     pub library: Option<Vec<u8>>,
+    /// The kernels as one GPU module (with a GPU target).
+    #[cfg(feature = "mlir")]
+    pub gpu: Option<crate::lower::KernelModule>,
+    /// The PTX for each target SM (with a GPU target).
+    #[cfg(feature = "mlir")]
+    pub ptx: Vec<(crate::lower::gpu::Sm, String)>,
     /// The artifact's manifest (with a target).
     #[cfg(feature = "mlir")]
     pub manifest: Option<flint_runtime::artifact::Manifest>,
@@ -329,6 +394,8 @@ pub enum CompileError {
     #[cfg(feature = "mlir")]
     #[error(transparent)]
     Lower(#[from] crate::lower::LowerError),
+    #[error("stage `{0}` panicked")]
+    Panicked(&'static str),
     #[error("the host glue does not compile: {message}")]
     Glue { message: String },
 }
@@ -340,8 +407,12 @@ struct Unit {
     memory: Option<MemoryPlan>,
     program: Option<Program>,
     #[cfg(feature = "mlir")]
-    cpu: Option<crate::lower::CpuModule>,
+    cpu: Option<crate::lower::KernelModule>,
     library: Option<Vec<u8>>,
+    #[cfg(feature = "mlir")]
+    gpu: Option<crate::lower::KernelModule>,
+    #[cfg(feature = "mlir")]
+    ptx: Vec<(crate::lower::gpu::Sm, String)>,
     #[cfg(feature = "mlir")]
     manifest: Option<flint_runtime::artifact::Manifest>,
     glue: Option<String>,
@@ -377,6 +448,10 @@ pub fn compile_observed(
         #[cfg(feature = "mlir")]
         cpu: None,
         library: None,
+        #[cfg(feature = "mlir")]
+        gpu: None,
+        #[cfg(feature = "mlir")]
+        ptx: Vec::new(),
         #[cfg(feature = "mlir")]
         manifest: None,
         glue: None,
@@ -414,6 +489,10 @@ pub fn compile_observed(
         #[cfg(feature = "mlir")]
         cpu: unit.cpu,
         library: unit.library,
+        #[cfg(feature = "mlir")]
+        gpu: unit.gpu,
+        #[cfg(feature = "mlir")]
+        ptx: unit.ptx,
         #[cfg(feature = "mlir")]
         manifest: unit.manifest,
         glue: unit.glue,

@@ -61,6 +61,79 @@ fn two_gpu_modules_are_ambiguous() {
     assert!(matches!(result, Err(MlirError::MultiplePtx(2))), "{result:?}");
 }
 
+/// Every example through the whole pipeline for sm_80, sm_90 and sm_121: the PTX of every
+/// kernel (one `.entry` each) is accepted by `ptxas` for the arch-specific variant of each
+/// chip (`sm_80`, `sm_90a`, `sm_121a`).
+#[test]
+fn every_example_assembles_for_every_sm() {
+    use flint_compiler::lower::gpu::SMS;
+    use flint_compiler::lower::llvm::Cpu;
+    use flint_compiler::pipeline::{compile, CompileOptions, Target};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples");
+    let mut examples: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("examples").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    examples.retain(|p| p.extension().is_some_and(|e| e == "tg"));
+    examples.sort();
+    let ptxas = find_ptxas();
+    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples_ptx");
+    std::fs::create_dir_all(&out).expect("scratch dir");
+    for path in &examples {
+        let label = path.display().to_string();
+        let graph = flint_compiler::syntax::compile_str(&std::fs::read_to_string(path).expect("readable"))
+            .unwrap_or_else(|_| panic!("{label} compiles"));
+        let c = compile(&graph, &CompileOptions { target: target.clone(), ..Default::default() })
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(c.ptx.len(), SMS.len(), "{label}");
+        for (sm, ptx) in &c.ptx {
+            assert_eq!(
+                ptx.matches(".entry ").count(),
+                c.gpu.as_ref().map_or(0, |m| m.functions),
+                "{label} {}",
+                sm.name
+            );
+            let Some(ptxas) = &ptxas else { continue };
+            let stem = format!("{}_{}", path.file_stem().unwrap_or_default().to_string_lossy(), sm.name);
+            assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{stem}.ptx")), &out.join(format!("{stem}.cubin")));
+        }
+    }
+    if ptxas.is_none() {
+        no_ptxas("the examples");
+    }
+}
+
+/// Assembles `ptx` with `ptxas -arch=ARCH`, failing the test with ptxas's words if it refuses.
+fn assemble(ptxas: &Path, ptx: &str, arch: &str, ptx_path: &Path, cubin_path: &Path) {
+    std::fs::write(ptx_path, ptx).unwrap_or_else(|e| panic!("cannot write {}: {e}", ptx_path.display()));
+    let output = Command::new(ptxas)
+        .arg(format!("-arch={arch}"))
+        .arg(ptx_path)
+        .arg("-o")
+        .arg(cubin_path)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", ptxas.display()));
+    assert!(
+        output.status.success(),
+        "{} -arch={arch} rejected {} ({}):\nstdout:\n{}\nstderr:\n{}",
+        ptxas.display(),
+        ptx_path.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
+/// Without ptxas: a failure under CI or FLINT_REQUIRE_PTXAS, a note otherwise.
+fn no_ptxas(what: &str) {
+    if required("CI") || required("FLINT_REQUIRE_PTXAS") {
+        panic!(
+            "ptxas not found, and CI or FLINT_REQUIRE_PTXAS is set: run scripts/install-deps.sh \
+             (installs the `nvidia-cuda-nvcc` Python package) or point FLINT_PTXAS at a ptxas binary"
+        );
+    }
+    eprintln!("note: ptxas not found (FLINT_PTXAS, PATH, python3 nvidia-cuda-nvcc); skipping PTX assembly for {what}");
+}
+
 fn lower_and_assemble(chip: &str, features: &str, ptx_version: &str, ptxas_arch: &str) {
     let ptx = match gpu_module_to_ptx(VECTOR_ADD, chip, features) {
         Ok(ptx) => ptx,
@@ -77,43 +150,11 @@ fn lower_and_assemble(chip: &str, features: &str, ptx_version: &str, ptxas_arch:
     );
     assert!(ptx.contains("%tid.x") && ptx.contains("%ctaid.x"), "thread/block ids missing:\n{ptx}");
 
-    let Some(ptxas) = find_ptxas() else {
-        if required("CI") || required("FLINT_REQUIRE_PTXAS") {
-            panic!(
-                "ptxas not found, and CI or FLINT_REQUIRE_PTXAS is set: run scripts/install-deps.sh \
-                 (installs the `nvidia-cuda-nvcc` Python package) or point FLINT_PTXAS at a ptxas binary"
-            );
-        }
-        eprintln!(
-            "note: ptxas not found (FLINT_PTXAS, PATH, python3 nvidia-cuda-nvcc); skipping PTX assembly for {chip}"
-        );
-        return;
-    };
-
+    let Some(ptxas) = find_ptxas() else { return no_ptxas(chip) };
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mlir_ptx");
-    if let Err(error) = std::fs::create_dir_all(&dir) {
-        panic!("cannot create {}: {error}", dir.display());
-    }
-    let ptx_path = dir.join(format!("vadd_{chip}.ptx"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     let cubin_path = dir.join(format!("vadd_{chip}.cubin"));
-    if let Err(error) = std::fs::write(&ptx_path, &ptx) {
-        panic!("cannot write {}: {error}", ptx_path.display());
-    }
-    let output = Command::new(&ptxas)
-        .arg(format!("-arch={ptxas_arch}"))
-        .arg(&ptx_path)
-        .arg("-o")
-        .arg(&cubin_path)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", ptxas.display()));
-    assert!(
-        output.status.success(),
-        "{} -arch={ptxas_arch} rejected the PTX ({}):\nstdout:\n{}\nstderr:\n{}\nPTX:\n{ptx}",
-        ptxas.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
+    assemble(&ptxas, &ptx, ptxas_arch, &dir.join(format!("vadd_{chip}.ptx")), &cubin_path);
     let cubin_len = std::fs::metadata(&cubin_path).map(|m| m.len()).unwrap_or(0);
     assert!(cubin_len > 0, "ptxas wrote no cubin to {}", cubin_path.display());
 }

@@ -214,14 +214,18 @@ pub enum SectionKind {
     Glue,
     /// The params as a safetensors file, when compiled with `--embed-weights`.
     Weights,
+    /// The GPU kernels as PTX text for one compute capability (`major * 10 + minor`: 90 for
+    /// sm_90, 121 for sm_121), one section per capability.
+    Ptx(u32),
 }
 
 impl SectionKind {
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            SectionKind::CpuObject => "the CPU object",
-            SectionKind::Glue => "the host glue",
-            SectionKind::Weights => "the weights",
+            SectionKind::CpuObject => "the CPU object".into(),
+            SectionKind::Glue => "the host glue".into(),
+            SectionKind::Weights => "the weights".into(),
+            SectionKind::Ptx(sm) => format!("the PTX for sm_{sm}"),
         }
     }
 }
@@ -365,7 +369,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ArtifactError> {
             return Err(ArtifactError::Malformed(format!("{what} has an impossible offset")));
         };
         if end > size {
-            return Err(truncated(what, end));
+            return Err(truncated(&what, end));
         }
         let (start, end) = (start as usize, end as usize);
         if start < cursor {
@@ -373,7 +377,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ArtifactError> {
         }
         zeros(&bytes[cursor..start], "padding before a section")?;
         if crc32fast::hash(&bytes[start..end]) != s.crc32 {
-            return Err(ArtifactError::Checksum { what: what.into() });
+            return Err(ArtifactError::Checksum { what });
         }
         ranges.push(start..end);
         cursor = end;

@@ -11,6 +11,7 @@
 //! names the kernels being compiled.
 
 pub mod cpu;
+pub mod gpu;
 pub mod index;
 pub mod llvm;
 
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::ir::Graph;
 use crate::kernel::{KernelGraph, KernelId};
+pub use cpu::Device;
 
 /// What lowering reads: the optimised graph (the kernels' bodies) and the scheduled kernels.
 pub struct KernelSource<'a> {
@@ -40,13 +42,15 @@ pub enum LowerError {
     /// The compile worker ended without an answer: MLIR or LLVM aborted, crashed or hung.
     #[error("MLIR/LLVM {how} while compiling {kernels}{}", if stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
     Crashed { kernels: String, how: String, stderr: String },
+    #[error("PTX for {sm} failed in {kernels}: {message}")]
+    Ptx { sm: &'static str, kernels: String, message: String },
     #[error("linking the kernels with `cc` failed: {0}")]
     Link(String),
 }
 
 /// The kernels of a program as one MLIR module.
 #[derive(Clone, Debug)]
-pub struct CpuModule {
+pub struct KernelModule {
     /// The module: each function headed by a comment naming the kernels it serves.
     pub text: String,
     /// The function computing each kernel, by [`KernelId`]; identical kernels share one.
@@ -58,7 +62,7 @@ pub struct CpuModule {
     bodies: Vec<String>,
 }
 
-impl CpuModule {
+impl KernelModule {
     /// The module as at most `n` modules of about equal size, each with every table and a
     /// share of the functions, to compile side by side.
     pub fn split(&self, n: usize) -> Vec<String> {
@@ -75,15 +79,25 @@ impl CpuModule {
     }
 }
 
-/// Emits every kernel of `compiled`; a kernel whose code equals an earlier one's reuses
-/// that function (the layers of a transformer stack are one set of functions).
-pub fn cpu_module(compiled: &KernelSource) -> Result<CpuModule, LowerError> {
+/// Emits every kernel of `compiled` for the CPU; a kernel whose code equals an earlier one's
+/// reuses that function (the layers of a transformer stack are one set of functions).
+pub fn cpu_module(compiled: &KernelSource) -> Result<KernelModule, LowerError> {
+    kernel_module(compiled, Device::Cpu)
+}
+
+/// Emits every kernel of `compiled` as a `gpu.func` of one `gpu.module @flint`, in a module
+/// marked `gpu.container_module` (what `gpu-lower-to-nvvm-pipeline` takes).
+pub fn gpu_module(compiled: &KernelSource) -> Result<KernelModule, LowerError> {
+    kernel_module(compiled, Device::Gpu)
+}
+
+fn kernel_module(compiled: &KernelSource, device: Device) -> Result<KernelModule, LowerError> {
     let mut by_code: HashMap<String, usize> = HashMap::new();
     let mut functions: Vec<(String, Vec<String>)> = Vec::new();
     let mut tables: BTreeMap<String, String> = BTreeMap::new();
     let mut symbols = Vec::with_capacity(compiled.kernels.kernels.len());
     for (id, kernel) in compiled.kernels.iter() {
-        let code = cpu::emit(compiled.graph, id, kernel)?;
+        let code = cpu::emit(compiled.graph, id, kernel, device)?;
         tables.extend(code.tables);
         let next = functions.len();
         let f = *by_code.entry(code.function.clone()).or_insert(next);
@@ -102,6 +116,12 @@ pub fn cpu_module(compiled: &KernelSource) -> Result<CpuModule, LowerError> {
             format!("  // {}\n{named}", served.join(", "))
         })
         .collect();
-    let text = format!("module {{\n{tables}{}}}\n", bodies.concat());
-    Ok(CpuModule { text, symbols, functions: functions.len(), tables, bodies })
+    let text = match device {
+        Device::Cpu => format!("module {{\n{tables}{}}}\n", bodies.concat()),
+        Device::Gpu => format!(
+            "module attributes {{gpu.container_module}} {{\ngpu.module @flint {{\n{tables}{}}}\n}}\n",
+            bodies.concat()
+        ),
+    };
+    Ok(KernelModule { text, symbols, functions: functions.len(), tables, bodies })
 }

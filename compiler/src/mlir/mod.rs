@@ -101,7 +101,10 @@ const GPU_OBJECT_FORMAT_ASSEMBLY: u32 = 2;
 /// `features` selects the chip's minimum PTX version. The module must hold exactly one
 /// `gpu.module`; host code next to it is lowered too and discarded.
 ///
-/// Runs `gpu-lower-to-nvvm-pipeline{cubin-chip=.. cubin-features=.. cubin-format=isa}` and
+/// Runs `convert-math-to-llvm` on the `gpu.module` (math ops with an LLVM intrinsic become
+/// instructions: the NVVM pipeline alone would call libdevice's `__nv_floorf` and the like,
+/// which only a CUDA installation has, and `ptxas` then fails on an unresolved function), then
+/// `gpu-lower-to-nvvm-pipeline{cubin-chip=.. cubin-features=.. cubin-format=isa}`, and
 /// returns the text of the single assembly object of the resulting `gpu.binary`.
 ///
 /// Kernel memref arguments use MLIR's default (expanded descriptor) calling convention.
@@ -111,7 +114,8 @@ const GPU_OBJECT_FORMAT_ASSEMBLY: u32 = 2;
 pub fn gpu_module_to_ptx(mlir_text: &str, chip: &str, features: &str) -> Result<String, MlirError> {
     let features = check_target(chip, features)?;
     let pipeline = format!(
-        "builtin.module(gpu-lower-to-nvvm-pipeline{{cubin-chip={chip} cubin-features={features} cubin-format=isa}})"
+        "builtin.module(gpu.module(convert-math-to-llvm), \
+         gpu-lower-to-nvvm-pipeline{{cubin-chip={chip} cubin-features={features} cubin-format=isa}})"
     );
 
     let context = new_context();

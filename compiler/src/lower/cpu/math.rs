@@ -172,7 +172,7 @@ impl Emitter<'_> {
         );
         let r = self.fop("divf", &p, &q);
         // Tiny inputs: tanh x = x to f32 precision, and exact for ±0.
-        let ax = self.op(format!("math.absf {xs} : f32"));
+        let ax = self.math("absf", &xs, "f32");
         let tiny = self.f32c(4e-4);
         let small = self.cmp("olt", &ax, &tiny);
         Reg { name: self.select(&small, &xs, &r), ty: "f32" }
@@ -216,7 +216,7 @@ impl Emitter<'_> {
     /// `π/2 + atan(-1/x)`, then an odd polynomial; the sign restored at the end.
     pub(super) fn atan(&mut self, x: &Reg) -> Reg {
         let xs = x.name.clone();
-        let ax = self.op(format!("math.absf {xs} : f32"));
+        let ax = self.math("absf", &xs, "f32");
         let (t3, t1) = (self.f32c(2.414_213_562_373_095), self.f32c(0.414_213_562_373_095));
         let (one, zero) = (self.f32c(1.0), self.f32c(0.0));
         let far = self.cmp("ogt", &ax, &t3);
@@ -250,7 +250,7 @@ impl Emitter<'_> {
         let xs = x.name.clone();
         let two_over_pi = self.f32c(std::f64::consts::FRAC_2_PI);
         let t = self.fop("mulf", &xs, &two_over_pi);
-        let k = self.op(format!("math.roundeven {t} : f32"));
+        let k = self.math("roundeven", &t, "f32");
         let (p1, p2, p3) =
             (self.f32c(-1.570_312_5), self.f32c(-4.837_512_969_970_703e-4), self.f32c(-7.549_789_954_891_882e-8));
         let r = self.fmuladd(&k, &p1, &xs, "f32").name;
@@ -268,7 +268,7 @@ impl Emitter<'_> {
         // Quadrant q = k mod 4 (two's complement keeps it right for negative k); cosine is
         // sine one quadrant on.
         let (big, zero) = (self.f32c(1e7), self.f32c(0.0));
-        let ax = self.op(format!("math.absf {xs} : f32"));
+        let ax = self.math("absf", &xs, "f32");
         let in_range = self.cmp("olt", &ax, &big);
         let k_safe = self.select(&in_range, &k, &zero);
         let ki = self.op(format!("arith.fptosi {k_safe} : f32 to i32"));
@@ -295,5 +295,99 @@ impl Emitter<'_> {
         let bad = self.cmp("ueq", &ax, &inf);
         let nan = self.f32c(f64::NAN);
         Reg { name: self.select(&bad, &nan, &v), ty: "f32" }
+    }
+}
+
+impl Emitter<'_> {
+    /// `math.OP x` for a rounding, `absf` or `sqrt`. On the GPU it is the one PTX instruction
+    /// for it, as inline PTX: MLIR's NVVM conversion sends these ops (and their LLVM
+    /// intrinsics) to libdevice, which only a CUDA installation has.
+    pub(super) fn math(&mut self, op: &str, x: &str, ty: &str) -> String {
+        if self.device != super::Device::Gpu {
+            return self.op(format!("math.{op} {x} : {ty}"));
+        }
+        let t = if ty == "f64" { "f64" } else { "f32" };
+        let instruction = match op {
+            "absf" => format!("abs.{t}"),
+            "sqrt" => format!("sqrt.rn.{t}"),
+            "floor" => format!("cvt.rmi.{t}.{t}"),
+            "ceil" => format!("cvt.rpi.{t}.{t}"),
+            "trunc" => format!("cvt.rzi.{t}.{t}"),
+            _ => format!("cvt.rni.{t}.{t}"),
+        };
+        let constraint = if ty == "f64" { "d" } else { "f" };
+        self.op(format!(
+            "llvm.inline_asm \"{instruction} $0, $1;\", \"={constraint},{constraint}\" {x} : ({ty}) -> {ty}"
+        ))
+    }
+}
+
+/// What NVPTX has no instruction or call for: MLIR's GPU pipeline leaves `powf` and `remf`
+/// to libdevice's `__nv_powf`/`__nv_fmodf`, which only a CUDA installation has, so GPU
+/// kernels compute them here.
+impl Emitter<'_> {
+    /// C's `powf` as `e^(y·ln|x|)` with its special cases: `pow(x, ±0) = 1`, `pow(1, y) = 1`,
+    /// `pow(-1, ±inf) = 1`, a negative `x` (or `-0`) with an odd integer `y` negative, with
+    /// a non-integer `y` NaN (but `-inf`, whose powers are infinities or zeros). Accurate to
+    /// about `|y·ln|x||·1.2e-7` relative, within class T while the result is a finite f32.
+    pub(super) fn pow_by_exp_log(&mut self, x: &Reg, y: &Reg) -> Reg {
+        let (xn, yn) = (x.name.clone(), y.name.clone());
+        let ax = self.math("absf", &xn, "f32");
+        let ln = self.log(&Reg { name: ax.clone(), ty: "f32" });
+        let t = self.fop("mulf", &yn, &ln.name);
+        let mut r = self.exp(&Reg { name: t, ty: "f32" }).name;
+        let whole = self.math("trunc", &yn, "f32");
+        let integral = self.cmp("oeq", &whole, &yn);
+        let half = self.f32c(0.5);
+        let half_y = self.fop("mulf", &yn, &half);
+        let half_whole = self.math("trunc", &half_y, "f32");
+        let even = self.cmp("oeq", &half_whole, &half_y);
+        let yes = self.op("arith.constant true");
+        let not_even = self.op(format!("arith.xori {even}, {yes} : i1"));
+        let odd = self.op(format!("arith.andi {integral}, {not_even} : i1"));
+        let bits = self.op(format!("arith.bitcast {xn} : f32 to i32"));
+        let zero_i = self.op("arith.constant 0 : i32");
+        let negative = self.op(format!("arith.cmpi slt, {bits}, {zero_i} : i32"));
+        let flip = self.op(format!("arith.andi {negative}, {odd} : i1"));
+        let minus = self.op(format!("arith.negf {r} : f32"));
+        r = self.select(&flip, &minus, &r);
+        let (zero, neg_inf, nan) = (self.f32c(0.0), self.f32c(f64::NEG_INFINITY), self.f32c(f64::NAN));
+        let below = self.cmp("olt", &xn, &zero);
+        let finite_below = self.cmp("one", &xn, &neg_inf);
+        let below = self.op(format!("arith.andi {below}, {finite_below} : i1"));
+        let fractional = self.op(format!("arith.xori {integral}, {yes} : i1"));
+        let undefined = self.op(format!("arith.andi {below}, {fractional} : i1"));
+        r = self.select(&undefined, &nan, &r);
+        let (one, inf) = (self.f32c(1.0), self.f32c(f64::INFINITY));
+        let ay = self.math("absf", &yn, "f32");
+        let unit_base = self.cmp("oeq", &ax, &one);
+        let infinite_y = self.cmp("oeq", &ay, &inf);
+        let unit_to_inf = self.op(format!("arith.andi {unit_base}, {infinite_y} : i1"));
+        let base_one = self.cmp("oeq", &xn, &one);
+        let zero_power = self.cmp("oeq", &yn, &zero);
+        for cond in [unit_to_inf, base_one, zero_power] {
+            r = self.select(&cond, &one, &r);
+        }
+        Reg { name: r, ty: "f32" }
+    }
+
+    /// C's `fmodf` as `x - trunc(x/y)·y` in f64 (exact while `|x/y| < 2^24`; beyond, the
+    /// result is below `|x|·2^-24`, inside the contract's `rtol·|x|`), with `rem(x, ±inf) = x`.
+    pub(super) fn rem_by_division(&mut self, x: &Reg, y: &Reg) -> Reg {
+        let (xn, yn) = (x.name.clone(), y.name.clone());
+        let xd = self.op(format!("arith.extf {xn} : f32 to f64"));
+        let yd = self.op(format!("arith.extf {yn} : f32 to f64"));
+        let q = self.op(format!("arith.divf {xd}, {yd} : f64"));
+        let q = self.math("trunc", &q, "f64");
+        let nq = self.op(format!("arith.negf {q} : f64"));
+        let rd = self.fmuladd(&nq, &yd, &xd, "f64").name;
+        let r = self.op(format!("arith.truncf {rd} : f64 to f32"));
+        // `x + (x - x)` is `x`, or NaN for an infinite `x`.
+        let d = self.fop("subf", &xn, &xn);
+        let same = self.fop("addf", &xn, &d);
+        let ay = self.math("absf", &yn, "f32");
+        let inf = self.f32c(f64::INFINITY);
+        let infinite = self.cmp("oeq", &ay, &inf);
+        Reg { name: self.select(&infinite, &same, &r), ty: "f32" }
     }
 }

@@ -88,6 +88,7 @@ struct Scope {
 
 struct Emitter<'g> {
     graph: &'g Graph,
+    device: Device,
     id: KernelId,
     kernel: &'g Kernel,
     slots: HashMap<NodeId, usize>,
@@ -121,11 +122,23 @@ pub struct KernelCode {
 /// Where [`KernelCode::function`] holds the function's name.
 pub const FUNCTION: &str = "FUNCTION";
 
+/// What a kernel is emitted for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// A `func.func` whose loops cover `[begin, end)` of the parallel axis, for one CPU thread.
+    Cpu,
+    /// A `gpu.func` kernel: every point of the parallel axes (the ABI axis within `[begin,
+    /// end)`) is a GPU thread, found by a grid-stride loop so that any launch size is correct;
+    /// a row kernel's rows are loops inside its thread.
+    Gpu,
+}
+
 /// The MLIR of `kernel`.
-pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, LowerError> {
+pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel, device: Device) -> Result<KernelCode, LowerError> {
     let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
     let mut e = Emitter {
         graph,
+        device,
         id,
         kernel,
         slots,
@@ -142,8 +155,12 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel) -> Result<KernelCode, 
     };
     e.prologue();
     e.domain_loops()?;
+    let (func, kernel_attr, ret) = match device {
+        Device::Cpu => ("func.func", "", "return"),
+        Device::Gpu => ("gpu.func", " kernel", "gpu.return"),
+    };
     let function = format!(
-        "  func.func @{FUNCTION}(%args: !llvm.ptr, %begin: i64, %end: i64, %dims: !llvm.ptr) {{\n{}    return\n  }}\n",
+        "  {func} @{FUNCTION}(%args: !llvm.ptr, %begin: i64, %end: i64, %dims: !llvm.ptr){kernel_attr} {{\n{}    {ret}\n  }}\n",
         e.body
     );
     Ok(KernelCode { function, tables: e.tables })
@@ -365,6 +382,10 @@ impl<'g> Emitter<'g> {
             _ => Vec::new(),
         };
         let mut parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
+        if self.device == Device::Gpu {
+            parallel.retain(|&a| !domain[a].is_one());
+            return self.gpu_threads(&parallel, &rows);
+        }
         self.plan_row_cache(&rows);
         if let Some((mm, cols)) = self.panel_matmul() {
             let count = self.op(format!("arith.constant {cols} : i64"));
@@ -395,6 +416,66 @@ impl<'g> Emitter<'g> {
             }
             _ => self.one_point(&begin, &end, &mut |e| e.parallel_loops(&parallel, &rows, &point, None)),
         }
+    }
+
+    /// The GPU domain: thread `t` of a grid-stride loop over every point of the `parallel`
+    /// axes computes that point (its rows, for a row kernel). The ABI's parallel axis, when it
+    /// leads, is the outermost part of `t` and offset by `begin`; otherwise the kernel runs
+    /// only when `begin < end`, as on the CPU.
+    fn gpu_threads(&mut self, parallel: &[usize], rows: &[usize]) -> Result<(), LowerError> {
+        let domain = self.kernel.domain.clone();
+        let begin = self.op("arith.index_cast %begin : i64 to index");
+        let end = self.op("arith.index_cast %end : i64 to index");
+        let abi = parallel_axis(self.kernel).filter(|a| parallel.first() == Some(a));
+        let inner_axes: Vec<usize> = parallel.iter().copied().filter(|&a| Some(a) != abi).collect();
+        let inner_dims: Vec<Dim> = inner_axes.iter().map(|&a| domain[a].clone()).collect();
+        let inner = self.ix(&inner_dims.iter().fold(Ix::Const(1), |acc, d| Ix::prod(acc, Ix::dim(d))))?;
+        let total = match abi {
+            Some(_) => {
+                let count = self.op(format!("arith.subi {end}, {begin} : index"));
+                self.op(format!("arith.muli {count}, {inner} : index"))
+            }
+            None => {
+                let (one, zero) = (self.ix(&Ix::Const(1))?, self.ix(&Ix::Const(0))?);
+                let runs = self.op(format!("arith.cmpi ult, {begin}, {end} : index"));
+                self.op(format!("arith.select {runs}, {one}, {zero} : index"))
+            }
+        };
+        let (tid, bid) = (self.op("gpu.thread_id x"), self.op("gpu.block_id x"));
+        let (bdim, gdim) = (self.op("gpu.block_dim x"), self.op("gpu.grid_dim x"));
+        let first = self.op(format!("arith.muli {bid}, {bdim} : index"));
+        let first = self.op(format!("arith.addi {first}, {tid} : index"));
+        let stride = self.op(format!("arith.muli {gdim}, {bdim} : index"));
+        let var = format!("%i{}", self.next);
+        self.next += 1;
+        self.line(&format!("scf.for {var} = {first} to {total} step {stride} {{"));
+        self.enter(var.clone());
+        let mut point = vec![Ix::Const(0); domain.len()];
+        let rest = match abi {
+            Some(axis) => {
+                let outer = self.op(format!("arith.divui {var}, {inner} : index"));
+                let outer = self.op(format!("arith.addi {outer}, {begin} : index"));
+                point[axis] = self.bind(outer);
+                let rest = self.op(format!("arith.remui {var}, {inner} : index"));
+                self.bind(rest)
+            }
+            None => self.bind(var),
+        };
+        for (a, i) in inner_axes.iter().zip(index::delinearize(rest, &inner_dims)) {
+            point[*a] = i;
+        }
+        self.innermost(rows, &point)?;
+        self.leave();
+        self.line("}");
+        Ok(())
+    }
+
+    /// An index expression for the SSA index `name`, in the current scope.
+    fn bind(&mut self, name: String) -> Ix {
+        let ix = Ix::Var(self.next);
+        self.next += 1;
+        self.scopes.last_mut().map(|s| s.ix.insert(ix.clone(), name));
+        ix
     }
 
     /// `body` once when `begin < end`: a kernel whose range is a single point.
@@ -991,7 +1072,8 @@ impl<'g> Emitter<'g> {
     /// last row the addresses are outside the buffer, which a prefetch may touch.
     fn prefetch_next_row(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
         let domain = self.kernel.domain.clone();
-        if rows.iter().enumerate().any(|(i, &a)| a != domain.len() - rows.len() + i) {
+        let trailing = rows.iter().enumerate().all(|(i, &a)| a == domain.len() - rows.len() + i);
+        if self.device == Device::Gpu || !trailing {
             return Ok(());
         }
         let wholes: Vec<NodeId> = self
@@ -1402,20 +1484,20 @@ impl<'g> Emitter<'g> {
         let one = || 1.0;
         let r = match u {
             UnaryOp::Neg => self.reg(format!("arith.negf {} : f32", x.name), ty),
-            UnaryOp::Abs => self.reg(format!("math.absf {} : f32", x.name), ty),
+            UnaryOp::Abs => Reg { name: self.math("absf", &x.name, "f32"), ty },
             UnaryOp::Exp => self.exp(&x),
             UnaryOp::Log => self.log(&x),
-            UnaryOp::Sqrt => self.reg(format!("math.sqrt {} : f32", x.name), ty),
+            UnaryOp::Sqrt => Reg { name: self.math("sqrt", &x.name, "f32"), ty },
             UnaryOp::Tanh => self.tanh(&x),
             UnaryOp::Erf => self.erf(&x),
             UnaryOp::Sin => self.sin_cos(&x, false),
             UnaryOp::Cos => self.sin_cos(&x, true),
             UnaryOp::Atan => self.atan(&x),
-            UnaryOp::Floor => self.reg(format!("math.floor {} : f32", x.name), ty),
-            UnaryOp::Ceil => self.reg(format!("math.ceil {} : f32", x.name), ty),
-            UnaryOp::Round => self.reg(format!("math.roundeven {} : f32", x.name), ty),
+            UnaryOp::Floor => Reg { name: self.math("floor", &x.name, "f32"), ty },
+            UnaryOp::Ceil => Reg { name: self.math("ceil", &x.name, "f32"), ty },
+            UnaryOp::Round => Reg { name: self.math("roundeven", &x.name, "f32"), ty },
             UnaryOp::Rsqrt => {
-                let s = self.op(format!("math.sqrt {} : f32", x.name));
+                let s = self.math("sqrt", &x.name, "f32");
                 let one = self.immediate(DType::F32, one());
                 self.reg(format!("arith.divf {}, {s} : f32", one.name), ty)
             }
@@ -1479,6 +1561,10 @@ impl<'g> Emitter<'g> {
     fn binary(&mut self, b: BinaryOp, dtype: DType, x: Reg, y: Reg) -> Result<Reg, LowerError> {
         let ty = x.ty;
         let (a, c) = (&x.name, &y.name);
+        if is_float(dtype) && self.device == Device::Gpu && matches!(b, BinaryOp::Rem | BinaryOp::Pow) {
+            let r = if b == BinaryOp::Rem { self.rem_by_division(&x, &y) } else { self.pow_by_exp_log(&x, &y) };
+            return Ok(self.round(r, dtype));
+        }
         if is_float(dtype) {
             let op = match b {
                 BinaryOp::Add => "arith.addf",
