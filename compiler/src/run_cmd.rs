@@ -12,7 +12,7 @@ use flint_compiler::{npy, random};
 
 use crate::eval;
 use flint_runtime::artifact::{Manifest, RegionKind};
-use flint_runtime::{LoadOptions, Model, TensorRef};
+use flint_runtime::{DeviceChoice, LoadOptions, MemoryPolicy, Model, TensorRef};
 
 /// The options `run` and `bench` share with `eval`.
 #[derive(clap::Args)]
@@ -41,6 +41,50 @@ pub struct RunArgs {
     /// With a .tg or .onnx file: the CPU to compile for (`native`, `generic` or a name).
     #[arg(long, default_value = "native", value_name = "CPU")]
     pub cpu: String,
+    /// Where to run: `cpu`, `cuda` or `cuda:N` (the CUDA device of ordinal N, with the
+    /// artifact's PTX), or `auto`: the first CUDA device when the artifact has PTX and a
+    /// CUDA driver and device are present, the CPU otherwise.
+    #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda[:N]")]
+    pub device: String,
+    /// On a CUDA device: `unified` (the GPU reads and writes host memory in place: GB10,
+    /// Grace Hopper, HMM) or `discrete` (device memory, inputs and outputs copied). Default:
+    /// from the device's attributes.
+    #[arg(long, value_name = "unified|discrete")]
+    pub memory: Option<String>,
+}
+
+/// `--device`, resolved against the artifact (whether it has PTX) and the machine.
+fn device_choice(arg: &str, has_ptx: bool) -> Result<DeviceChoice, String> {
+    match arg {
+        "cpu" => Ok(DeviceChoice::Cpu),
+        "cuda" => Ok(DeviceChoice::Cuda(0)),
+        "auto" => Ok(match flint_runtime::cuda_device_count() {
+            Ok(n) if n > 0 && has_ptx => DeviceChoice::Cuda(0),
+            _ => DeviceChoice::Cpu,
+        }),
+        _ => arg
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceChoice::Cuda)
+            .ok_or_else(|| format!("error: --device {arg}: give auto, cpu, cuda or cuda:N")),
+    }
+}
+
+fn memory_policy(arg: Option<&str>) -> Result<Option<MemoryPolicy>, String> {
+    match arg {
+        None => Ok(None),
+        Some("unified") => Ok(Some(MemoryPolicy::Unified)),
+        Some("discrete") => Ok(Some(MemoryPolicy::Discrete)),
+        Some(other) => Err(format!("error: --memory {other}: give unified or discrete")),
+    }
+}
+
+/// `cpu` or `cuda:N (sm_XX PTX, POLICY memory)`, for the bench line.
+fn device_text(model: &Model) -> String {
+    match model.cuda() {
+        None => "cpu".into(),
+        Some((device, sm, policy)) => format!("cuda:{}/sm_{sm}/{}", device.ordinal(), policy.name()),
+    }
 }
 
 /// A loaded model with its inputs chosen.
@@ -93,7 +137,7 @@ pub fn bench(args: &RunArgs, iters: usize, warmup: usize, profile: bool) -> Resu
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     let m = p.model.manifest();
     println!(
-        "median_ms={} p90_ms={} min_ms={} iters={} threads={} kernels={} arena_bytes={} load_and_first_run_ms={}",
+        "median_ms={} p90_ms={} min_ms={} iters={} threads={} kernels={} arena_bytes={} load_and_first_run_ms={} device={} copied_bytes={}",
         ms(at(0.5)),
         ms(at(0.9)),
         ms(times[0]),
@@ -101,7 +145,9 @@ pub fn bench(args: &RunArgs, iters: usize, warmup: usize, profile: bool) -> Resu
         p.model.threads(),
         m.kernels.len(),
         m.arena_bytes,
-        ms(first)
+        ms(first),
+        device_text(&p.model),
+        session.copied_bytes()
     );
     if profile {
         print_profile(&mut session, &inputs, &dims, iters.max(1))?;
@@ -159,15 +205,21 @@ impl Prepared {
 /// Loads or compiles the model, binds its weights and chooses its dims and inputs as `flint
 /// eval` does.
 fn prepare(args: &RunArgs) -> Result<Prepared, String> {
-    let options = LoadOptions { threads: args.threads };
     let is_artifact = args.file.extension().is_some_and(|e| e == "tgx");
+    let memory = memory_policy(args.memory.as_deref())?;
     let mut onnx_params = None;
     // The load time counts from the artifact's bytes, not from compiling the source.
     let mut start = Instant::now();
     let mut model = if is_artifact {
+        let has_ptx = artifact_has_ptx(&args.file);
+        let options = LoadOptions { threads: args.threads, device: device_choice(&args.device, has_ptx)?, memory };
         Model::load_with(&args.file, &options).map_err(|e| format!("error: {}: {e}", args.file.display()))?
     } else {
-        let bytes = compile_in_memory(&args.file, &args.cpu)?;
+        // A source file is compiled for the GPUs too when it is to run on one.
+        let device = device_choice(&args.device, true)?;
+        let options = LoadOptions { threads: args.threads, device, memory };
+        let gpu = matches!(device, DeviceChoice::Cuda(_));
+        let bytes = compile_in_memory(&args.file, &args.cpu, gpu)?;
         if flint_compiler::onnx::is_onnx_path(&args.file) && args.weights.is_none() {
             onnx_params = Some(crate::import::load(&args.file)?.params);
         }
@@ -215,9 +267,21 @@ fn prepare(args: &RunArgs) -> Result<Prepared, String> {
 }
 
 /// The artifact of a source or ONNX file, compiled for the host.
-pub fn compile_in_memory(file: &Path, cpu: &str) -> Result<Vec<u8>, String> {
+/// Whether the artifact at `path` holds PTX (an unreadable one is the loader's to report).
+fn artifact_has_ptx(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    flint_runtime::artifact::parse(&bytes).is_ok_and(|p| {
+        p.manifest.sections.iter().any(|s| matches!(s.kind, flint_runtime::artifact::SectionKind::Ptx(_)))
+    })
+}
+
+pub fn compile_in_memory(file: &Path, cpu: &str, gpu: bool) -> Result<Vec<u8>, String> {
     let graph = crate::load(file)?;
-    let target = Target::Cpu(flint_compiler::lower::llvm::Cpu::parse(cpu));
+    let cpu = flint_compiler::lower::llvm::Cpu::parse(cpu);
+    let target = match gpu {
+        true => Target::Gpu { sms: flint_compiler::lower::gpu::SMS.to_vec(), cpu },
+        false => Target::Cpu(cpu),
+    };
     let opts = CompileOptions { target: Some(target), ..Default::default() };
     let compiled = pipeline::compile(&graph, &opts).map_err(|e| format!("error: {e}"))?;
     compiled.artifact.ok_or_else(|| "internal error: the pipeline made no artifact".into())

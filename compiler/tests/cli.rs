@@ -374,3 +374,45 @@ fn an_llvm_abort_in_the_worker_is_an_error_naming_the_kernels() {
     assert!(text.contains("kernel 7 (elementwise)"), "{text}");
     assert!(text.contains("aborted (SIGABRT, signal 6)") && text.contains("LLVM ERROR"), "{text}");
 }
+
+/// A GPU artifact (PTX for three SMs beside the CPU code) runs on the CPU, and on a CUDA
+/// device when the machine has one, agreeing with the CPU under both memory policies. Without
+/// a CUDA driver, `--device cuda` fails with a clear message and `--device auto` runs on the
+/// CPU; the GPU half then reports that it skipped.
+#[test]
+fn a_gpu_artifact_runs_on_the_cpu_and_on_cuda_when_present() {
+    let dir = scratch("gpu-artifact");
+    let artifact = dir.join("mlp.tgx");
+    let built =
+        flint(&["compile", "examples/mlp.tg", "--target", "sm_80,sm_90,sm_121", "-o", &artifact.to_string_lossy()]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let run = |device: &str, memory: Option<&str>, out: &str| {
+        let out = dir.join(out);
+        let mut args = vec!["run", artifact.to_str().unwrap_or_default(), "--device", device, "--out"];
+        let out_text = out.to_string_lossy().into_owned();
+        args.push(&out_text);
+        if let Some(m) = memory {
+            args.extend(["--memory", m]);
+        }
+        (flint(&args), out.join("probs.npy"))
+    };
+    let (cpu, cpu_probs) = run("cpu", None, "cpu");
+    assert!(cpu.status.success(), "{}", stderr(&cpu));
+    let (auto, _) = run("auto", None, "auto");
+    assert!(auto.status.success(), "{}", stderr(&auto));
+    let want = npy::read_npy(&cpu_probs).expect("probs.npy").to_f64_vec();
+    for memory in ["unified", "discrete"] {
+        let (cuda, probs) = run("cuda", Some(memory), memory);
+        if stderr(&cuda).contains("no CUDA driver") || stderr(&cuda).contains("no CUDA device") {
+            assert!(!cuda.status.success());
+            eprintln!("note: no CUDA driver or device here; the CUDA run ({memory} memory) was skipped");
+            continue;
+        }
+        assert!(cuda.status.success(), "{memory}: {}", stderr(&cuda));
+        let got = npy::read_npy(&probs).expect("probs.npy").to_f64_vec();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{memory}: cuda {g} vs cpu {w}");
+        }
+    }
+}

@@ -48,7 +48,7 @@ fn peak_rss_kb() -> u64 {
 
 fn run(args: &Args) -> Result<(), RuntimeError> {
     let start = Instant::now();
-    let mut model = Model::load_with(&args.artifact, &LoadOptions { threads: args.threads })?;
+    let mut model = Model::load_with(&args.artifact, &LoadOptions { threads: args.threads, ..Default::default() })?;
     if let Some(w) = &args.weights {
         model.bind_weights(w)?;
     }

@@ -104,7 +104,7 @@ impl CudaDevice {
         &self.context
     }
 
-    fn attribute(&self, attribute: CUdevice_attribute) -> Result<u32, RuntimeError> {
+    pub(crate) fn attribute(&self, attribute: CUdevice_attribute) -> Result<u32, RuntimeError> {
         let value = self
             .context
             .attribute(attribute)

@@ -8,13 +8,15 @@
 
 pub mod artifact;
 pub mod cpu;
+pub mod cuda;
 pub mod device;
 pub mod glue;
 mod model;
 
 pub use artifact::{ArtifactError, DType};
+pub use cuda::MemoryPolicy;
 pub use device::{cuda_device_count, CudaDevice, Device};
-pub use model::{LoadOptions, Model, Session, Tensor, TensorRef};
+pub use model::{DeviceChoice, LoadOptions, Model, Session, Tensor, TensorRef};
 
 /// Every failure the runtime reports.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use crate::artifact::{self, DType, Manifest, RegionKind, SectionKind, Storage};
 use crate::cpu::{KernelFn, Library, Threads};
+use crate::cuda::{CudaKernels, CudaSession, MemoryPolicy, Slots};
+use crate::device::CudaDevice;
 use crate::glue::{self, Check, Glue};
 use crate::RuntimeError;
 
@@ -32,6 +34,20 @@ use crate::RuntimeError;
 pub struct LoadOptions {
     /// Threads a kernel's range is split across; 0 (the default) means every core.
     pub threads: usize,
+    /// Where the kernels run.
+    pub device: DeviceChoice,
+    /// On a CUDA device: how it reaches host memory (default: from the device's attributes).
+    pub memory: Option<MemoryPolicy>,
+}
+
+/// Where a model's kernels run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The host CPU, on [`LoadOptions::threads`] threads.
+    #[default]
+    Cpu,
+    /// The CUDA device of this ordinal, with the artifact's PTX.
+    Cuda(usize),
 }
 
 /// A tensor the caller lends to a run: little-endian elements in row-major order.
@@ -141,6 +157,8 @@ pub struct Model {
     /// One entry per region; only params are ever bound.
     weights: Vec<Option<Weight>>,
     threads: Threads,
+    /// The kernels on a CUDA device, when loaded for one.
+    cuda: Option<CudaKernels>,
     // Dropped after the kernels and glue that point into them.
     _library: Library,
     bytes: Arc<ArtifactBytes>,
@@ -184,7 +202,7 @@ impl Model {
         let object = section(SectionKind::CpuObject)?;
         let clif = section(SectionKind::Glue)?;
         let embedded = parsed.section(SectionKind::Weights);
-        let manifest = parsed.manifest;
+        let manifest = parsed.manifest.clone();
         let library = Library::from_bytes(&manifest.name, &bytes.bytes()[object])?;
         let kernels = manifest
             .kernels
@@ -196,6 +214,24 @@ impl Model {
         let glue = Glue::compile(clif, run_kernel)?;
         let checks = glue::checks(&manifest);
         let weights = manifest.regions.iter().map(|_| None).collect();
+        let cuda = match options.device {
+            DeviceChoice::Cpu => None,
+            DeviceChoice::Cuda(ordinal) => {
+                let device = CudaDevice::new(ordinal)?;
+                let ptx: Vec<(u32, &str)> = manifest
+                    .sections
+                    .iter()
+                    .zip(&parsed.sections)
+                    .filter_map(|(s, range)| match s.kind {
+                        SectionKind::Ptx(sm) => {
+                            std::str::from_utf8(&bytes.bytes()[range.clone()]).ok().map(|t| (sm, t))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Some(CudaKernels::load(device, &manifest, &ptx, options.memory)?)
+            }
+        };
         let mut model = Model {
             manifest,
             kernels,
@@ -203,6 +239,7 @@ impl Model {
             checks,
             weights,
             threads: Threads::new(options.threads)?,
+            cuda,
             _library: library,
             bytes: Arc::new(bytes),
         };
@@ -221,6 +258,12 @@ impl Model {
     /// Threads a kernel may be split across.
     pub fn threads(&self) -> usize {
         self.threads.count()
+    }
+
+    /// The CUDA device the kernels run on, the SM of the PTX loaded and the memory policy;
+    /// `None` on the CPU.
+    pub fn cuda(&self) -> Option<(&CudaDevice, u32, MemoryPolicy)> {
+        self.cuda.as_ref().map(|k| (k.device(), k.ptx_sm, k.policy))
     }
 
     /// Binds every param found in a safetensors file, mapped and used in place. Tensors the
@@ -318,7 +361,7 @@ impl Model {
 
     /// A new session with its own arena.
     pub fn session(&self) -> Session<'_> {
-        Session { model: self, arena: Aligned::zeroed(self.manifest.arena_bytes as usize), profile: None }
+        Session { model: self, arena: Aligned::zeroed(self.manifest.arena_bytes as usize), profile: None, cuda: None }
     }
 
     /// The value of every symbol for a run: explicit ones, then those read off the inputs.
@@ -398,7 +441,20 @@ extern "C" fn run_kernel(ctx: *mut u8, kernel: i64, pointers: *const *mut u8, ex
         let Some(index) = usize::try_from(kernel).ok().filter(|&k| k < model.kernels.len()) else { return -1 };
         let k = &model.kernels[index];
         let start = ctx.profile.is_some().then(std::time::Instant::now);
-        if extent > 0 {
+        if let (Some((kernels, slots)), true) = (ctx.cuda, extent > 0) {
+            let count = model.manifest.kernels[index].args.len();
+            // SAFETY: the glue passes the kernel's `count` pointers (device-accessible: device
+            // buffers, managed memory, or host memory the device reads in place) and the dims.
+            let launched = unsafe {
+                let pointers = std::slice::from_raw_parts(pointers.cast::<u64>(), count);
+                let dims = std::slice::from_raw_parts(dims, model.manifest.symbols.len());
+                kernels.launch(index, pointers, dims, extent, slots.of(index))
+            };
+            if let Err(e) = launched {
+                ctx.failure = Some(e);
+                return -3;
+            }
+        } else if extent > 0 {
             // SAFETY: the glue passes the kernel's pointers, computed from the checked plan,
             // and the checked dims.
             unsafe { model.threads.run(k.function, pointers, extent as u64, dims, k.work) }
@@ -425,6 +481,8 @@ pub struct Session<'m> {
     arena: Aligned,
     /// Time spent in each kernel over the runs since profiling was turned on.
     profile: Option<Vec<std::time::Duration>>,
+    /// Device memory, on a CUDA device (made at the first run).
+    cuda: Option<CudaSession>,
 }
 
 impl Session<'_> {
@@ -437,6 +495,12 @@ impl Session<'_> {
     /// The model this session runs.
     pub fn model(&self) -> &Model {
         self.model
+    }
+
+    /// Bytes the last run copied between host and device (0 on the CPU and under the unified
+    /// memory policy).
+    pub fn copied_bytes(&self) -> u64 {
+        self.cuda.as_ref().map_or(0, |c| c.copied_bytes)
     }
 
     /// Time spent in each kernel since [`Session::start_profiling`].
@@ -499,6 +563,25 @@ impl Session<'_> {
             bases[*region] = tensor.data.as_ptr().cast_mut();
         }
         bases[m.regions.len()] = self.arena.bytes_mut().as_mut_ptr();
+        if let Some(kernels) = &model.cuda {
+            kernels
+                .device()
+                .context()
+                .bind_to_thread()
+                .map_err(|source| RuntimeError::Driver { call: "cuCtxSetCurrent", source })?;
+            if self.cuda.is_none() {
+                let bounds: Vec<u64> = m.symbols.iter().map(|s| s.bound).collect();
+                let bytes: Vec<usize> = m.regions.iter().map(|r| m.region_value(r).bytes(&bounds) as usize).collect();
+                self.cuda = Some(CudaSession::new(kernels, m, &bytes)?);
+            }
+        }
+        let discrete = model.cuda.as_ref().is_some_and(|k| k.policy == MemoryPolicy::Discrete);
+        let slots = self.cuda.as_ref().map(|c| c.slots);
+        if let Some(device) = &mut self.cuda {
+            device.copied_bytes = 0;
+            bases[m.regions.len()] = device.arena as *mut u8;
+        }
+        let mut device = self.cuda.as_mut().filter(|_| discrete);
         let output_regions: Vec<usize> = m.regions_of(RegionKind::Output).map(|(i, _)| i).collect();
         let mut sizes: Vec<usize> = Vec::new();
         let mut targets: Vec<*mut u8> = Vec::new();
@@ -517,9 +600,13 @@ impl Session<'_> {
             for (&region, &target) in output_regions.iter().zip(&targets) {
                 bases[region] = target;
             }
+            if let Some(device) = device.as_deref_mut() {
+                to_device(model, device, &dims, &given, bases)?;
+            }
             Ok(())
         };
-        let mut ctx = RunCtx { model, bind: &mut bind, failure: None, profile: self.profile.as_deref_mut() };
+        let cuda = model.cuda.as_ref().zip(slots);
+        let mut ctx = RunCtx { model, bind: &mut bind, failure: None, profile: self.profile.as_deref_mut(), cuda };
         // SAFETY: inputs are bound to memory of their checked sizes, and the arena is the
         // plan's size at the bounds; the glue checks the dims and the input shapes, then has
         // `bind` fill in the params and outputs before it runs the first kernel.
@@ -527,6 +614,22 @@ impl Session<'_> {
         let failure = ctx.failure.take();
         if status != 0 {
             return Err(failure.unwrap_or_else(|| self.status_error(status, &dims, &given)));
+        }
+        if let Some(kernels) = &model.cuda {
+            kernels.synchronize()?;
+        }
+        if let Some(device) = self.cuda.as_mut().filter(|_| discrete) {
+            // Every region and the arena are device memory: each output comes back from where
+            // its value is.
+            for ((&region, &target), &size) in output_regions.iter().zip(&targets).zip(&sizes) {
+                let source = match m.region_value(&m.regions[region]).storage {
+                    Storage::Region(r) => bases[r as usize] as u64,
+                    Storage::Arena(offset) => device.arena + offset,
+                };
+                // SAFETY: `target` is the output's buffer of `size` bytes, made or checked by `bind`.
+                device.download(unsafe { std::slice::from_raw_parts_mut(target, size) }, source)?;
+            }
+            return Ok(dims);
         }
         // An output that is an input, a param or another output was not written by a kernel.
         for ((&region, &target), &size) in output_regions.iter().zip(&targets).zip(&sizes) {
@@ -601,6 +704,8 @@ impl Session<'_> {
 /// What the glue's callback reaches through its `ctx`.
 struct RunCtx<'a> {
     model: &'a Model,
+    /// On a CUDA device: the kernels and the session's argument slots.
+    cuda: Option<(&'a CudaKernels, Slots)>,
     /// Binds params and outputs once the glue's checks have passed.
     bind: &'a mut dyn FnMut(&mut [*mut u8]) -> Result<(), RuntimeError>,
     /// Time per kernel, when the session profiles.
@@ -628,6 +733,41 @@ fn bind_params(model: &Model, dims: &[u64], bases: &mut [*mut u8]) -> Result<(),
             }
         }
         bases[region] = w.address as *mut u8;
+    }
+    Ok(())
+}
+
+/// Discrete memory: each input copied to its region's device buffer, each param's weight
+/// uploaded once per session (a symbolic-shaped one at every run), outputs pointed at their
+/// device buffers; `bases` then holds only device addresses.
+fn to_device(
+    model: &Model,
+    device: &mut CudaSession,
+    dims: &[u64],
+    given: &[(usize, TensorRef)],
+    bases: &mut [*mut u8],
+) -> Result<(), RuntimeError> {
+    let m = &model.manifest;
+    for (region, r) in m.regions.iter().enumerate() {
+        let (buffer, capacity) = device.regions[region];
+        let value = m.region_value(r);
+        match r.kind {
+            RegionKind::Input => {
+                if let Some((_, tensor)) = given.iter().find(|(g, _)| *g == region) {
+                    device.upload(buffer, &tensor.data[..tensor.data.len().min(capacity)])?;
+                }
+            }
+            RegionKind::Param if !device.uploaded[region] || value.shape.iter().any(|d| !d.syms.is_empty()) => {
+                let len = (value.bytes(dims) as usize).min(capacity);
+                // SAFETY: `bind_params` pointed the base at the bound weight, checked to hold
+                // the param's bytes at these dims.
+                let weight = unsafe { std::slice::from_raw_parts(bases[region], len) };
+                device.upload(buffer, weight)?;
+                device.uploaded[region] = true;
+            }
+            _ => {}
+        }
+        bases[region] = buffer as *mut u8;
     }
     Ok(())
 }

@@ -36,14 +36,14 @@ fn floats(n: usize, scale: f32) -> Vec<f32> {
 }
 
 fn loaded() -> Model {
-    let mut model = Model::from_bytes(small(), &LoadOptions { threads: 2 }).expect("loads");
+    let mut model = Model::from_bytes(small(), &LoadOptions { threads: 2, ..Default::default() }).expect("loads");
     model.bind_weight("w", TensorRef::f32(&[16, 4], &floats(64, 0.05))).expect("w binds");
     model.bind_weight("b", TensorRef::f32(&[4], &floats(4, 0.1))).expect("b binds");
     model
 }
 
 fn refused(bytes: &[u8]) -> Option<RuntimeError> {
-    Model::from_bytes(bytes, &LoadOptions { threads: 1 }).err()
+    Model::from_bytes(bytes, &LoadOptions { threads: 1, ..Default::default() }).err()
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn a_generic_cpu_artifact_runs_and_agrees_with_the_native_one() {
     let graph = syntax::compile_str(SOURCE).expect("the source compiles");
     let opts = CompileOptions { target: Some(Target::Cpu(Cpu::Generic)), ..Default::default() };
     let bytes = pipeline::compile(&graph, &opts).expect("the pipeline runs").artifact.expect("an artifact");
-    let mut generic = Model::from_bytes(&bytes, &LoadOptions { threads: 1 }).expect("loads");
+    let mut generic = Model::from_bytes(&bytes, &LoadOptions { threads: 1, ..Default::default() }).expect("loads");
     let ArtifactTarget::Cpu { cpu, features, .. } = &generic.manifest().target;
     assert_eq!((cpu.as_str(), features.len()), ("generic", 0));
     generic.bind_weight("w", TensorRef::f32(&[16, 4], &floats(64, 0.05))).expect("w binds");

@@ -127,8 +127,8 @@ fn compiled(case: &Case) -> Result<(), Failure> {
         e => fail(format!("compiling: {e}")),
     })?;
     let bytes = c.artifact.ok_or_else(|| fail("no artifact"))?;
-    let mut model =
-        Model::from_bytes(&bytes, &LoadOptions { threads: 1 }).map_err(|e| fail(format!("loading: {e}")))?;
+    let mut model = Model::from_bytes(&bytes, &LoadOptions { threads: 1, ..Default::default() })
+        .map_err(|e| fail(format!("loading: {e}")))?;
     for (name, t) in &case.params {
         let data = t.to_le_bytes();
         model.bind_weight(name, TensorRef::new(dtype(t.dtype), t.shape(), &data)).map_err(|e| fail(e.to_string()))?;

@@ -108,7 +108,8 @@ pub fn run_artifact(graph: &flint_compiler::ir::Graph, c: &Compiled, label: &str
     use flint_compiler::artifact::dtype as runtime_dtype;
     use flint_runtime::{LoadOptions, Model, TensorRef};
     let bytes = c.artifact.as_ref().unwrap_or_else(|| panic!("{label}: no artifact"));
-    let mut model = Model::from_bytes(bytes, &LoadOptions { threads: 2 }).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let mut model = Model::from_bytes(bytes, &LoadOptions { threads: 2, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
     let mut runs = 0;
     type Pick = fn(u64) -> u64;
     let picks: [(Pick, u64); 3] = [(|_| 1, 21), (|b| b.min(3), 22), (|b| b, 23)];

@@ -1,0 +1,281 @@
+//! Running a model's kernels through the CUDA driver.
+//!
+//! A model loaded for a CUDA device picks the artifact's PTX for the device (the highest
+//! compute capability not above the device's: PTX for sm_80 runs on sm_90 and sm_121 by the
+//! driver's JIT, PTX for sm_121 does not run on sm_90), loads it with the JIT's error log
+//! (`cuModuleLoadDataEx`), and launches each kernel from the same host glue as the CPU: the
+//! glue's callback copies the kernel's pointers and dims into a small device slot and
+//! launches the kernel's grid-stride function on the context's stream, so any grid is correct.
+//!
+//! Memory policy ([`MemoryPolicy`]): *unified* where the GPU reads host memory in place (an
+//! integrated GPU such as GB10, or a device reporting pageable memory access: Grace Hopper,
+//! HMM) — inputs, weights and outputs stay where the caller and the model put them, the arena
+//! is managed memory, and nothing is copied; *discrete* otherwise — the arena and every region
+//! live in device memory, weights are uploaded once per session and inputs and outputs copied.
+//! [`CudaSession::copied_bytes`] counts what one run moved between host and device.
+
+use std::ffi::{c_void, CString};
+
+use cudarc::driver::result;
+use cudarc::driver::sys::{self, CUdevice_attribute, CUjit_option};
+
+use crate::artifact::Manifest;
+use crate::device::CudaDevice;
+use crate::RuntimeError;
+
+/// How a CUDA model reaches host memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryPolicy {
+    /// Device memory for everything; inputs, weights and outputs copied.
+    Discrete,
+    /// Host memory read and written in place by the GPU; a managed arena.
+    Unified,
+}
+
+impl MemoryPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryPolicy::Discrete => "discrete",
+            MemoryPolicy::Unified => "unified",
+        }
+    }
+}
+
+/// Threads per block of every launch; the kernels loop over their points grid-stride.
+const BLOCK: u32 = 256;
+
+/// A model's kernels on one CUDA device.
+pub struct CudaKernels {
+    device: CudaDevice,
+    module: sys::CUmodule,
+    functions: Vec<sys::CUfunction>,
+    /// The compute capability of the PTX loaded (`major * 10 + minor`).
+    pub ptx_sm: u32,
+    pub policy: MemoryPolicy,
+    blocks: u32,
+}
+
+fn driver(call: &'static str) -> impl Fn(cudarc::driver::DriverError) -> RuntimeError {
+    move |source| RuntimeError::Driver { call, source }
+}
+
+impl CudaKernels {
+    /// Loads the PTX of `ptx` (capability, text) that suits `device`, and every kernel's
+    /// function. `policy` overrides the one the device's attributes choose.
+    pub fn load(
+        device: CudaDevice,
+        manifest: &Manifest,
+        ptx: &[(u32, &str)],
+        policy: Option<MemoryPolicy>,
+    ) -> Result<CudaKernels, RuntimeError> {
+        device.context().bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+        let (major, minor) = device.compute_capability()?;
+        let sm = major * 10 + minor;
+        let Some(&(ptx_sm, text)) = ptx.iter().filter(|(s, _)| *s <= sm).max_by_key(|(s, _)| *s) else {
+            let have: Vec<String> = ptx.iter().map(|(s, _)| format!("sm_{s}")).collect();
+            let have = if have.is_empty() {
+                "none (compile with --target sm_80, sm_90 or sm_121)".into()
+            } else {
+                have.join(", ")
+            };
+            return Err(RuntimeError::Load(format!("the artifact has no PTX this sm_{sm} device runs; it has {have}")));
+        };
+        let module = load_ptx(text)?;
+        let functions = manifest
+            .kernels
+            .iter()
+            .map(|k| {
+                let name = CString::new(k.symbol.as_str())
+                    .map_err(|_| RuntimeError::Load("a kernel name has a NUL".into()))?;
+                // SAFETY: `module` was just loaded and is unloaded only when `self` drops.
+                unsafe { result::module::get_function(module, name) }.map_err(driver("cuModuleGetFunction"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let attribute = |a| device.attribute(a);
+        let in_place =
+            device.is_integrated()? || attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS)? != 0;
+        let policy = policy.unwrap_or(if in_place { MemoryPolicy::Unified } else { MemoryPolicy::Discrete });
+        let sms = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1);
+        Ok(CudaKernels { device, module, functions, ptx_sm, policy, blocks: sms * 8 })
+    }
+
+    /// The device the kernels are loaded on.
+    pub fn device(&self) -> &CudaDevice {
+        &self.device
+    }
+
+    /// Launches kernel `index` over `[0, extent)` with `pointers` and `dims` copied into its
+    /// `slot` of device memory first (the launch reads them when it runs, after the glue's
+    /// stack frame is gone).
+    ///
+    /// # Safety
+    /// `pointers` are device-accessible addresses of the kernel's buffers, `slot` is at least
+    /// `(pointers.len() + dims.len()) * 8` bytes of device memory that no running kernel reads.
+    pub unsafe fn launch(
+        &self,
+        index: usize,
+        pointers: &[u64],
+        dims: &[i64],
+        extent: i64,
+        slot: sys::CUdeviceptr,
+    ) -> Result<(), RuntimeError> {
+        let mut words: Vec<u64> = pointers.to_vec();
+        words.extend(dims.iter().map(|&d| d as u64));
+        result::memcpy_htod_sync(slot, &words).map_err(driver("cuMemcpyHtoD"))?;
+        let (mut args, mut begin, mut end) = (slot, 0i64, extent);
+        let mut dims_at = slot + 8 * pointers.len() as u64;
+        let mut params: [*mut c_void; 4] = [
+            (&mut args as *mut u64).cast(),
+            (&mut begin as *mut i64).cast(),
+            (&mut end as *mut i64).cast(),
+            (&mut dims_at as *mut u64).cast(),
+        ];
+        result::launch_kernel(
+            self.functions[index],
+            (self.blocks, 1, 1),
+            (BLOCK, 1, 1),
+            0,
+            std::ptr::null_mut(),
+            &mut params,
+        )
+        .map_err(driver("cuLaunchKernel"))
+    }
+
+    /// Waits for every launch.
+    pub fn synchronize(&self) -> Result<(), RuntimeError> {
+        result::ctx::synchronize().map_err(driver("cuCtxSynchronize"))
+    }
+}
+
+impl Drop for CudaKernels {
+    fn drop(&mut self) {
+        // SAFETY: the module is ours, and no launch outlives the run that made it.
+        let _ = unsafe { result::module::unload(self.module) };
+    }
+}
+
+/// Loads PTX text, with the JIT's error log in the error when the driver refuses it.
+fn load_ptx(text: &str) -> Result<sys::CUmodule, RuntimeError> {
+    let image = CString::new(text).map_err(|_| RuntimeError::Load("the PTX has a NUL byte".into()))?;
+    let mut log = vec![0u8; 16 * 1024];
+    let mut options = [CUjit_option::CU_JIT_ERROR_LOG_BUFFER, CUjit_option::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES];
+    let mut values: [*mut c_void; 2] = [log.as_mut_ptr().cast(), log.len() as *mut c_void];
+    let mut module = std::ptr::null_mut();
+    // SAFETY: the image is NUL-terminated PTX; the options point at live buffers of the sizes given.
+    let status = unsafe {
+        sys::cuModuleLoadDataEx(&mut module, image.as_ptr().cast(), 2, options.as_mut_ptr(), values.as_mut_ptr())
+    };
+    if status == sys::CUresult::CUDA_SUCCESS {
+        return Ok(module);
+    }
+    let said = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(log.len())]).into_owned();
+    Err(RuntimeError::Load(format!("the CUDA driver refused the PTX ({status:?}): {}", said.trim())))
+}
+
+/// Each kernel's slot of device memory for its pointers and dims.
+#[derive(Clone, Copy, Debug)]
+pub struct Slots {
+    base: sys::CUdeviceptr,
+    bytes: u64,
+}
+
+impl Slots {
+    /// The slot of kernel `index`.
+    pub fn of(&self, index: usize) -> sys::CUdeviceptr {
+        self.base + self.bytes * index as u64
+    }
+}
+
+/// Device memory of one kernel-graph run on CUDA: the arena, each kernel's argument slot, and
+/// (discrete) a buffer per region at its size at the bounds.
+pub struct CudaSession {
+    pub arena: sys::CUdeviceptr,
+    pub slots: Slots,
+    /// Discrete only: each region's device buffer and its capacity.
+    pub regions: Vec<(sys::CUdeviceptr, usize)>,
+    /// Discrete only: whether each param's weight is on the device.
+    pub uploaded: Vec<bool>,
+    /// Bytes copied between host and device by the last run.
+    pub copied_bytes: u64,
+    allocations: Vec<sys::CUdeviceptr>,
+}
+
+impl CudaSession {
+    /// Allocates a session's memory for `manifest` on `kernels`' device; `region_bytes` are
+    /// the regions' sizes at the bounds. Never more than the device has free.
+    pub fn new(
+        kernels: &CudaKernels,
+        manifest: &Manifest,
+        region_bytes: &[usize],
+    ) -> Result<CudaSession, RuntimeError> {
+        kernels.device.context().bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+        let words = manifest.kernels.iter().map(|k| k.args.len()).max().unwrap_or(0) + manifest.symbols.len().max(1);
+        let slot_bytes = 8 * words as u64;
+        let discrete = kernels.policy == MemoryPolicy::Discrete;
+        let wanted = manifest.arena_bytes.max(1)
+            + slot_bytes * manifest.kernels.len().max(1) as u64
+            + if discrete { region_bytes.iter().map(|&b| b.max(1) as u64).sum() } else { 0 };
+        let (free, _) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
+        if wanted > free as u64 {
+            return Err(RuntimeError::Load(format!(
+                "the model needs {wanted} bytes of device memory; the device has {free} free"
+            )));
+        }
+        let mut session = CudaSession {
+            arena: 0,
+            slots: Slots { base: 0, bytes: slot_bytes },
+            regions: Vec::new(),
+            uploaded: vec![false; region_bytes.len()],
+            copied_bytes: 0,
+            allocations: Vec::new(),
+        };
+        let arena_bytes = manifest.arena_bytes.max(1) as usize;
+        // SAFETY: plain allocations, freed in `drop`.
+        unsafe {
+            session.arena = match kernels.policy {
+                MemoryPolicy::Unified => {
+                    result::malloc_managed(arena_bytes, sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL)
+                        .map_err(driver("cuMemAllocManaged"))?
+                }
+                MemoryPolicy::Discrete => result::malloc_sync(arena_bytes).map_err(driver("cuMemAlloc"))?,
+            };
+            session.allocations.push(session.arena);
+            session.slots.base = result::malloc_sync((slot_bytes as usize) * manifest.kernels.len().max(1))
+                .map_err(driver("cuMemAlloc"))?;
+            session.allocations.push(session.slots.base);
+            if discrete {
+                for &bytes in region_bytes {
+                    let buffer = result::malloc_sync(bytes.max(1)).map_err(driver("cuMemAlloc"))?;
+                    session.allocations.push(buffer);
+                    session.regions.push((buffer, bytes));
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    /// Copies `bytes` to device address `to`, counting them.
+    pub fn upload(&mut self, to: sys::CUdeviceptr, bytes: &[u8]) -> Result<(), RuntimeError> {
+        // SAFETY: `to` is a region buffer of at least `bytes.len()` bytes (checked by the caller).
+        unsafe { result::memcpy_htod_sync(to, bytes) }.map_err(driver("cuMemcpyHtoD"))?;
+        self.copied_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Copies device address `from` into `to`, counting the bytes.
+    pub fn download(&mut self, to: &mut [u8], from: sys::CUdeviceptr) -> Result<(), RuntimeError> {
+        // SAFETY: `from` holds at least `to.len()` bytes of a region or the arena.
+        unsafe { result::memcpy_dtoh_sync(to, from) }.map_err(driver("cuMemcpyDtoH"))?;
+        self.copied_bytes += to.len() as u64;
+        Ok(())
+    }
+}
+
+impl Drop for CudaSession {
+    fn drop(&mut self) {
+        for &a in &self.allocations {
+            // SAFETY: each was allocated by `new` and is freed once.
+            let _ = unsafe { result::free_sync(a) };
+        }
+    }
+}
