@@ -61,42 +61,38 @@ fn two_gpu_modules_are_ambiguous() {
     assert!(matches!(result, Err(MlirError::MultiplePtx(2))), "{result:?}");
 }
 
-/// Every example through the whole pipeline for sm_80, sm_90 and sm_121: the PTX of every
-/// kernel (one `.entry` each) is accepted by `ptxas` for the arch-specific variant of each
-/// chip (`sm_80`, `sm_90a`, `sm_121a`).
+/// Every example through the whole pipeline for sm_80, sm_90 and sm_121: the GPU module is
+/// snapshotted (`<example>@10-lower-gpu`, after MLIR verified it), and the PTX of every kernel
+/// (one `.entry` each) is accepted by `ptxas` for the arch-specific variant of each chip
+/// (`sm_80`, `sm_90a`, `sm_121a`).
 #[test]
 fn every_example_assembles_for_every_sm() {
     use flint_compiler::lower::gpu::SMS;
     use flint_compiler::lower::llvm::Cpu;
     use flint_compiler::pipeline::{compile, CompileOptions, Target};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples");
-    let mut examples: Vec<PathBuf> =
-        std::fs::read_dir(&dir).expect("examples").filter_map(|e| e.ok().map(|e| e.path())).collect();
-    examples.retain(|p| p.extension().is_some_and(|e| e == "tg"));
-    examples.sort();
     let ptxas = find_ptxas();
     let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples_ptx");
     std::fs::create_dir_all(&out).expect("scratch dir");
-    for path in &examples {
+    insta::glob!("../../ir-spec/examples", "*.tg", |path| {
         let label = path.display().to_string();
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         let graph = flint_compiler::syntax::compile_str(&std::fs::read_to_string(path).expect("readable"))
             .unwrap_or_else(|_| panic!("{label} compiles"));
-        let c = compile(&graph, &CompileOptions { target: target.clone(), ..Default::default() })
-            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let opts = CompileOptions { target: target.clone(), keep_dumps: true, verify: true, ..Default::default() };
+        let c = compile(&graph, &opts).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let (i, lowered) = c.stages.iter().enumerate().find(|(_, r)| r.name == "lower-gpu").expect("a lower-gpu stage");
+        insta::with_settings!({ prepend_module_to_snapshot => false, snapshot_suffix => "", omit_expression => true }, {
+            insta::assert_snapshot!(format!("{stem}@{:02}-lower-gpu", i + 1), lowered.dump.clone().unwrap_or_default());
+        });
         assert_eq!(c.ptx.len(), SMS.len(), "{label}");
         for (sm, ptx) in &c.ptx {
-            assert_eq!(
-                ptx.matches(".entry ").count(),
-                c.gpu.as_ref().map_or(0, |m| m.functions),
-                "{label} {}",
-                sm.name
-            );
+            assert_eq!(ptx.matches(".entry ").count(), c.gpu.as_ref().map_or(0, |m| m.functions), "{label} {}", sm.name);
             let Some(ptxas) = &ptxas else { continue };
-            let stem = format!("{}_{}", path.file_stem().unwrap_or_default().to_string_lossy(), sm.name);
-            assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{stem}.ptx")), &out.join(format!("{stem}.cubin")));
+            let name = format!("{stem}_{}", sm.name);
+            assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{name}.ptx")), &out.join(format!("{name}.cubin")));
         }
-    }
+    });
     if ptxas.is_none() {
         no_ptxas("the examples");
     }
