@@ -34,6 +34,9 @@ use crate::ir::{ArgReduceOp, OpClass, PoolKind};
 use crate::ir::{BinaryOp, CompareOp, ConstData, DType, Dim, Graph, NodeId, Op, ReduceOp, UnaryOp};
 use crate::kernel::{Kernel, KernelId, KernelKind};
 
+/// Lanes of a GPU warp: the threads that share a row of a row kernel.
+const WARP: u64 = 32;
+
 /// How many rows ahead a row kernel prefetches its inputs (two measured a little better
 /// than one for layer_norm over [4096, 1024], the same for softmax).
 const PREFETCH_ROWS: u64 = 2;
@@ -106,6 +109,13 @@ struct Emitter<'g> {
     /// Row-kernel values kept in a scratch row between a reduction's loop and the output
     /// loop ([`Emitter::plan_row_cache`]).
     row_cache: std::collections::BTreeMap<NodeId, String>,
+    /// A GPU row kernel: a warp per row, and this thread's lane (an `index` SSA name). Its
+    /// row-level float reductions are split over the lanes and combined by shuffles, and its
+    /// output loop strides by the warp, so the lanes read and write consecutive elements.
+    lane: Option<String>,
+    /// Whether a value asked for now is one per row, which every lane of the warp computes
+    /// together (a reduction at this level may be split over the lanes).
+    row_level_now: bool,
     depth: usize,
     next: usize,
     scopes: Vec<Scope>,
@@ -149,6 +159,8 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel, device: Device) -> Res
         tile: None,
         conv: None,
         row_cache: std::collections::BTreeMap::new(),
+        lane: None,
+        row_level_now: false,
         depth: 0,
         next: 0,
         scopes: vec![Scope::default()],
@@ -430,17 +442,21 @@ impl<'g> Emitter<'g> {
         let inner_axes: Vec<usize> = parallel.iter().copied().filter(|&a| Some(a) != abi).collect();
         let inner_dims: Vec<Dim> = inner_axes.iter().map(|&a| domain[a].clone()).collect();
         let inner = self.ix(&inner_dims.iter().fold(Ix::Const(1), |acc, d| Ix::prod(acc, Ix::dim(d))))?;
-        let total = match abi {
+        // A row kernel runs a warp per point: `t = point * WARP + lane`.
+        let warp = !rows.is_empty();
+        let points = match abi {
             Some(_) => {
                 let count = self.op(format!("arith.subi {end}, {begin} : index"));
                 self.op(format!("arith.muli {count}, {inner} : index"))
             }
             None => {
-                let (one, zero) = (self.ix(&Ix::Const(1))?, self.ix(&Ix::Const(0))?);
+                let zero = self.ix(&Ix::Const(0))?;
                 let runs = self.op(format!("arith.cmpi ult, {begin}, {end} : index"));
-                self.op(format!("arith.select {runs}, {one}, {zero} : index"))
+                self.op(format!("arith.select {runs}, {inner}, {zero} : index"))
             }
         };
+        let width = if warp { self.ix(&Ix::Const(WARP))? } else { String::new() };
+        let total = if warp { self.op(format!("arith.muli {points}, {width} : index")) } else { points };
         let (tid, bid) = (self.op("gpu.thread_id x"), self.op("gpu.block_id x"));
         let (bdim, gdim) = (self.op("gpu.block_dim x"), self.op("gpu.grid_dim x"));
         let first = self.op(format!("arith.muli {bid}, {bdim} : index"));
@@ -450,6 +466,13 @@ impl<'g> Emitter<'g> {
         self.next += 1;
         self.line(&format!("scf.for {var} = {first} to {total} step {stride} {{"));
         self.enter(var.clone());
+        let var = match warp {
+            true => {
+                self.lane = Some(self.op(format!("arith.remui {var}, {width} : index")));
+                self.op(format!("arith.divui {var}, {width} : index"))
+            }
+            false => var,
+        };
         let mut point = vec![Ix::Const(0); domain.len()];
         let rest = match abi {
             Some(axis) => {
@@ -1026,6 +1049,7 @@ impl<'g> Emitter<'g> {
         if !rows.is_empty() {
             self.prefetch_next_row(rows, point)?;
             let kernel = self.kernel;
+            self.row_level_now = true;
             for &n in &kernel.nodes {
                 let per_row = numel(self.shape(n)) == row;
                 if per_row
@@ -1039,6 +1063,7 @@ impl<'g> Emitter<'g> {
                     }
                 }
             }
+            self.row_level_now = false;
         }
         let outputs: Vec<NodeId> =
             self.kernel.outputs.iter().copied().filter(|&o| rows.is_empty() || numel(self.shape(o)) == full).collect();
@@ -1049,7 +1074,12 @@ impl<'g> Emitter<'g> {
         let (lo, hi) = (self.ix(&Ix::Const(0))?, self.ix(&extent)?);
         let row_dims: Vec<Dim> = rows.iter().map(|&a| domain[a].clone()).collect();
         let cached: Vec<(NodeId, String)> = self.row_cache.iter().map(|(&n, s)| (n, s.clone())).collect();
-        self.for_loop(&lo, &hi, &mut |e, var| {
+        // On the GPU the warp's lanes take every WARP-th element, side by side in memory.
+        let (lo, step) = match self.lane.clone() {
+            Some(lane) => (lane, WARP),
+            None => (lo, 1),
+        };
+        self.for_step(&lo, &hi, step, &mut |e, var| {
             let mut full_point = point.to_vec();
             for (a, i) in rows.iter().zip(index::delinearize(var.clone(), &row_dims)) {
                 full_point[*a] = i;
@@ -1656,10 +1686,65 @@ impl<'g> Emitter<'g> {
 
     // ---- loops that fold ------------------------------------------------------------
 
+    /// [`Emitter::fold`], or with `combine` (one op per carried value) split over the lanes of
+    /// a GPU warp: lane `l` folds elements `l, l + WARP, ...`, then a butterfly of `xor`
+    /// shuffles combines the lanes' values so that every lane holds the whole result. The
+    /// fold's body is then no longer row-level: a reduction inside it is not split again (its
+    /// lanes would run different trip counts).
+    fn row_fold(
+        &mut self,
+        extent: &Ix,
+        init: &[Reg],
+        combine: Option<&[&str]>,
+        step: &mut FoldStep<'_, 'g>,
+    ) -> Result<Vec<Reg>, LowerError> {
+        let (Some(combine), Some(lane)) = (combine, self.lane.clone()) else { return self.fold(extent, init, step) };
+        self.row_level_now = false;
+        let folded = self.fold_from(&lane, WARP, extent, init, step);
+        self.row_level_now = true;
+        let mut values = folded?;
+        let width = self.op(format!("arith.constant {WARP} : i32"));
+        for offset in [16, 8, 4, 2, 1] {
+            let offset = self.op(format!("arith.constant {offset} : i32"));
+            for (v, op) in values.iter_mut().zip(combine) {
+                // Shuffles move 32-bit values: a flag travels as an i32.
+                let wide = match v.ty {
+                    "i1" => self.op(format!("arith.extui {} : i1 to i32", v.name)),
+                    _ => v.name.clone(),
+                };
+                let ty = if v.ty == "i1" { "i32" } else { v.ty };
+                let other = format!("%v{}", self.next);
+                self.next += 1;
+                self.line(&format!("{other}, %ok{} = gpu.shuffle xor {wide}, {offset}, {width} : {ty}", self.next));
+                self.next += 1;
+                let other = match v.ty {
+                    "i1" => self.op(format!("arith.trunci {other} : i32 to i1")),
+                    _ => other,
+                };
+                let flags = if v.ty == "f32" { " fastmath<reassoc>" } else { "" };
+                *v = self.reg(format!("{op} {}, {other}{flags} : {}", v.name, v.ty), v.ty);
+            }
+        }
+        Ok(values)
+    }
+
     /// `scf.for` over `[0, extent)` carrying `init`; `step` gets the loop index and the
     /// carried values and returns the next ones. Returns the final values.
     fn fold(&mut self, extent: &Ix, init: &[Reg], step: &mut FoldStep<'_, 'g>) -> Result<Vec<Reg>, LowerError> {
-        let (lo, hi, one) = (self.ix(&Ix::Const(0))?, self.ix(extent)?, self.ix(&Ix::Const(1))?);
+        let zero = self.ix(&Ix::Const(0))?;
+        self.fold_from(&zero, 1, extent, init, step)
+    }
+
+    /// [`Emitter::fold`] over `lo, lo + stride, ...` below `extent`.
+    fn fold_from(
+        &mut self,
+        lo: &str,
+        stride: u64,
+        extent: &Ix,
+        init: &[Reg],
+        step: &mut FoldStep<'_, 'g>,
+    ) -> Result<Vec<Reg>, LowerError> {
+        let (hi, one) = (self.ix(extent)?, self.ix(&Ix::Const(stride))?);
         let result = format!("%v{}", self.next);
         self.next += 1;
         let var = format!("%i{}", self.next);
@@ -1788,7 +1873,9 @@ impl<'g> Emitter<'g> {
             let r = self.float_extremum(n, op, axes, keepdims, idx, &extent, init)?;
             return Ok(self.convert(r, acc_ty, dtype));
         }
-        let total = self.fold(&extent, &[init], &mut |e, i, carried| {
+        let combines = [combine];
+        let split = (float && self.lane.is_some() && self.row_level_now).then_some(combines.as_slice());
+        let total = self.row_fold(&extent, &[init], split, &mut |e, i, carried| {
             let v = e.reduced_operand(n, axes, keepdims, idx, &i)?;
             let v = e.convert(v, e.dtype(x), acc_ty);
             // Float folds may be reassociated (the spec's R(K) allows any summation order),
@@ -1827,7 +1914,9 @@ impl<'g> Emitter<'g> {
         let x = self.graph.operands(n)[0];
         let combine = if op == ReduceOp::Max { "arith.maxnumf" } else { "arith.minnumf" };
         let no_nan = self.reg("arith.constant false", "i1");
-        let folded = self.fold(extent, &[init, no_nan], &mut |e, i, carried| {
+        let combines = [combine, "arith.ori"];
+        let split = (self.lane.is_some() && self.row_level_now).then_some(combines.as_slice());
+        let folded = self.row_fold(extent, &[init, no_nan], split, &mut |e, i, carried| {
             let v = e.reduced_operand(n, axes, keepdims, idx, &i)?;
             let v = e.convert(v, e.dtype(x), DType::F32);
             // With `nnan` a NaN operand makes the accumulator poison; the flag then selects
