@@ -161,3 +161,21 @@ ort_section() {
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"
+
+# The GPU side: measured only on a machine with a GPU (scripts/gpu-prepare.sh, then
+# scripts/gpu-check.sh there); here the PTX's resource use per kernel, which needs no GPU.
+{
+    echo "# Flint GPU results"
+    echo
+    echo "Timings on a GPU come from \`scripts/gpu-check.sh\` on a machine with one (its table is"
+    echo "added below with the device named when it has run). Written by \`make bench\` on: $(lscpu | sed -n 's/^Model name: *//p' | head -1)."
+    echo
+    echo "No GPU has run these kernels yet: no device was lent to the sessions that wrote them."
+    echo
+    echo "## PTX resources (\`ptxas -v\`)"
+    echo
+    echo "Every example's kernels for each target SM, as \`flint compile --target SM --emit ptx\` writes"
+    echo "them, assembled by ptxas for sm_80, sm_90a and sm_121a (\`scripts/ptx_resources.sh\`)."
+    echo
+    FLINT=target/debug/flint ./scripts/ptx_resources.sh
+} >bench/RESULTS-gpu.md
