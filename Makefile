@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: deps build run test check-snapshots conformance bench
+.PHONY: deps build run test check-snapshots conformance bench embed
 
 deps:
 	./scripts/install-deps.sh
@@ -27,6 +27,17 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	INSTA_UPDATE=no CI=true $(CARGO) test --workspace --locked
 	$(MAKE) --no-print-directory check-snapshots
+	$(MAKE) --no-print-directory embed
+
+# The embedding examples against one artifact (the ONNX MLP with its weights inside): the Rust
+# app (flint-runtime alone) and the C app (flint.h, linked through pkg-config).
+EMBED = target/embed
+embed:
+	mkdir -p $(EMBED)
+	$(FLINT) --dim-bound batch=64 compile examples/onnx/mlp.onnx --embed-weights -o $(EMBED)/mlp.tgx
+	$(CARGO) run -q -p embed-rust -- $(EMBED)/mlp.tgx
+	$(CARGO) build -q -p flint-runtime
+	$(MAKE) --no-print-directory -C examples/embed-c run ARTIFACT=$(abspath $(EMBED)/mlp.tgx)
 
 # Pending insta snapshots mean someone ran the tests without reviewing the result.
 check-snapshots:

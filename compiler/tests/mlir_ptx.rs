@@ -87,7 +87,12 @@ fn every_example_assembles_for_every_sm() {
         });
         assert_eq!(c.ptx.len(), SMS.len(), "{label}");
         for (sm, ptx) in &c.ptx {
-            assert_eq!(ptx.matches(".entry ").count(), c.gpu.as_ref().map_or(0, |m| m.functions), "{label} {}", sm.name);
+            assert_eq!(
+                ptx.matches(".entry ").count(),
+                c.gpu.as_ref().map_or(0, |m| m.functions),
+                "{label} {}",
+                sm.name
+            );
             let Some(ptxas) = &ptxas else { continue };
             let name = format!("{stem}_{}", sm.name);
             assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{name}.ptx")), &out.join(format!("{name}.cubin")));

@@ -7,6 +7,7 @@
 //! Start at [`Model`].
 
 pub mod artifact;
+pub mod capi;
 pub mod cpu;
 pub mod cuda;
 pub mod device;

@@ -267,3 +267,160 @@ fn a_generic_cpu_artifact_runs_and_agrees_with_the_native_one() {
         assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs(), "{g} vs {w}");
     }
 }
+
+/// The C API driven the way a careless or hostile caller would: NULLs, garbage and freed
+/// handles, double frees, unknown names, bad dtypes, short buffers, runs after free. Each call
+/// comes back with its status and a message; none crashes. Then several sessions of one
+/// model run on several threads at once, and a session outlives its freed model.
+#[test]
+fn the_c_api_survives_hostile_calls() {
+    use flint_runtime::capi::*;
+    use std::ffi::{c_char, CStr, CString};
+    use FlintStatus::*;
+    let last = || unsafe { CStr::from_ptr(flint_last_error()) }.to_string_lossy().into_owned();
+    let weights = safetensors_file(&[("w", vec![16, 4], floats(64, 0.05)), ("b", vec![4], floats(4, 0.1))]);
+    let bytes = compile(SOURCE, Some(weights));
+    let dir = std::env::temp_dir().join(format!("flint-capi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = CString::new(dir.join("small.tgx").to_string_lossy().into_owned()).expect("path");
+    std::fs::write(dir.join("small.tgx"), &bytes).expect("write the artifact");
+    unsafe {
+        let mut model: *mut FlintModel = std::ptr::null_mut();
+        assert_eq!(flint_model_load(std::ptr::null(), &mut model), FLINT_ERROR_INVALID_ARGUMENT);
+        assert!(last().contains("path is NULL"), "{}", last());
+        assert_eq!(flint_model_load(path.as_ptr(), std::ptr::null_mut()), FLINT_ERROR_INVALID_ARGUMENT);
+        let missing = CString::new("/nonexistent/model.tgx").expect("path");
+        assert_eq!(flint_model_load(missing.as_ptr(), &mut model), FLINT_ERROR_LOAD);
+        assert!(last().contains("/nonexistent/model.tgx"), "{}", last());
+        assert_eq!(flint_model_load_memory(b"not an artifact".as_ptr().cast(), 15, &mut model), FLINT_ERROR_LOAD);
+        assert!(last().contains("not a Flint artifact"), "{}", last());
+        let bogus = 0x1234usize as *mut FlintModel;
+        let mut count = 0usize;
+        assert_eq!(flint_model_count(bogus, FlintKind::FLINT_INPUT as u32, &mut count), FLINT_ERROR_INVALID_HANDLE);
+        assert_eq!(flint_model_free(bogus), FLINT_ERROR_INVALID_HANDLE);
+        assert_eq!(flint_model_free(std::ptr::null_mut()), FLINT_ERROR_INVALID_HANDLE);
+
+        assert_eq!(flint_model_load(path.as_ptr(), &mut model), FLINT_OK);
+        assert_eq!(last(), "");
+        assert_eq!(flint_model_count(model, 7, &mut count), FLINT_ERROR_INVALID_ARGUMENT);
+        assert_eq!(flint_model_count(model, FlintKind::FLINT_PARAM as u32, &mut count), FLINT_OK);
+        assert_eq!(count, 2);
+        let mut info = std::mem::zeroed::<FlintTensorInfo>();
+        assert_eq!(flint_model_info(model, FlintKind::FLINT_INPUT as u32, 5, &mut info), FLINT_ERROR_INVALID_ARGUMENT);
+        assert_eq!(flint_model_info(model, FlintKind::FLINT_INPUT as u32, 0, &mut info), FLINT_OK);
+        assert_eq!(CStr::from_ptr(info.name).to_str(), Ok("x"));
+        assert_eq!(info.rank, 2);
+        let dims = std::slice::from_raw_parts(info.dims, 2);
+        assert_eq!((dims[0].size, CStr::from_ptr(dims[0].symbol).to_str(), dims[0].bound), (0, Ok("N"), 8));
+        assert_eq!((dims[1].size, dims[1].symbol.is_null(), dims[1].bound), (16, true, 16));
+
+        let mut session: *mut FlintSession = std::ptr::null_mut();
+        assert_eq!(flint_session_new(model, &mut session), FLINT_OK);
+        let weights_path = CString::new("/nonexistent.safetensors").expect("path");
+        assert_eq!(flint_model_bind_weights(model, weights_path.as_ptr()), FLINT_ERROR_INVALID_ARGUMENT);
+        assert!(last().contains("sessions"), "{}", last());
+
+        let x = floats(3 * 16, 0.1);
+        let shape = [3usize, 16];
+        let (xname, yname) = (CString::new("x").expect("name"), CString::new("y").expect("name"));
+        let input = |name: *const c_char, dtype: u32, data: *const f32, bytes: usize| FlintInput {
+            name,
+            dtype,
+            shape: shape.as_ptr(),
+            rank: 2,
+            data: data.cast(),
+            bytes,
+        };
+        let good = input(xname.as_ptr(), FlintDType::FLINT_F32 as u32, x.as_ptr(), x.len() * 4);
+        let mut y = vec![0f32; 3 * 4];
+        let mut output = FlintOutput {
+            name: yname.as_ptr(),
+            data: y.as_mut_ptr().cast(),
+            capacity: y.len() * 4,
+            bytes: 0,
+            rank: 0,
+            shape: [0; FLINT_MAX_RANK],
+        };
+        let run = |s, i: &FlintInput, o: &mut FlintOutput| flint_session_run(s, i, 1, o, 1);
+        assert_eq!(run(session, &good, &mut output), FLINT_OK, "{}", last());
+        assert_eq!((output.bytes, output.rank, &output.shape[..2]), (48, 2, &[3usize, 4][..]));
+        assert!(y.chunks(4).all(|row| (row.iter().sum::<f32>() - 1.0).abs() < 1e-5), "softmax rows: {y:?}");
+        let expected = y.clone();
+
+        let unknown = CString::new("z").expect("name");
+        assert_eq!(run(session, &input(unknown.as_ptr(), 0, x.as_ptr(), 192), &mut output), FLINT_ERROR_INPUT);
+        assert!(last().contains("`z`"), "{}", last());
+        assert_eq!(
+            run(session, &input(xname.as_ptr(), 99, x.as_ptr(), 192), &mut output),
+            FLINT_ERROR_INVALID_ARGUMENT
+        );
+        assert_eq!(run(session, &input(xname.as_ptr(), 3, x.as_ptr(), 192), &mut output), FLINT_ERROR_INPUT);
+        assert!(last().contains("dtype"), "{}", last());
+        assert_eq!(
+            run(session, &input(xname.as_ptr(), 0, std::ptr::null(), 192), &mut output),
+            FLINT_ERROR_INVALID_ARGUMENT
+        );
+        assert_eq!(run(session, &input(xname.as_ptr(), 0, x.as_ptr(), 100), &mut output), FLINT_ERROR_INPUT);
+        assert_eq!(
+            run(session, &input(std::ptr::null(), 0, x.as_ptr(), 192), &mut output),
+            FLINT_ERROR_INVALID_ARGUMENT
+        );
+        output.capacity = 8;
+        assert_eq!(run(session, &good, &mut output), FLINT_ERROR_OUTPUT);
+        assert!(last().contains("needs 48"), "{}", last());
+        output.capacity = 48;
+        let mut misnamed = FlintOutput { name: unknown.as_ptr(), ..output };
+        assert_eq!(run(session, &good, &mut misnamed), FLINT_ERROR_OUTPUT);
+        assert_eq!(flint_session_run(session, std::ptr::null(), 1, &mut output, 1), FLINT_ERROR_INVALID_ARGUMENT);
+
+        // Sessions on four threads at once, each its own.
+        let shared = model as usize;
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let x = x.clone();
+                std::thread::spawn(move || {
+                    let mut session: *mut FlintSession = std::ptr::null_mut();
+                    assert_eq!(flint_session_new(shared as *const FlintModel, &mut session), FLINT_OK);
+                    let (xname, yname) = (CString::new("x").expect("name"), CString::new("y").expect("name"));
+                    let shape = [3usize, 16];
+                    let good = FlintInput {
+                        name: xname.as_ptr(),
+                        dtype: 0,
+                        shape: shape.as_ptr(),
+                        rank: 2,
+                        data: x.as_ptr().cast(),
+                        bytes: 192,
+                    };
+                    let mut y = vec![0f32; 12];
+                    let mut out = FlintOutput {
+                        name: yname.as_ptr(),
+                        data: y.as_mut_ptr().cast(),
+                        capacity: 48,
+                        bytes: 0,
+                        rank: 0,
+                        shape: [0; FLINT_MAX_RANK],
+                    };
+                    for _ in 0..20 {
+                        assert_eq!(flint_session_run(session, &good, 1, &mut out, 1), FLINT_OK);
+                    }
+                    assert_eq!(flint_session_free(session), FLINT_OK);
+                    y
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().expect("a session thread"), expected);
+        }
+
+        // The session keeps its model alive; after its own free it is a stale handle.
+        assert_eq!(flint_model_free(model), FLINT_OK);
+        assert_eq!(flint_model_free(model), FLINT_ERROR_INVALID_HANDLE);
+        assert_eq!(flint_session_new(model, &mut session), FLINT_ERROR_INVALID_HANDLE);
+        assert_eq!(run(session, &good, &mut output), FLINT_OK, "{}", last());
+        assert_eq!(flint_session_free(session), FLINT_OK);
+        assert_eq!(flint_session_free(session), FLINT_ERROR_INVALID_HANDLE);
+        assert_eq!(run(session, &good, &mut output), FLINT_ERROR_INVALID_HANDLE);
+        assert!(last().contains("session"), "{}", last());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
