@@ -28,6 +28,7 @@ test: deps
 	INSTA_UPDATE=no CI=true $(CARGO) test --workspace --locked
 	$(MAKE) --no-print-directory check-snapshots
 	$(MAKE) --no-print-directory embed
+	./scripts/python-test.sh
 
 # The embedding examples against one artifact (the ONNX MLP with its weights inside): the Rust
 # app (flint-runtime alone) and the C app (flint.h, linked through pkg-config).

@@ -6,7 +6,7 @@ set -euo pipefail
 apt_pkgs=(
   llvm-22-dev libmlir-22-dev mlir-22-tools libpolly-22-dev
   libzstd-dev libz3-dev libxml2-dev zlib1g-dev
-  clang libclang-dev pkg-config
+  clang libclang-dev pkg-config python3-venv
 )
 
 missing=()
