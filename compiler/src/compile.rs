@@ -107,7 +107,8 @@ pub fn run(file: Option<&Path>, out: &Outputs, list: bool) -> Result<(), String>
         return Err(format!("error: --dump-after {p}: no such pass (passes: {})", names.join(", ")));
     }
     if let Some(p) = out.dump_after.filter(|p| !pipeline::stage_names(target.as_ref()).contains(p)) {
-        return Err(format!("error: --dump-after {p}: that stage generates code; give --target cpu"));
+        let target = if matches!(p, "lower-gpu" | "ptx") { "a GPU target (--target sm_90)" } else { "--target cpu" };
+        return Err(format!("error: --dump-after {p}: that stage generates code; give {target}"));
     }
     let Some(file) = file else { return Err("error: no source file given".into()) };
     let start = std::time::Instant::now();

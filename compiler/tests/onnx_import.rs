@@ -1023,3 +1023,68 @@ fn gather_nd_takes_a_symbolic_batch() {
         model(nodes, vec![value_info("x", DataType::Float, &x)], vec![value_info("y", DataType::Float, &[])], vec![]);
     check_batches(&m, &[5], 4, |_, x| x.chunks(5).map(max_of).collect());
 }
+
+/// `ScatterElements` along a static axis of data with a symbolic batch: each row's maximum,
+/// written back negated at its own argmax, at every batch; along the batch it is refused by
+/// name (negative indices wrap by that axis's size).
+#[test]
+fn scatter_elements_takes_a_symbolic_batch() {
+    let x = [D::P("batch"), D::N(5)];
+    let nodes = |axis: i64| {
+        vec![
+            node("ArgMax", "am", &["x"], &["i"], vec![int_attr("axis", 1), int_attr("keepdims", 1)]),
+            node("GatherElements", "ge", &["x", "i"], &["m"], vec![int_attr("axis", 1)]),
+            node("Neg", "neg", &["m"], &["u"], vec![]),
+            node("ScatterElements", "se", &["x", "i", "u"], &["y"], vec![int_attr("axis", axis)]),
+        ]
+    };
+    let m = model(
+        nodes(1),
+        vec![value_info("x", DataType::Float, &x)],
+        vec![value_info("y", DataType::Float, &[])],
+        vec![],
+    );
+    check_batches(&m, &[5], 4, |_, x| {
+        x.chunks(5)
+            .flat_map(|row| {
+                let top = max_of(row);
+                let at = row.iter().position(|&v| v == top).unwrap_or(0);
+                row.iter().enumerate().map(move |(j, &v)| if j == at { -top } else { v })
+            })
+            .collect()
+    });
+    let m = model(
+        nodes(0),
+        vec![value_info("x", DataType::Float, &x)],
+        vec![value_info("y", DataType::Float, &[])],
+        vec![],
+    );
+    let e = import(&m, &[("batch", 4)]).expect_err("the scattered axis is symbolic").to_string();
+    assert!(e.contains("dim 0 of `x` is `batch`"), "{e}");
+}
+
+/// `ScatterND` into rows 1 and 3 of `x: [4, batch]` (its symbolic axis is not indexed): the
+/// rows become their own doubles, at every batch.
+#[test]
+fn scatter_nd_takes_a_symbolic_trailing_axis() {
+    let mut rows = i64_tensor("rows", &[1, 3]);
+    rows.dims = vec![2, 1];
+    let nodes = vec![
+        node("Transpose", "t", &["x"], &["xt"], vec![ints("perm", &[1, 0])]),
+        node("Gather", "g", &["xt", "picks"], &["picked"], vec![int_attr("axis", 0)]),
+        node("Add", "double", &["picked", "picked"], &["u"], vec![]),
+        node("ScatterND", "s", &["xt", "rows", "u"], &["yt"], vec![]),
+        node("Transpose", "t2", &["yt"], &["y"], vec![ints("perm", &[1, 0])]),
+    ];
+    let m = model(
+        nodes,
+        vec![value_info("x", DataType::Float, &[D::P("batch"), D::N(4)])],
+        vec![value_info("y", DataType::Float, &[])],
+        vec![rows, i64_tensor("picks", &[1, 3])],
+    );
+    check_batches(&m, &[4], 4, |_, x| {
+        x.chunks(4)
+            .flat_map(|r| r.iter().enumerate().map(|(j, &v)| if j == 1 || j == 3 { 2.0 * v } else { v }))
+            .collect()
+    });
+}

@@ -8,6 +8,7 @@
 use super::build::{axis, one};
 use super::movement::{element_flat_index, static_shape, strides, wrapped_indices};
 use super::{entry, Entry, Importer, NodeCx, Value};
+use crate::ir::infer::numel;
 use crate::ir::*;
 use crate::onnx::OnnxError;
 
@@ -73,36 +74,51 @@ fn scatter_rows(
     }
 }
 
+/// Along a static axis, the data's leading axis may be symbolic (a batch), as for
+/// `GatherElements`: no stride or wrap reads its size. The indices (and updates) may have a
+/// symbolic leading axis too.
 fn scatter_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx, upd) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
-    let xs = static_shape(imp, cx, x)?;
-    let is = static_shape(imp, cx, idx)?;
-    let a = axis(cx, cx.int("axis", 0)?, xs.len())?;
+    let rank = imp.rank(x);
+    let a = axis(cx, cx.int("axis", 0)?, rank)?;
+    let lead = imp.ty(x).shape.first().cloned().ok_or_else(|| cx.invalid("the data must have rank >= 1"))?;
+    let known_from = usize::from(a != 0);
+    let mut xs = imp.known_axes(cx, x, known_from..rank)?;
+    if a != 0 {
+        // A stand-in for the leading size, which no stride or wrap reads.
+        xs.insert(0, 1);
+    }
     let flat = element_flat_index(imp, cx, idx, &xs, a)?;
-    let (total, count): (u64, u64) = (xs.iter().product(), is.iter().product());
-    let data = imp.reshape(cx, x, vec![Dim::known(total), Dim::known(1)])?;
-    let targets = imp.reshape(cx, flat, vec![Dim::known(count)])?;
-    let updates = imp.reshape(cx, upd, vec![Dim::known(count), Dim::known(1)])?;
+    let total = xs[1..].iter().fold(lead, |acc, &d| acc.mul(&Dim::known(d)));
+    let count = numel(&imp.ty(idx).shape);
+    let data = imp.reshape(cx, x, vec![total, Dim::known(1)])?;
+    let targets = imp.reshape(cx, flat, vec![count.clone()])?;
+    let updates = imp.reshape(cx, upd, vec![count, Dim::known(1)])?;
     let y = scatter_rows(imp, cx, data, targets, updates, &cx.string("reduction", "none")?)?;
     one(imp.reshape(cx, y, imp.ty(x).shape)?)
 }
 
+/// The indexed leading axes of the data must be numbers (negative indices wrap by them); its
+/// other axes, and the indices' leading axes (how many updates), may be symbolic.
 fn scatter_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx, upd) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
-    let xs = static_shape(imp, cx, x)?;
-    let is = static_shape(imp, cx, idx)?;
-    let k = *is.last().ok_or_else(|| cx.invalid("indices must have rank >= 1"))? as usize;
-    if k == 0 || k > xs.len() {
+    let (xd, id) = (imp.ty(x).shape, imp.ty(idx).shape);
+    let k = id
+        .last()
+        .and_then(Dim::as_known)
+        .ok_or_else(|| cx.invalid("indices must have rank >= 1 and a static last dim"))? as usize;
+    if k == 0 || k > xd.len() {
         return Err(cx.invalid("the last dim of indices must be in 1..=rank(data)"));
     }
-    let st = strides(&xs[..k]);
-    let lead: u64 = xs[..k].iter().product();
-    let rest: u64 = xs[k..].iter().product();
-    let count: u64 = is[..is.len() - 1].iter().product();
-    let pos_shape: Shape = is[..is.len() - 1].iter().map(|&d| Dim::known(d)).collect();
+    let xs = imp.known_axes(cx, x, 0..k)?;
+    let st = strides(&xs);
+    let lead: u64 = xs.iter().product();
+    let rest = numel(&xd[k..]);
+    let pos_shape: Shape = id[..id.len() - 1].to_vec();
+    let count = numel(&pos_shape);
     let mut flat: Option<NodeId> = None;
     for (j, &s) in st.iter().enumerate() {
-        let col = imp.slice(cx, idx, is.len() - 1, j as u64, j as u64 + 1, 1)?;
+        let col = imp.slice(cx, idx, id.len() - 1, j as u64, j as u64 + 1, 1)?;
         let col = imp.reshape(cx, col, pos_shape.clone())?;
         let col = wrapped_indices(imp, cx, col, xs[j])?;
         let term = imp.binary_scalar(cx, BinaryOp::Mul, col, s as f64)?;
@@ -112,9 +128,9 @@ fn scatter_nd(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         });
     }
     let flat = flat.ok_or_else(|| cx.invalid("no indexed axis"))?;
-    let data = imp.reshape(cx, x, vec![Dim::known(lead), Dim::known(rest)])?;
-    let targets = imp.reshape(cx, flat, vec![Dim::known(count)])?;
-    let updates = imp.reshape(cx, upd, vec![Dim::known(count), Dim::known(rest)])?;
+    let data = imp.reshape(cx, x, vec![Dim::known(lead), rest.clone()])?;
+    let targets = imp.reshape(cx, flat, vec![count.clone()])?;
+    let updates = imp.reshape(cx, upd, vec![count, rest])?;
     let y = scatter_rows(imp, cx, data, targets, updates, &cx.string("reduction", "none")?)?;
     one(imp.reshape(cx, y, imp.ty(x).shape)?)
 }
