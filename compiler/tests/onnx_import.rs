@@ -1088,3 +1088,27 @@ fn scatter_nd_takes_a_symbolic_trailing_axis() {
             .collect()
     });
 }
+
+/// `DFT` of real signals `x: [batch, 8, 1]` along their length, with a symbolic batch: each
+/// row's spectrum `[8, 2]` (re, im), at every batch.
+#[test]
+fn dft_takes_a_symbolic_batch() {
+    let m = model(
+        vec![node("DFT", "dft", &["x"], &["y"], vec![])],
+        vec![value_info("x", DataType::Float, &[D::P("batch"), D::N(8), D::N(1)])],
+        vec![value_info("y", DataType::Float, &[])],
+        vec![],
+    );
+    check_batches(&m, &[8, 1], 4, |_, x| {
+        x.chunks(8)
+            .flat_map(|row| {
+                (0..8).flat_map(move |k| {
+                    let angle = |n: usize| -2.0 * std::f64::consts::PI * (k * n) as f64 / 8.0;
+                    let re: f64 = row.iter().enumerate().map(|(n, v)| v * angle(n).cos()).sum();
+                    let im: f64 = row.iter().enumerate().map(|(n, v)| v * angle(n).sin()).sum();
+                    [re, im]
+                })
+            })
+            .collect()
+    });
+}

@@ -434,8 +434,7 @@ fn apply(imp: &mut Importer, cx: &NodeCx, x: NodeId, axis: usize, map: &AxisMap,
 /// `y_re = x_re Aᵀ - x_im Bᵀ`, `y_im = x_re Bᵀ + x_im Aᵀ`.
 fn dft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let x = imp.input(cx, 0)?;
-    let shape = super::movement::static_shape(imp, cx, x)?;
-    let r = shape.len();
+    let r = imp.rank(x);
     let raw_axis = if imp.opset >= 20 {
         if cx.has(2) {
             imp.const_scalar(cx, 2)? as i64
@@ -446,11 +445,13 @@ fn dft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
         cx.int("axis", 1)?
     };
     let a = super::build::axis(cx, raw_axis, r)?;
-    if a == r - 1 || !(shape[r - 1] == 1 || shape[r - 1] == 2) {
+    // Only the signal axis and the parts axis need sizes: a batch may be symbolic.
+    let known = if a == r - 1 { vec![0, 0] } else { imp.known_axes(cx, x, [a, r - 1])? };
+    if a == r - 1 || !(known[1] == 1 || known[1] == 2) {
         return Err(cx.invalid("the last axis holds the real (and imaginary) part; the signal axis is another"));
     }
     let (inverse, onesided) = (cx.int("inverse", 0)? != 0, cx.int("onesided", 0)? != 0);
-    let n_in = shape[a] as usize;
+    let n_in = known[0] as usize;
     let len = match cx.has(1) {
         true => imp.const_scalar(cx, 1)? as usize,
         false if inverse && onesided => 2 * (n_in - 1),
@@ -472,9 +473,9 @@ fn transform(
     inverse: bool,
     onesided: bool,
 ) -> R<NodeId> {
-    let shape = super::movement::static_shape(imp, cx, x)?;
-    let r = shape.len();
-    let n_in = shape[a] as usize;
+    let r = imp.rank(x);
+    let known = imp.known_axes(cx, x, [a, r - 1])?;
+    let (n_in, parts) = (known[0] as usize, known[1]);
     let l = len as f64;
     let tau = 2.0 * std::f64::consts::PI;
     // M[k, n] over the used inputs n < min(n_in, len) (the rest is zero padding).
@@ -519,7 +520,7 @@ fn transform(
         imp.permute(cx, s, perm.clone())
     };
     let xr = part(imp, 0)?;
-    let xi = if shape[r - 1] == 2 { Some(part(imp, 1)?) } else { None };
+    let xi = if parts == 2 { Some(part(imp, 1)?) } else { None };
     let mm = |imp: &mut Importer, v: NodeId, m: NodeId| super::nn::matmul_nd(imp, cx, v, m);
     let mut yr = mm(imp, xr, at)?;
     let mut yi = mm(imp, xr, bt)?;
@@ -549,8 +550,13 @@ fn transform(
 /// window, and their DFT of length `W` along the frame axis (one-sided by default).
 fn stft(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let x = imp.input(cx, 0)?;
-    let shape = super::movement::static_shape(imp, cx, x)?;
-    if shape.len() != 3 || !(shape[2] == 1 || shape[2] == 2) {
+    if imp.rank(x) != 3 {
+        return Err(cx.invalid("the signal must be [batch, length, 1 or 2]"));
+    }
+    // The batch may be symbolic; the length and the parts must be numbers.
+    let mut shape = imp.known_axes(cx, x, [1, 2])?;
+    shape.insert(0, 0);
+    if !(shape[2] == 1 || shape[2] == 2) {
         return Err(cx.invalid("the signal must be [batch, length, 1 or 2]"));
     }
     let step = imp.const_scalar(cx, 1)? as i64;
