@@ -65,6 +65,8 @@ struct KChunk {
 /// What every block of a convolution row shares (see `Emitter::conv_block`).
 struct ConvBlock {
     conv: NodeId,
+    /// The input row's width.
+    in_w: u64,
     x: Strided,
     spill: String,
     window: Window,
@@ -628,6 +630,47 @@ impl<'g> Emitter<'g> {
         Ok(self.op(format!("vector.shuffle {low}, {high} [{}] : {VEC}, {VEC}", even.join(", "))))
     }
 
+    /// Input columns `start·step + offset + l·step` (`l` < 16; `offset` may be negative) of a
+    /// row of `view`, loaded under a mask of those inside `[0, width)` (zeros elsewhere): for
+    /// stride 2, 32 contiguous columns under their mask and the even lanes of them.
+    fn masked_row(
+        &mut self,
+        view: &Strided,
+        lead: [Ix; 3],
+        start: &Ix,
+        offset: i64,
+        step: u64,
+        width: u64,
+    ) -> Result<String, LowerError> {
+        let [n, c, y] = lead;
+        let row = self.view_address(view, &[n, c, y, Ix::Const(0)])?;
+        let first = self.ix(&Ix::prod(start.clone(), Ix::Const(step)))?;
+        let first = self.op(format!("arith.index_cast {first} : index to i64"));
+        let shift = self.op(format!("arith.constant {offset} : i64"));
+        let first = self.op(format!("arith.addi {first}, {shift} : i64"));
+        let span = LANES * step;
+        let (iv, fv) = (format!("vector<{span}xi64>"), format!("vector<{span}xf32>"));
+        let iota: Vec<String> = (0..span).map(|l| l.to_string()).collect();
+        let iota = self.op(format!("arith.constant dense<[{}]> : {iv}", iota.join(", ")));
+        let base = self.op(format!("vector.broadcast {first} : i64 to {iv}"));
+        let columns = self.op(format!("arith.addi {base}, {iota} : {iv}"));
+        let zero = self.op(format!("arith.constant dense<0> : {iv}"));
+        let end = self.op(format!("arith.constant dense<{width}> : {iv}"));
+        let after = self.op(format!("arith.cmpi sge, {columns}, {zero} : {iv}"));
+        let before = self.op(format!("arith.cmpi slt, {columns}, {end} : {iv}"));
+        let mask = self.op(format!("arith.andi {after}, {before} : vector<{span}xi1>"));
+        let ptr = self.op(format!("llvm.getelementptr {row}[{first}] : (!llvm.ptr, i64) -> !llvm.ptr, f32"));
+        let zeros = self.op(format!("arith.constant dense<0.0> : {fv}"));
+        let loaded = self.op(format!(
+            "llvm.intr.masked.load {ptr}, {mask}, {zeros} {{alignment = 4 : i32}} : (!llvm.ptr, vector<{span}xi1>, {fv}) -> {fv}"
+        ));
+        if step == 1 {
+            return Ok(loaded);
+        }
+        let even: Vec<String> = (0..LANES).map(|l| (step * l).to_string()).collect();
+        Ok(self.op(format!("vector.shuffle {loaded}, {loaded} [{}] : {fv}, {fv}", even.join(", "))))
+    }
+
     /// What runs at a point of the parallel loops: a convolution's row of output columns,
     /// or the row level.
     fn innermost(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
@@ -650,14 +693,13 @@ impl<'g> Emitter<'g> {
         let x = self.strided(ops[0]).filter(|x| x.unit_along(3))?;
         let statics =
             [self.shape(ops[0]), self.shape(ops[1])].iter().all(|s| s[2..].iter().all(|d| d.as_known().is_some()));
-        let wide = self.shape(conv)[3].as_known().is_some_and(|w| w >= LANES);
-        let fits = matches!(stride[1], 1 | 2) && statics && wide && self.shape(conv) == self.kernel.domain.as_slice();
+        let fits = matches!(stride[1], 1 | 2) && statics && self.shape(conv) == self.kernel.domain.as_slice();
         (fits && ops.iter().all(|&o| self.dtype(o) == DType::F32)).then_some((conv, x))
     }
 
-    /// One row of a convolution's output (`point` fixes batch, channel and row): the columns
-    /// whose windows lie inside the input's width [`LANES`] at a time ([`Emitter::conv_block`]),
-    /// the columns near the edges one by one through the scalar path.
+    /// One row of a convolution's output (`point` fixes batch, channel and row), [`LANES`]
+    /// columns at a time ([`Emitter::conv_block`]): the columns whose windows lie inside the
+    /// input row in plain blocks, the edges in masked ones.
     fn conv_row(&mut self, point: &[Ix], conv: NodeId, xv: &Strided, spill: &str) -> Result<(), LowerError> {
         let Op::Conv2d { stride, padding, dilation, groups } = self.graph.op(conv).clone() else {
             return Err(self.unsupported("a conv row without a conv"));
@@ -670,37 +712,46 @@ impl<'g> Emitter<'g> {
         // Output column j reads input columns j·step - left through j·step + reach - left: the
         // columns [lo, hi) read inside the row. They run in blocks of 16 from lo, the last
         // block ending at hi (overlapping the one before it: its columns are stored twice,
-        // with the same values); the columns outside run one by one.
+        // with the same values); a masked block covers each edge.
         let lo = left.div_ceil(step).min(out_w);
         let hi = ((in_w + left).saturating_sub(reach + 1) / step + 1).min(out_w).max(lo);
-        let scalar = |e: &mut Self, from: u64, to: u64| -> Result<(), LowerError> {
-            let (from, to) = (e.ix(&Ix::Const(from))?, e.ix(&Ix::Const(to))?);
-            let mut inner = point.to_vec();
-            e.for_loop(&from, &to, &mut |e, j| {
-                inner[3] = j;
-                e.row_level(&[], &inner)
+        let window = Window { stride, padding, dilation };
+        let cx = ConvBlock { conv, x: xv.clone(), spill: spill.to_string(), window, groups, kh, kw, in_w };
+        let blocks = |e: &mut Self, from: u64, count: u64, masked: bool| -> Result<(), LowerError> {
+            let (zero, blocks) = (e.ix(&Ix::Const(0))?, e.ix(&Ix::Const(count))?);
+            let lanes = masked.then_some(LANES);
+            e.for_loop(&zero, &blocks, &mut |e, b| {
+                e.conv_block(point, &cx, Ix::sum(Ix::Const(from), Ix::prod(b, Ix::Const(LANES))), lanes)
             })
         };
-        if hi - lo < LANES || in_w + left < reach + 1 {
-            return scalar(self, 0, out_w);
+        // A row with few columns inside the input, or wide edges, runs in masked blocks from
+        // its start: lanes reading outside the input row load the padding's zeros.
+        if hi - lo < LANES || lo > LANES || out_w - hi > LANES {
+            blocks(self, 0, out_w / LANES, true)?;
+            return match (out_w % LANES, out_w >= LANES) {
+                (0, _) => Ok(()),
+                (_, true) => self.conv_block(point, &cx, Ix::Const(out_w - LANES), Some(LANES)),
+                (rest, false) => self.conv_block(point, &cx, Ix::Const(0), Some(rest)),
+            };
         }
-        scalar(self, 0, lo)?;
-        let full = (hi - lo) / LANES;
-        let (zero, blocks) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(full))?);
-        let window = Window { stride, padding, dilation };
-        let cx = ConvBlock { conv, x: xv.clone(), spill: spill.to_string(), window, groups, kh, kw };
-        self.for_loop(&zero, &blocks, &mut |e, b| {
-            e.conv_block(point, &cx, Ix::sum(Ix::Const(lo), Ix::prod(b, Ix::Const(LANES))))
-        })?;
+        if lo > 0 {
+            self.conv_block(point, &cx, Ix::Const(0), Some(LANES))?;
+        }
+        blocks(self, lo, (hi - lo) / LANES, false)?;
         if (hi - lo) % LANES != 0 {
-            self.conv_block(point, &cx, Ix::Const(hi - LANES))?;
+            self.conv_block(point, &cx, Ix::Const(hi - LANES), None)?;
         }
-        scalar(self, hi, out_w)
+        if hi < out_w {
+            self.conv_block(point, &cx, Ix::Const(out_w - LANES), Some(LANES))?;
+        }
+        Ok(())
     }
 
-    /// Output columns `start..start + 16` of a convolution row whose windows lie inside the
-    /// input row: one vector accumulator over channels and taps, spilled for the epilogue.
-    fn conv_block(&mut self, point: &[Ix], cx: &ConvBlock, start: Ix) -> Result<(), LowerError> {
+    /// Output columns `start..start + 16` of a convolution row: one vector accumulator over
+    /// channels and taps, spilled for the epilogue. Unmasked, every window lies inside the
+    /// input row; `masked` (the lanes to store) loads each tap's inputs under a mask of the
+    /// columns inside the row, zeros elsewhere.
+    fn conv_block(&mut self, point: &[Ix], cx: &ConvBlock, start: Ix, masked: Option<u64>) -> Result<(), LowerError> {
         let ops = self.graph.operands(cx.conv).to_vec();
         let (xs, ws) = (self.shape(ops[0]).to_vec(), self.shape(ops[1]).to_vec());
         let (step, left, dilation) = (cx.window.stride[1], cx.window.padding[1], cx.window.dilation[1]);
@@ -722,9 +773,18 @@ impl<'g> Emitter<'g> {
                     &mut |e| {
                         let mut a = before.clone();
                         for q in 0..cx.kw {
-                            let column = Ix::diff(Ix::sum(input0.clone(), Ix::Const(q * dilation)), Ix::Const(left));
-                            let xs =
-                                e.strided_row(&cx.x, [point[0].clone(), channel.clone(), y.clone()], column, step)?;
+                            let lead = [point[0].clone(), channel.clone(), y.clone()];
+                            let xs = match masked {
+                                Some(_) => {
+                                    let offset = (q * dilation) as i64 - left as i64;
+                                    e.masked_row(&cx.x, lead, &start, offset, step, cx.in_w)?
+                                }
+                                None => {
+                                    let column =
+                                        Ix::diff(Ix::sum(input0.clone(), Ix::Const(q * dilation)), Ix::Const(left));
+                                    e.strided_row(&cx.x, lead, column, step)?
+                                }
+                            };
                             let w = e.value(ops[1], &[point[1].clone(), c.clone(), Ix::Const(p), Ix::Const(q)])?;
                             let wv = e.splat(&w.name);
                             a = e.fmuladd(&xs, &wv, &a.name, VEC);
@@ -744,7 +804,7 @@ impl<'g> Emitter<'g> {
         }
         let p0 = e_ptr(self, &cx.spill, &Ix::Const(0))?;
         self.line(&format!("llvm.store {}, {p0} {{alignment = 4 : i64}} : {VEC}, !llvm.ptr", acc.name));
-        let (zero_i, lanes) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(LANES))?);
+        let (zero_i, lanes) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(masked.unwrap_or(LANES)))?);
         self.for_loop(&zero_i, &lanes, &mut |e, l| {
             let mut at = point.to_vec();
             at[3] = Ix::sum(start.clone(), l.clone());
