@@ -101,10 +101,11 @@ ort_section() {
     echo "  \`c_attn\`, 83% of a layer) scale 1.8x, because the threads split a matmul by rows and so each"
     echo "  packs every chunk of b for itself (twice the packing and twice b's traffic); attention is a"
     echo "  few percent."
-    echo "- MobileNet-V2: at this model's small images (32x32 down to 2x2) most convolution rows are"
-    echo "  narrower than one 16-lane block, so they take the scalar path (the stride-2 depthwise conv"
-    echo "  at 16x16 is the slowest kernel after the last 1x1 conv, a matmul with 4 columns that no"
-    echo "  register tile takes)."
+    echo "- MobileNet-V2: at this model's small images (32x32 down to 2x2) the convolution rows run in"
+    echo "  masked 16-lane blocks; the slowest kernel is now the last 1x1 conv, a matmul with 4 columns"
+    echo "  that no register tile takes (a fifth of a run at batch 1), and no kernel is big enough to be"
+    echo "  worth waking a second thread (hence no gain from two: a pool that spins between kernels"
+    echo "  would let small kernels split)."
 }
 
 {
