@@ -373,13 +373,9 @@ impl<'g> Emitter<'g> {
     }
 
     fn enter(&mut self, var: String) -> Ix {
-        let ix = Ix::Var(self.next);
-        self.next += 1;
         self.depth += 1;
-        let mut scope = Scope::default();
-        scope.ix.insert(ix.clone(), var);
-        self.scopes.push(scope);
-        ix
+        self.scopes.push(Scope::default());
+        self.bind(var)
     }
 
     fn leave(&mut self) {

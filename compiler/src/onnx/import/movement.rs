@@ -434,17 +434,24 @@ pub(super) fn element_flat_index(imp: &mut Importer, cx: &NodeCx, idx: NodeId, x
 /// `out[p]` is `sum_d p_d * stride_d` with `p_axis` replaced by `indices[p]`. The leading
 /// axis may be symbolic (a batch) unless it is the gathered one: no stride depends on its
 /// size, and its positions come from an iota.
+/// The sizes of the `*Elements` ops' data `x` along `axis`: every axis must be a number but a
+/// leading one that `axis` is not (a batch; no stride or wrap reads it), which comes back as
+/// the first result, with 1 standing in for it in the second.
+pub(super) fn element_axes(imp: &Importer, cx: &NodeCx, x: NodeId, axis: usize) -> R<(Dim, Vec<u64>)> {
+    let lead = imp.ty(x).shape.first().cloned().ok_or_else(|| cx.invalid("the data must have rank >= 1"))?;
+    let known_from = usize::from(axis != 0);
+    let mut xs = imp.known_axes(cx, x, known_from..imp.rank(x))?;
+    if axis != 0 {
+        xs.insert(0, 1);
+    }
+    Ok((lead, xs))
+}
+
 fn gather_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx) = (imp.input(cx, 0)?, imp.input(cx, 1)?);
     let rank = imp.rank(x);
     let a = axis(cx, cx.int("axis", 0)?, rank)?;
-    let lead = imp.ty(x).shape.first().cloned().ok_or_else(|| cx.invalid("the data must have rank >= 1"))?;
-    let known_from = usize::from(a != 0);
-    let mut xs = imp.known_axes(cx, x, known_from..rank)?;
-    if a != 0 {
-        // A stand-in for the leading size, which no stride or wrap reads.
-        xs.insert(0, 1);
-    }
+    let (lead, xs) = element_axes(imp, cx, x, a)?;
     let flat = element_flat_index(imp, cx, idx, &xs, a)?;
     let total = xs[1..].iter().fold(lead, |acc, &d| acc.mul(&Dim::known(d)));
     let data = imp.reshape(cx, x, vec![total])?;

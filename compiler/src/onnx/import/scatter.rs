@@ -6,7 +6,7 @@
 //! index updates models make (KV caches, embeddings) at moderate sizes.
 
 use super::build::{axis, one};
-use super::movement::{element_flat_index, static_shape, strides, wrapped_indices};
+use super::movement::{element_axes, element_flat_index, static_shape, strides, wrapped_indices};
 use super::{entry, Entry, Importer, NodeCx, Value};
 use crate::ir::infer::numel;
 use crate::ir::*;
@@ -81,13 +81,7 @@ fn scatter_elements(imp: &mut Importer, cx: &NodeCx) -> R<Vec<Value>> {
     let (x, idx, upd) = (imp.input(cx, 0)?, imp.input(cx, 1)?, imp.input(cx, 2)?);
     let rank = imp.rank(x);
     let a = axis(cx, cx.int("axis", 0)?, rank)?;
-    let lead = imp.ty(x).shape.first().cloned().ok_or_else(|| cx.invalid("the data must have rank >= 1"))?;
-    let known_from = usize::from(a != 0);
-    let mut xs = imp.known_axes(cx, x, known_from..rank)?;
-    if a != 0 {
-        // A stand-in for the leading size, which no stride or wrap reads.
-        xs.insert(0, 1);
-    }
+    let (lead, xs) = element_axes(imp, cx, x, a)?;
     let flat = element_flat_index(imp, cx, idx, &xs, a)?;
     let total = xs[1..].iter().fold(lead, |acc, &d| acc.mul(&Dim::known(d)));
     let count = numel(&imp.ty(idx).shape);
