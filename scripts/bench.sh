@@ -58,8 +58,11 @@ cpu_section() {
     echo "  [4096, 1024] took a copy's time plus its arithmetic's: 1.7 ms, 1.45 with it). The max folds"
     echo "  with a NaN-free \`maxnum\` beside a NaN flag (the NaN-propagating \`maximumf\` was five dependent"
     echo "  instructions a vector) and \`exp\` scales by one power of two built from the rounding sum's low"
-    echo "  bits (18 vector instructions; was 24): 2.0 -> 1.45 ms in all on a quiet run. In cache (64 rows)"
-    echo "  the softmax is 20 us against 4 us for \`x * 2\`: the exp is what remains."
+    echo "  bits (18 vector instructions; was 24): 2.0 -> 1.45 ms in all on a quiet run. What remains is"
+    echo "  arithmetic that memory does not hide: with the rows in cache ([64, 1024], \`flint bench --threads"
+    echo "  1\`) softmax takes 15.7 us and layer_norm 10.6 us (\`x * 2\`: 4 us), i.e. 1.0 and 0.68 ms for 4096"
+    echo "  rows, beside the 0.59 ms a copy of the 32 MB takes at 57 GB/s: when memcpy runs that fast,"
+    echo "  layer_norm's arithmetic plus its traffic (1.27 ms) is past the 1.18 ms that 0.5x allows."
     echo
     echo "Compile time, source to shared object (\`flint compile FILE --target cpu -o OUT.so\`, dev build):"
     echo

@@ -54,29 +54,20 @@ pub struct RunArgs {
 }
 
 /// `--device`, resolved against the artifact (whether it has PTX) and the machine.
-fn device_choice(arg: &str, has_ptx: bool) -> Result<DeviceChoice, String> {
+/// `has_ptx` is asked only for `auto` on a machine with a CUDA device.
+fn device_choice(arg: &str, has_ptx: impl FnOnce() -> bool) -> Result<DeviceChoice, String> {
     match arg {
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda(0)),
         "auto" => Ok(match flint_runtime::cuda_device_count() {
-            Ok(n) if n > 0 && has_ptx => DeviceChoice::Cuda(0),
+            Ok(n) if n > 0 && has_ptx() => DeviceChoice::Cuda(0),
             _ => DeviceChoice::Cpu,
         }),
-        _ => arg
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(DeviceChoice::Cuda)
-            .ok_or_else(|| format!("error: --device {arg}: give auto, cpu, cuda or cuda:N")),
+        _ => DeviceChoice::parse(arg).ok_or_else(|| format!("error: --device {arg}: give auto, cpu, cuda or cuda:N")),
     }
 }
 
 fn memory_policy(arg: Option<&str>) -> Result<Option<MemoryPolicy>, String> {
-    match arg {
-        None => Ok(None),
-        Some("unified") => Ok(Some(MemoryPolicy::Unified)),
-        Some("discrete") => Ok(Some(MemoryPolicy::Discrete)),
-        Some(other) => Err(format!("error: --memory {other}: give unified or discrete")),
-    }
+    arg.map(|a| MemoryPolicy::parse(a).ok_or_else(|| format!("error: --memory {a}: give unified or discrete")))
+        .transpose()
 }
 
 /// `cpu` or `cuda:N (sm_XX PTX, POLICY memory)`, for the bench line.
@@ -211,12 +202,12 @@ fn prepare(args: &RunArgs) -> Result<Prepared, String> {
     // The load time counts from the artifact's bytes, not from compiling the source.
     let mut start = Instant::now();
     let mut model = if is_artifact {
-        let has_ptx = artifact_has_ptx(&args.file);
-        let options = LoadOptions { threads: args.threads, device: device_choice(&args.device, has_ptx)?, memory };
+        let device = device_choice(&args.device, || artifact_has_ptx(&args.file))?;
+        let options = LoadOptions { threads: args.threads, device, memory };
         Model::load_with(&args.file, &options).map_err(|e| format!("error: {}: {e}", args.file.display()))?
     } else {
         // A source file is compiled for the GPUs too when it is to run on one.
-        let device = device_choice(&args.device, true)?;
+        let device = device_choice(&args.device, || true)?;
         let options = LoadOptions { threads: args.threads, device, memory };
         let gpu = matches!(device, DeviceChoice::Cuda(_));
         let bytes = compile_in_memory(&args.file, &args.cpu, gpu)?;

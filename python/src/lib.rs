@@ -18,7 +18,7 @@ use flint_compiler::lower::gpu::Sm;
 use flint_compiler::lower::llvm::Cpu;
 use flint_compiler::onnx::{self, ImportOptions};
 use flint_compiler::pipeline::{self, CompileOptions, Target};
-use flint_runtime::artifact::{DType, RegionKind};
+use flint_runtime::artifact::DType;
 use flint_runtime::{DeviceChoice, LoadOptions, TensorRef};
 
 create_exception!(_native, FlintError, PyException, "An error from the Flint compiler or runtime.");
@@ -46,27 +46,12 @@ struct Session {
     _model: Arc<flint_runtime::Model>,
 }
 
-fn dtype_name(d: DType) -> &'static str {
-    d.name()
-}
-
 fn parse_dtype(name: &str) -> PyResult<DType> {
-    [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::Bool]
-        .into_iter()
-        .find(|d| d.name() == name)
-        .ok_or_else(|| error(format!("unknown dtype `{name}`")))
+    DType::parse(name).ok_or_else(|| error(format!("unknown dtype `{name}`")))
 }
 
 fn device(name: &str) -> PyResult<DeviceChoice> {
-    match name {
-        "cpu" => Ok(DeviceChoice::Cpu),
-        "cuda" => Ok(DeviceChoice::Cuda(0)),
-        _ => name
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(DeviceChoice::Cuda)
-            .ok_or_else(|| error(format!("device `{name}`: give cpu, cuda or cuda:N"))),
-    }
+    DeviceChoice::parse(name).ok_or_else(|| error(format!("device `{name}`: give cpu, cuda or cuda:N")))
 }
 
 #[pymethods]
@@ -75,11 +60,6 @@ impl Model {
     /// ints, or strings such as `"N"` for symbolic axes.
     fn signature<'py>(&self, py: Python<'py>) -> PyResult<Vec<Entry>> {
         let m = self.inner.manifest();
-        let kind = |k: RegionKind| match k {
-            RegionKind::Input => "input",
-            RegionKind::Param => "param",
-            RegionKind::Output => "output",
-        };
         m.regions
             .iter()
             .map(|r| {
@@ -95,7 +75,7 @@ impl Model {
                         })
                     })
                     .collect::<PyResult<Vec<_>>>()?;
-                Ok((kind(r.kind).to_string(), r.name.clone(), dtype_name(value.dtype).to_string(), shape))
+                Ok((r.kind.name().to_string(), r.name.clone(), value.dtype.name().to_string(), shape))
             })
             .collect()
     }
@@ -143,7 +123,7 @@ impl Session {
         let outputs = self.session.run_with_dims(&refs, &dims).map_err(error)?;
         Ok(outputs
             .into_iter()
-            .map(|(name, t)| (name, dtype_name(t.dtype).to_string(), t.shape, PyArray1::from_vec(py, t.data)))
+            .map(|(name, t)| (name, t.dtype.name().to_string(), t.shape, PyArray1::from_vec(py, t.data)))
             .collect())
     }
 

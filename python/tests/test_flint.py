@@ -85,8 +85,12 @@ def test_errors_are_exceptions_with_the_runtime_message(mlp, tmp_path):
         flint.load(str(bad))
     with pytest.raises(flint.FlintError, match="1:"):
         flint.compile("graph g(x: f32[4]) -> (y: f32[4]) { y = nope(x) }")
-    with pytest.raises(flint.FlintError, match="no CUDA driver|CUDA"):
+    # Without a CUDA driver or device, asking for one is an error that says so; with one, the
+    # model loads there.
+    try:
         flint.compile(SMALL, device="cuda")
+    except flint.FlintError as e:
+        assert "CUDA" in str(e), str(e)
 
 
 def test_sessions_run_on_threads(mlp):

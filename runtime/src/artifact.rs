@@ -42,6 +42,14 @@ pub enum DType {
 }
 
 impl DType {
+    /// Every dtype, in the order of the C API's `FlintDType` codes.
+    pub const ALL: [DType; 6] = [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::Bool];
+
+    /// The dtype the spec names `name` (`f32`, `bf16`, ...).
+    pub fn parse(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     pub fn size_bytes(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,

@@ -250,7 +250,7 @@ fn c_dtype(d: DType) -> FlintDType {
 }
 
 fn rust_dtype(d: u32) -> Option<DType> {
-    [DType::F32, DType::F16, DType::BF16, DType::I32, DType::I64, DType::Bool].get(d as usize).copied()
+    DType::ALL.get(d as usize).copied()
 }
 
 /// A `FlintKind` passed as an integer, checked.

@@ -33,6 +33,11 @@ pub enum MemoryPolicy {
 }
 
 impl MemoryPolicy {
+    /// `discrete` or `unified`.
+    pub fn parse(name: &str) -> Option<MemoryPolicy> {
+        [MemoryPolicy::Discrete, MemoryPolicy::Unified].into_iter().find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             MemoryPolicy::Discrete => "discrete",

@@ -50,6 +50,17 @@ pub enum DeviceChoice {
     Cuda(usize),
 }
 
+impl DeviceChoice {
+    /// `cpu`, `cuda` (ordinal 0) or `cuda:N`.
+    pub fn parse(name: &str) -> Option<DeviceChoice> {
+        match name {
+            "cpu" => Some(DeviceChoice::Cpu),
+            "cuda" => Some(DeviceChoice::Cuda(0)),
+            _ => name.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(DeviceChoice::Cuda),
+        }
+    }
+}
+
 /// A tensor the caller lends to a run: little-endian elements in row-major order.
 #[derive(Clone, Copy, Debug)]
 pub struct TensorRef<'a> {
@@ -202,7 +213,17 @@ impl Model {
         let object = section(SectionKind::CpuObject)?;
         let clif = section(SectionKind::Glue)?;
         let embedded = parsed.section(SectionKind::Weights);
-        let manifest = parsed.manifest.clone();
+        let ptx_ranges: Vec<(u32, std::ops::Range<usize>)> = parsed
+            .manifest
+            .sections
+            .iter()
+            .zip(&parsed.sections)
+            .filter_map(|(s, range)| match s.kind {
+                SectionKind::Ptx(sm) => Some((sm, range.clone())),
+                _ => None,
+            })
+            .collect();
+        let manifest = parsed.manifest;
         let library = Library::from_bytes(&manifest.name, &bytes.bytes()[object])?;
         let kernels = manifest
             .kernels
@@ -218,17 +239,14 @@ impl Model {
             DeviceChoice::Cpu => None,
             DeviceChoice::Cuda(ordinal) => {
                 let device = CudaDevice::new(ordinal)?;
-                let ptx: Vec<(u32, &str)> = manifest
-                    .sections
+                let ptx = ptx_ranges
                     .iter()
-                    .zip(&parsed.sections)
-                    .filter_map(|(s, range)| match s.kind {
-                        SectionKind::Ptx(sm) => {
-                            std::str::from_utf8(&bytes.bytes()[range.clone()]).ok().map(|t| (sm, t))
-                        }
-                        _ => None,
+                    .map(|(sm, range)| {
+                        let text = std::str::from_utf8(&bytes.bytes()[range.clone()])
+                            .map_err(|_| RuntimeError::Load(format!("the PTX for sm_{sm} is not UTF-8")))?;
+                        Ok((*sm, text))
                     })
-                    .collect();
+                    .collect::<Result<Vec<_>, RuntimeError>>()?;
                 Some(CudaKernels::load(device, &manifest, &ptx, options.memory)?)
             }
         };

@@ -362,11 +362,23 @@ impl<'g> Emitter<'g> {
         body: &mut dyn FnMut(&mut Self, Ix) -> Result<(), LowerError>,
     ) -> Result<(), LowerError> {
         let step = self.ix(&Ix::Const(step))?;
+        self.for_stride(lo, hi, &step, &mut |e, ix, _| body(e, ix))
+    }
+
+    /// [`Emitter::for_step`] with the step an SSA index; `body` also gets the loop variable's
+    /// SSA name.
+    fn for_stride(
+        &mut self,
+        lo: &str,
+        hi: &str,
+        step: &str,
+        body: &mut dyn FnMut(&mut Self, Ix, &str) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
         let var = format!("%i{}", self.next);
         self.next += 1;
         self.line(&format!("scf.for {var} = {lo} to {hi} step {step} {{"));
-        let ix = self.enter(var);
-        body(self, ix)?;
+        let ix = self.enter(var.clone());
+        body(self, ix, &var)?;
         self.leave();
         self.line("}");
         Ok(())
@@ -453,42 +465,40 @@ impl<'g> Emitter<'g> {
                 self.op(format!("arith.select {runs}, {inner}, {zero} : index"))
             }
         };
-        let width = if warp { self.ix(&Ix::Const(WARP))? } else { String::new() };
-        let total = if warp { self.op(format!("arith.muli {points}, {width} : index")) } else { points };
+        let width = if warp { Some(self.ix(&Ix::Const(WARP))?) } else { None };
+        let total = match &width {
+            Some(w) => self.op(format!("arith.muli {points}, {w} : index")),
+            None => points,
+        };
         let (tid, bid) = (self.op("gpu.thread_id x"), self.op("gpu.block_id x"));
         let (bdim, gdim) = (self.op("gpu.block_dim x"), self.op("gpu.grid_dim x"));
         let first = self.op(format!("arith.muli {bid}, {bdim} : index"));
         let first = self.op(format!("arith.addi {first}, {tid} : index"));
         let stride = self.op(format!("arith.muli {gdim}, {bdim} : index"));
-        let var = format!("%i{}", self.next);
-        self.next += 1;
-        self.line(&format!("scf.for {var} = {first} to {total} step {stride} {{"));
-        self.enter(var.clone());
-        let var = match warp {
-            true => {
-                self.lane = Some(self.op(format!("arith.remui {var}, {width} : index")));
-                self.op(format!("arith.divui {var}, {width} : index"))
+        self.for_stride(&first, &total, &stride, &mut |e, _, var| {
+            let var = match &width {
+                Some(w) => {
+                    e.lane = Some(e.op(format!("arith.remui {var}, {w} : index")));
+                    e.op(format!("arith.divui {var}, {w} : index"))
+                }
+                None => var.to_string(),
+            };
+            let mut point = vec![Ix::Const(0); domain.len()];
+            let rest = match abi {
+                Some(axis) => {
+                    let outer = e.op(format!("arith.divui {var}, {inner} : index"));
+                    let outer = e.op(format!("arith.addi {outer}, {begin} : index"));
+                    point[axis] = e.bind(outer);
+                    let rest = e.op(format!("arith.remui {var}, {inner} : index"));
+                    e.bind(rest)
+                }
+                None => e.bind(var),
+            };
+            for (a, i) in inner_axes.iter().zip(index::delinearize(rest, &inner_dims)) {
+                point[*a] = i;
             }
-            false => var,
-        };
-        let mut point = vec![Ix::Const(0); domain.len()];
-        let rest = match abi {
-            Some(axis) => {
-                let outer = self.op(format!("arith.divui {var}, {inner} : index"));
-                let outer = self.op(format!("arith.addi {outer}, {begin} : index"));
-                point[axis] = self.bind(outer);
-                let rest = self.op(format!("arith.remui {var}, {inner} : index"));
-                self.bind(rest)
-            }
-            None => self.bind(var),
-        };
-        for (a, i) in inner_axes.iter().zip(index::delinearize(rest, &inner_dims)) {
-            point[*a] = i;
-        }
-        self.innermost(rows, &point)?;
-        self.leave();
-        self.line("}");
-        Ok(())
+            e.innermost(rows, &point)
+        })
     }
 
     /// An index expression for the SSA index `name`, in the current scope.
