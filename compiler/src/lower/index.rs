@@ -8,6 +8,7 @@
 
 use std::rc::Rc;
 
+use super::build::V;
 use crate::ir::{Dim, SymId};
 
 /// A non-negative index.
@@ -18,8 +19,8 @@ pub enum Ix {
     Var(usize),
     /// A symbolic dim's run-time value.
     Sym(SymId),
-    /// An index computed at run time (a gathered position), by its SSA name.
-    Value(String),
+    /// An index computed at run time (a gathered position).
+    Value(V),
     Add(Rc<Ix>, Rc<Ix>),
     /// `a - b`, where the emitter has checked `a >= b` (concat, pad).
     Sub(Rc<Ix>, Rc<Ix>),

@@ -1,8 +1,9 @@
 //! Kernel lowering: every kernel of a compiled program to MLIR, then to native code.
 //!
-//! [`cpu::emit`] writes each kernel as a `func.func` over `[begin, end)` of its outermost
-//! parallel axis, with views as index maps ([`index`]); the module is parsed and verified by
-//! MLIR in one context per compile, lowered to the LLVM dialect, translated, optimised at
+//! [`cpu::emit`] builds each kernel as a `func.func` over `[begin, end)` of its outermost
+//! parallel axis, with views as index maps ([`index`]), through melior's operation builder
+//! ([`build`]) in one MLIR context per compile, and verifies it. The verified functions,
+//! printed, make the module that is lowered to the LLVM dialect, translated, optimised at
 //! `-O3` for the host CPU and linked into one shared object ([`llvm`]). Kernels whose code is
 //! identical are compiled once and share one symbol.
 //!
@@ -10,6 +11,7 @@
 //! set ([`llvm::set_worker`]), so an abort inside them becomes a [`LowerError::Crashed`] that
 //! names the kernels being compiled.
 
+pub mod build;
 pub mod cpu;
 pub mod gpu;
 pub mod index;
@@ -96,8 +98,11 @@ fn kernel_module(compiled: &KernelSource, device: Device) -> Result<KernelModule
     let mut functions: Vec<(String, Vec<String>)> = Vec::new();
     let mut tables: BTreeMap<String, String> = BTreeMap::new();
     let mut symbols = Vec::with_capacity(compiled.kernels.kernels.len());
+    // One context for every kernel of the compile; each kernel is verified in a module of its own.
+    let context = crate::mlir::new_context();
+    let log = crate::mlir::DiagnosticLog::attach(&context);
     for (id, kernel) in compiled.kernels.iter() {
-        let code = cpu::emit(compiled.graph, id, kernel, device)?;
+        let code = cpu::emit(&context, &log, compiled.graph, id, kernel, device)?;
         tables.extend(code.tables);
         let next = functions.len();
         let f = *by_code.entry(code.function.clone()).or_insert(next);

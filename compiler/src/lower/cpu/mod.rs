@@ -1,4 +1,5 @@
-//! One kernel as an MLIR function for the CPU.
+//! One kernel as an MLIR function for the CPU or the GPU, built operation by operation
+//! ([`super::build`]).
 //!
 //! Every kernel kind goes through one mechanism: the kernel loops over its domain (parallel
 //! axes outside, a row kernel's reduced axes inside) and, at each point, asks for the value
@@ -24,8 +25,11 @@ mod strided;
 use strided::{strided, Strided};
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
+use melior::ir::{Location, Operation, Region};
+use melior::Context;
+
+use super::build::{verified_text, Builder, V};
 use super::index::{self, Ix};
 use super::LowerError;
 use crate::interp::round_float;
@@ -33,6 +37,7 @@ use crate::ir::infer::numel;
 use crate::ir::{ArgReduceOp, OpClass, PoolKind};
 use crate::ir::{BinaryOp, CompareOp, ConstData, DType, Dim, Graph, NodeId, Op, ReduceOp, UnaryOp};
 use crate::kernel::{Kernel, KernelId, KernelKind};
+use crate::mlir::DiagnosticLog;
 
 /// Lanes of a GPU warp: the threads that share a row of a row kernel.
 const WARP: u64 = 32;
@@ -55,11 +60,11 @@ struct KChunk {
     len: u64,
     first: bool,
     last: bool,
-    partial: String,
+    partial: V,
     /// The chunk of `b` under the column tile, copied contiguous (`len × 64`), which the
     /// group's row blocks read: one row of `b` is then 256 bytes from the next, not a row of
     /// the whole matrix (on a 3072-column `b`, 12 KiB: a new page for every `k`).
-    packed: String,
+    packed: V,
 }
 
 /// What every block of a convolution row shares (see `Emitter::conv_block`).
@@ -68,57 +73,65 @@ struct ConvBlock {
     /// The input row's width.
     in_w: u64,
     x: Strided,
-    spill: String,
+    spill: V,
     window: Window,
     groups: u64,
     kh: u64,
     kw: u64,
 }
 
-/// A value in a register: its SSA name and MLIR type.
+/// A value in a register and its MLIR type.
 #[derive(Clone, Debug)]
 struct Reg {
-    name: String,
+    v: V,
     ty: &'static str,
 }
 
+impl Reg {
+    fn new(v: V, ty: &'static str) -> Reg {
+        Reg { v, ty }
+    }
+}
+
 /// One iteration of a fold: the loop index and the carried values to the next ones.
-type FoldStep<'a, 'g> = dyn FnMut(&mut Emitter<'g>, Ix, &[Reg]) -> Result<Vec<Reg>, LowerError> + 'a;
+type FoldStep<'a, 'g, 'c> = dyn FnMut(&mut Emitter<'g, 'c>, Ix, &[Reg]) -> Result<Vec<Reg>, LowerError> + 'a;
 
 #[derive(Default)]
 struct Scope {
-    ix: HashMap<Ix, String>,
+    ix: HashMap<Ix, V>,
     values: HashMap<(NodeId, Vec<Ix>), Reg>,
 }
 
-struct Emitter<'g> {
+struct Emitter<'g, 'c> {
+    b: Builder<'c>,
     graph: &'g Graph,
     device: Device,
     id: KernelId,
     kernel: &'g Kernel,
     slots: HashMap<NodeId, usize>,
-    body: String,
-    tables: Vec<(String, String)>,
-    buffers: Vec<String>,
+    /// The function's arguments: `args`, `begin`, `end`, `dims`.
+    params: [V; 4],
+    /// The constant tables the kernel reads, by name: their element type and bytes.
+    tables: Vec<(String, &'static str, Vec<u8>)>,
+    buffers: Vec<V>,
     /// A contraction computed a row panel at a time: its matmul, the column count and the
     /// accumulator row.
-    panel: Option<(NodeId, u64, String)>,
+    panel: Option<(NodeId, u64, V)>,
     /// With a panel that fits the register tile: the tile's spill buffer.
     tile: Option<Tile>,
     /// A convolution computed [`LANES`] output columns at a time: the conv, its input as
     /// strides, and a spill buffer of one vector.
-    conv: Option<(NodeId, Strided, String)>,
+    conv: Option<(NodeId, Strided, V)>,
     /// Row-kernel values kept in a scratch row between a reduction's loop and the output
     /// loop ([`Emitter::plan_row_cache`]).
-    row_cache: std::collections::BTreeMap<NodeId, String>,
-    /// A GPU row kernel: a warp per row, and this thread's lane (an `index` SSA name). Its
+    row_cache: std::collections::BTreeMap<NodeId, V>,
+    /// A GPU row kernel: a warp per row, and this thread's lane (an `index` value). Its
     /// row-level float reductions are split over the lanes and combined by shuffles, and its
     /// output loop strides by the warp, so the lanes read and write consecutive elements.
-    lane: Option<String>,
+    lane: Option<V>,
     /// Whether a value asked for now is one per row, which every lane of the warp computes
     /// together (a reduction at this level may be split over the lanes).
     row_level_now: bool,
-    depth: usize,
     next: usize,
     scopes: Vec<Scope>,
 }
@@ -145,16 +158,27 @@ pub enum Device {
     Gpu,
 }
 
-/// The MLIR of `kernel`.
-pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel, device: Device) -> Result<KernelCode, LowerError> {
+/// The MLIR of `kernel`, built in `context` (whose diagnostics `log` collects) and verified.
+pub(crate) fn emit(
+    context: &Context,
+    log: &DiagnosticLog,
+    graph: &Graph,
+    id: KernelId,
+    kernel: &Kernel,
+    device: Device,
+) -> Result<KernelCode, LowerError> {
     let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
+    let location = Location::name(context, &format!("{id} ({})", kernel.kind.name()), Location::unknown(context));
+    let mut b = Builder::new(context, location);
+    let params = b.open(&["!llvm.ptr", "i64", "i64", "!llvm.ptr"]);
     let mut e = Emitter {
+        b,
         graph,
         device,
         id,
         kernel,
         slots,
-        body: String::new(),
+        params: [params[0], params[1], params[2], params[3]],
         tables: Vec::new(),
         buffers: Vec::new(),
         panel: None,
@@ -163,21 +187,44 @@ pub fn emit(graph: &Graph, id: KernelId, kernel: &Kernel, device: Device) -> Res
         row_cache: std::collections::BTreeMap::new(),
         lane: None,
         row_level_now: false,
-        depth: 0,
         next: 0,
         scopes: vec![Scope::default()],
     };
     e.prologue();
     e.domain_loops()?;
-    let (func, kernel_attr, ret) = match device {
-        Device::Cpu => ("func.func", "", "return"),
-        Device::Gpu => ("gpu.func", " kernel", "gpu.return"),
+    let (func, ret) = match device {
+        Device::Cpu => ("func.func", "func.return"),
+        Device::Gpu => ("gpu.func", "gpu.return"),
     };
-    let function = format!(
-        "  {func} @{FUNCTION}(%args: !llvm.ptr, %begin: i64, %end: i64, %dims: !llvm.ptr){kernel_attr} {{\n{}    {ret}\n  }}\n",
-        e.body
-    );
-    Ok(KernelCode { function, tables: e.tables })
+    e.effect(ret, &[], &[]);
+    let body = e.b.close();
+    let mut attributes = vec![
+        ("sym_name", format!("\"{FUNCTION}\"")),
+        ("function_type", "(!llvm.ptr, i64, i64, !llvm.ptr) -> ()".to_string()),
+    ];
+    if device == Device::Gpu {
+        attributes.extend([("gpu.kernel", "unit".to_string()), ("workgroup_attributions", "0 : i64".to_string())]);
+    }
+    let attributes: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let function = e.b.detached(func, &attributes, vec![body]);
+    let tables = std::mem::take(&mut e.tables);
+    let globals: Option<Vec<Operation>> = tables.iter().map(|(name, ty, bytes)| e.global(name, ty, bytes)).collect();
+    let kernels = format!("{id} ({})", kernel.kind.name());
+    let failed = |diagnostics: String| LowerError::Mlir { stage: "build", kernels: kernels.clone(), diagnostics };
+    if let Some(what) = e.b.failure() {
+        return Err(failed(what.to_string()));
+    }
+    let (Some(function), Some(globals)) = (function, globals) else {
+        return Err(failed("a function or table was not built".into()));
+    };
+    let (text, printed) = verified_text(&mut e.b, log, function, globals, device == Device::Gpu).map_err(failed)?;
+    let tables = tables.into_iter().map(|(name, _, _)| name).zip(printed.iter().map(|t| indented(t))).collect();
+    Ok(KernelCode { function: indented(&text), tables })
+}
+
+/// `text` indented by two spaces, a line break after every line: as it sits in the module.
+fn indented(text: &str) -> String {
+    text.lines().map(|line| format!("  {line}\n")).collect()
 }
 
 /// The axis of the kernel's domain whose range `[begin, end)` a call computes, which the
@@ -199,7 +246,7 @@ pub fn parallel_axis(kernel: &Kernel) -> Option<usize> {
 enum Tile {
     /// `b` read in place, row by row (unit stride along its columns): vector accumulators
     /// over columns, spilled to `spill`.
-    Plain { spill: String, b: Strided, partial: Option<(String, String)> },
+    Plain { spill: V, b: Strided, partial: Option<(V, V)> },
     /// `a` and `b` both with unit stride along `k` (`b` the transpose of `linear`'s weights,
     /// or attention's keys): vector dot products over `k`.
     Transposed { a: Strided, b: Strided },
@@ -221,10 +268,10 @@ const LANES: u64 = 16;
 const VEC: &str = "vector<16xf32>";
 
 /// The address of element `at` of an f32 scratch buffer.
-fn e_ptr(e: &mut Emitter, buffer: &str, at: &Ix) -> Result<String, LowerError> {
+fn e_ptr(e: &mut Emitter, buffer: V, at: &Ix) -> Result<V, LowerError> {
     let i = e.ix(at)?;
-    let i = e.op(format!("arith.index_cast {i} : index to i64"));
-    Ok(e.op(format!("llvm.getelementptr {buffer}[{i}] : (!llvm.ptr, i64) -> !llvm.ptr, f32")))
+    let i = e.cast("index_cast", i, "i64");
+    Ok(e.gep(buffer, i, "f32"))
 }
 
 fn reg_ty(dtype: DType) -> &'static str {
@@ -244,6 +291,16 @@ fn mem_ty(dtype: DType) -> &'static str {
         DType::I32 => "i32",
         DType::I64 => "i64",
         DType::Bool => "i8",
+    }
+}
+
+/// The bytes of one element of the memory type `ty` ([`mem_ty`]).
+fn mlir_size(ty: &str) -> usize {
+    match ty {
+        "i8" => 1,
+        "f16" | "bf16" => 2,
+        "i64" => 8,
+        _ => 4,
     }
 }
 
@@ -268,21 +325,104 @@ fn is_float(dtype: DType) -> bool {
     matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
 }
 
-impl<'g> Emitter<'g> {
-    fn line(&mut self, text: &str) {
-        let _ = writeln!(self.body, "{:width$}{text}", "", width = 4 + 2 * self.depth);
+/// `arith.cmpi`'s predicates, numbered as the dialect numbers them.
+const CMPI: [&str; 10] = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"];
+/// `arith.cmpf`'s predicates, numbered as the dialect numbers them.
+const CMPF: [&str; 16] =
+    ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true"];
+
+impl<'g, 'c> Emitter<'g, 'c> {
+    // ---- building operations ----------------------------------------------------------
+
+    /// Operation `name` with one result of type `ty`.
+    fn op(&mut self, name: &str, operands: &[V], ty: &str, attributes: &[(&str, &str)]) -> V {
+        self.b.op(name, operands, &[ty], attributes).first().copied().unwrap_or(V::NONE)
     }
 
-    /// Emits `%vN = rhs` and returns `%vN`.
-    fn op(&mut self, rhs: impl AsRef<str>) -> String {
-        let name = format!("%v{}", self.next);
-        self.next += 1;
-        self.line(&format!("{name} = {}", rhs.as_ref()));
-        name
+    /// Operation `name` with no result.
+    fn effect(&mut self, name: &str, operands: &[V], attributes: &[(&str, &str)]) {
+        self.b.op(name, operands, &[], attributes);
     }
 
-    fn reg(&mut self, rhs: impl AsRef<str>, ty: &'static str) -> Reg {
-        Reg { name: self.op(rhs), ty }
+    /// `arith.{op} a, b`, of the operands' type.
+    fn arith(&mut self, op: &str, a: V, b: V) -> V {
+        self.binop(&format!("arith.{op}"), a, b)
+    }
+
+    /// The binary operation `name` (`arith.addf`, `arith.maxsi`) of `a` and `b`.
+    fn binop(&mut self, name: &str, a: V, b: V) -> V {
+        self.b.inferred(name, &[a, b], &[])
+    }
+
+    fn binop_fm(&mut self, name: &str, a: V, b: V, flags: &str) -> V {
+        self.b.inferred(name, &[a, b], &[("fastmath", &format!("#arith.fastmath<{flags}>"))])
+    }
+
+    /// A one-operand operation of its operand's type (`arith.negf`, `math.sqrt`).
+    fn unop(&mut self, name: &str, x: V) -> V {
+        self.b.inferred(name, &[x], &[])
+    }
+
+    /// `arith.{op} x` to type `to` (`index_cast`, `extf`, `bitcast`, ...).
+    fn cast(&mut self, op: &str, x: V, to: &str) -> V {
+        self.op(&format!("arith.{op}"), &[x], to, &[])
+    }
+
+    /// `arith.constant` of `value` written as an attribute (`3 : index`, `true`).
+    fn constant(&mut self, value: &str) -> V {
+        self.b.inferred("arith.constant", &[], &[("value", value)])
+    }
+
+    fn cmpi(&mut self, pred: &str, a: V, b: V) -> V {
+        self.compare_with("arith.cmpi", &CMPI, pred, a, b)
+    }
+
+    fn cmpf(&mut self, pred: &str, a: V, b: V) -> V {
+        self.compare_with("arith.cmpf", &CMPF, pred, a, b)
+    }
+
+    fn compare_with(&mut self, name: &str, predicates: &[&str], pred: &str, a: V, b: V) -> V {
+        let Some(number) = predicates.iter().position(|p| *p == pred) else {
+            self.b.fail(format!("no predicate `{pred}` of `{name}`"));
+            return V::NONE;
+        };
+        self.b.inferred(name, &[a, b], &[("predicate", &format!("{number} : i64"))])
+    }
+
+    fn select(&mut self, cond: V, a: V, b: V) -> V {
+        self.b.inferred("arith.select", &[cond, a, b], &[])
+    }
+
+    /// A load of type `ty` from `ptr`; `align` in bytes where it is more or less than the
+    /// type's natural alignment.
+    fn load_ptr(&mut self, ptr: V, ty: &str, align: Option<u64>) -> V {
+        let align = align.map(|a| format!("{a} : i64"));
+        let attributes: Vec<(&str, &str)> = align.iter().map(|a| ("alignment", a.as_str())).collect();
+        self.op("llvm.load", &[ptr], ty, &attributes)
+    }
+
+    fn store_ptr(&mut self, value: V, ptr: V, align: Option<u64>) {
+        let align = align.map(|a| format!("{a} : i64"));
+        let attributes: Vec<(&str, &str)> = align.iter().map(|a| ("alignment", a.as_str())).collect();
+        self.effect("llvm.store", &[value, ptr], &attributes);
+    }
+
+    /// The address of element `offset` (an i64) of `base`, elements of type `elem`.
+    fn gep(&mut self, base: V, offset: V, elem: &str) -> V {
+        // i32::MIN marks the index as the dynamic operand.
+        let indices = format!("array<i32: {}>", i32::MIN);
+        self.op(
+            "llvm.getelementptr",
+            &[base, offset],
+            "!llvm.ptr",
+            &[("rawConstantIndices", &indices), ("elem_type", elem)],
+        )
+    }
+
+    /// The address of element `at` of `base`, elements of type `elem`.
+    fn gep_at(&mut self, base: V, at: usize, elem: &str) -> V {
+        let indices = format!("array<i32: {at}>");
+        self.op("llvm.getelementptr", &[base], "!llvm.ptr", &[("rawConstantIndices", &indices), ("elem_type", elem)])
     }
 
     fn unsupported(&self, what: impl Into<String>) -> LowerError {
@@ -292,29 +432,29 @@ impl<'g> Emitter<'g> {
     /// Buffer pointers and run-time dims, loaded once.
     fn prologue(&mut self) {
         for slot in 0..self.slots.len() {
-            let p = self.op(format!("llvm.getelementptr %args[{slot}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr"));
-            let b = self.op(format!("llvm.load {p} : !llvm.ptr -> !llvm.ptr"));
+            let p = self.gep_at(self.params[0], slot, "!llvm.ptr");
+            let b = self.load_ptr(p, "!llvm.ptr", None);
             self.buffers.push(b);
         }
         for s in 0..self.graph.symbols.len() {
-            let p = self.op(format!("llvm.getelementptr %dims[{s}] : (!llvm.ptr) -> !llvm.ptr, i64"));
-            let v = self.op(format!("llvm.load {p} : !llvm.ptr -> i64"));
-            let i = self.op(format!("arith.index_cast {v} : i64 to index"));
+            let p = self.gep_at(self.params[3], s, "i64");
+            let v = self.load_ptr(p, "i64", None);
+            let i = self.cast("index_cast", v, "index");
             self.scopes[0].ix.insert(Ix::Sym(crate::ir::SymId(s as u32)), i);
         }
     }
 
-    fn lookup_ix(&self, ix: &Ix) -> Option<String> {
-        self.scopes.iter().rev().find_map(|s| s.ix.get(ix).cloned())
+    fn lookup_ix(&self, ix: &Ix) -> Option<V> {
+        self.scopes.iter().rev().find_map(|s| s.ix.get(ix).copied())
     }
 
-    fn ix(&mut self, ix: &Ix) -> Result<String, LowerError> {
+    fn ix(&mut self, ix: &Ix) -> Result<V, LowerError> {
         if let Some(name) = self.lookup_ix(ix) {
             return Ok(name);
         }
         let name = match ix {
-            Ix::Const(c) => self.op(format!("arith.constant {c} : index")),
-            Ix::Value(name) => name.clone(),
+            Ix::Const(c) => self.constant(&format!("{c} : index")),
+            Ix::Value(v) => *v,
             Ix::Var(_) | Ix::Sym(_) => return Err(self.unsupported(format!("index {ix:?} used outside its loop"))),
             Ix::Add(a, b) | Ix::Sub(a, b) | Ix::Mul(a, b) | Ix::Div(a, b) | Ix::Rem(a, b) => {
                 let (a, b) = (self.ix(a)?, self.ix(b)?);
@@ -325,11 +465,11 @@ impl<'g> Emitter<'g> {
                     Ix::Div(..) => "divui",
                     _ => "remui",
                 };
-                self.op(format!("arith.{op} {a}, {b} : index"))
+                self.arith(op, a, b)
             }
         };
         if let Some(scope) = self.scopes.last_mut() {
-            scope.ix.insert(ix.clone(), name.clone());
+            scope.ix.insert(ix.clone(), name);
         }
         Ok(name)
     }
@@ -347,8 +487,8 @@ impl<'g> Emitter<'g> {
     /// `scf.for` over `[lo, hi)` with no results; `body` runs inside with `Var(depth)` bound.
     fn for_loop(
         &mut self,
-        lo: &str,
-        hi: &str,
+        lo: V,
+        hi: V,
         body: &mut dyn FnMut(&mut Self, Ix) -> Result<(), LowerError>,
     ) -> Result<(), LowerError> {
         self.for_step(lo, hi, 1, body)
@@ -356,43 +496,40 @@ impl<'g> Emitter<'g> {
 
     fn for_step(
         &mut self,
-        lo: &str,
-        hi: &str,
+        lo: V,
+        hi: V,
         step: u64,
         body: &mut dyn FnMut(&mut Self, Ix) -> Result<(), LowerError>,
     ) -> Result<(), LowerError> {
         let step = self.ix(&Ix::Const(step))?;
-        self.for_stride(lo, hi, &step, &mut |e, ix, _| body(e, ix))
+        self.for_stride(lo, hi, step, &mut |e, ix, _| body(e, ix))
     }
 
-    /// [`Emitter::for_step`] with the step an SSA index; `body` also gets the loop variable's
-    /// SSA name.
+    /// [`Emitter::for_step`] with the step a value; `body` also gets the loop variable.
     fn for_stride(
         &mut self,
-        lo: &str,
-        hi: &str,
-        step: &str,
-        body: &mut dyn FnMut(&mut Self, Ix, &str) -> Result<(), LowerError>,
+        lo: V,
+        hi: V,
+        step: V,
+        body: &mut dyn FnMut(&mut Self, Ix, V) -> Result<(), LowerError>,
     ) -> Result<(), LowerError> {
-        let var = format!("%i{}", self.next);
-        self.next += 1;
-        self.line(&format!("scf.for {var} = {lo} to {hi} step {step} {{"));
-        let ix = self.enter(var.clone());
-        body(self, ix, &var)?;
+        let var = self.b.open(&["index"])[0];
+        let ix = self.enter(var);
+        body(self, ix, var)?;
         self.leave();
-        self.line("}");
+        self.effect("scf.yield", &[], &[]);
+        let region = self.b.close();
+        self.b.op_with("scf.for", &[lo, hi, step], &[], &[], vec![region]);
         Ok(())
     }
 
-    fn enter(&mut self, var: String) -> Ix {
-        self.depth += 1;
+    fn enter(&mut self, var: V) -> Ix {
         self.scopes.push(Scope::default());
         self.bind(var)
     }
 
     fn leave(&mut self) {
         self.scopes.pop();
-        self.depth -= 1;
     }
 
     /// The domain: parallel axes outside (the first over `[begin, end)`), a row kernel's
@@ -410,8 +547,8 @@ impl<'g> Emitter<'g> {
         }
         self.plan_row_cache(&rows);
         if let Some((mm, cols)) = self.panel_matmul() {
-            let count = self.op(format!("arith.constant {cols} : i64"));
-            let acc = self.op(format!("llvm.alloca {count} x f32 : (i64) -> !llvm.ptr"));
+            let count = self.constant(&format!("{cols} : i64"));
+            let acc = self.op("llvm.alloca", &[count], "!llvm.ptr", &[("elem_type", "f32")]);
             if let Some(b) = self.tile_fits(mm, cols) {
                 let spill = self.scratch(TILE_ROWS * TILE_COLS);
                 let partial =
@@ -429,14 +566,14 @@ impl<'g> Emitter<'g> {
         }
         // An axis of size 1 needs no loop: its index is 0.
         parallel.retain(|&a| !domain[a].is_one());
-        let begin = self.op("arith.index_cast %begin : i64 to index");
-        let end = self.op("arith.index_cast %end : i64 to index");
+        let begin = self.cast("index_cast", self.params[1], "index");
+        let end = self.cast("index_cast", self.params[2], "index");
         let point = vec![Ix::Const(0); domain.len()];
         match parallel_axis(self.kernel) {
             Some(axis) if parallel.first() == Some(&axis) => {
                 self.parallel_loops(&parallel, &rows, &point, Some((begin, end)))
             }
-            _ => self.one_point(&begin, &end, &mut |e| e.parallel_loops(&parallel, &rows, &point, None)),
+            _ => self.one_point(begin, end, &mut |e| e.parallel_loops(&parallel, &rows, &point, None)),
         }
     }
 
@@ -446,8 +583,8 @@ impl<'g> Emitter<'g> {
     /// only when `begin < end`, as on the CPU.
     fn gpu_threads(&mut self, parallel: &[usize], rows: &[usize]) -> Result<(), LowerError> {
         let domain = self.kernel.domain.clone();
-        let begin = self.op("arith.index_cast %begin : i64 to index");
-        let end = self.op("arith.index_cast %end : i64 to index");
+        let begin = self.cast("index_cast", self.params[1], "index");
+        let end = self.cast("index_cast", self.params[2], "index");
         let abi = parallel_axis(self.kernel).filter(|a| parallel.first() == Some(a));
         let inner_axes: Vec<usize> = parallel.iter().copied().filter(|&a| Some(a) != abi).collect();
         let inner_dims: Vec<Dim> = inner_axes.iter().map(|&a| domain[a].clone()).collect();
@@ -456,40 +593,41 @@ impl<'g> Emitter<'g> {
         let warp = !rows.is_empty();
         let points = match abi {
             Some(_) => {
-                let count = self.op(format!("arith.subi {end}, {begin} : index"));
-                self.op(format!("arith.muli {count}, {inner} : index"))
+                let count = self.arith("subi", end, begin);
+                self.arith("muli", count, inner)
             }
             None => {
                 let zero = self.ix(&Ix::Const(0))?;
-                let runs = self.op(format!("arith.cmpi ult, {begin}, {end} : index"));
-                self.op(format!("arith.select {runs}, {inner}, {zero} : index"))
+                let runs = self.cmpi("ult", begin, end);
+                self.select(runs, inner, zero)
             }
         };
         let width = if warp { Some(self.ix(&Ix::Const(WARP))?) } else { None };
         let total = match &width {
-            Some(w) => self.op(format!("arith.muli {points}, {w} : index")),
+            Some(w) => self.arith("muli", points, *w),
             None => points,
         };
-        let (tid, bid) = (self.op("gpu.thread_id x"), self.op("gpu.block_id x"));
-        let (bdim, gdim) = (self.op("gpu.block_dim x"), self.op("gpu.grid_dim x"));
-        let first = self.op(format!("arith.muli {bid}, {bdim} : index"));
-        let first = self.op(format!("arith.addi {first}, {tid} : index"));
-        let stride = self.op(format!("arith.muli {gdim}, {bdim} : index"));
-        self.for_stride(&first, &total, &stride, &mut |e, _, var| {
+        let x = [("dimension", "#gpu<dim x>")];
+        let (tid, bid) = (self.op("gpu.thread_id", &[], "index", &x), self.op("gpu.block_id", &[], "index", &x));
+        let (bdim, gdim) = (self.op("gpu.block_dim", &[], "index", &x), self.op("gpu.grid_dim", &[], "index", &x));
+        let first = self.arith("muli", bid, bdim);
+        let first = self.arith("addi", first, tid);
+        let stride = self.arith("muli", gdim, bdim);
+        self.for_stride(first, total, stride, &mut |e, _, var| {
             let var = match &width {
                 Some(w) => {
-                    e.lane = Some(e.op(format!("arith.remui {var}, {w} : index")));
-                    e.op(format!("arith.divui {var}, {w} : index"))
+                    e.lane = Some(e.arith("remui", var, *w));
+                    e.arith("divui", var, *w)
                 }
-                None => var.to_string(),
+                None => var,
             };
             let mut point = vec![Ix::Const(0); domain.len()];
             let rest = match abi {
                 Some(axis) => {
-                    let outer = e.op(format!("arith.divui {var}, {inner} : index"));
-                    let outer = e.op(format!("arith.addi {outer}, {begin} : index"));
+                    let outer = e.arith("divui", var, inner);
+                    let outer = e.arith("addi", outer, begin);
                     point[axis] = e.bind(outer);
-                    let rest = e.op(format!("arith.remui {var}, {inner} : index"));
+                    let rest = e.arith("remui", var, inner);
                     e.bind(rest)
                 }
                 None => e.bind(var),
@@ -502,7 +640,7 @@ impl<'g> Emitter<'g> {
     }
 
     /// An index expression for the SSA index `name`, in the current scope.
-    fn bind(&mut self, name: String) -> Ix {
+    fn bind(&mut self, name: V) -> Ix {
         let ix = Ix::Var(self.next);
         self.next += 1;
         self.scopes.last_mut().map(|s| s.ix.insert(ix.clone(), name));
@@ -512,17 +650,18 @@ impl<'g> Emitter<'g> {
     /// `body` once when `begin < end`: a kernel whose range is a single point.
     fn one_point(
         &mut self,
-        begin: &str,
-        end: &str,
+        begin: V,
+        end: V,
         body: &mut dyn FnMut(&mut Self) -> Result<(), LowerError>,
     ) -> Result<(), LowerError> {
-        let cond = self.op(format!("arith.cmpi ult, {begin}, {end} : index"));
-        self.line(&format!("scf.if {cond} {{"));
-        self.depth += 1;
+        let cond = self.cmpi("ult", begin, end);
+        self.b.open(&[]);
         self.scopes.push(Scope::default());
         body(self)?;
         self.leave();
-        self.line("}");
+        self.effect("scf.yield", &[], &[]);
+        let then = self.b.close();
+        self.b.op_with("scf.if", &[cond], &[], &[], vec![then, Region::new()]);
         Ok(())
     }
 
@@ -531,12 +670,12 @@ impl<'g> Emitter<'g> {
         parallel: &[usize],
         rows: &[usize],
         point: &[Ix],
-        range: Option<(String, String)>,
+        range: Option<(V, V)>,
     ) -> Result<(), LowerError> {
         let Some((&axis, rest)) = parallel.split_first() else {
             // No parallel axis left; with none at all, the call's range is one point.
             return match range {
-                Some((begin, end)) => self.one_point(&begin, &end, &mut |e| e.innermost(rows, point)),
+                Some((begin, end)) => self.one_point(begin, end, &mut |e| e.innermost(rows, point)),
                 None => self.innermost(rows, point),
             };
         };
@@ -546,9 +685,9 @@ impl<'g> Emitter<'g> {
         };
         let mut inner = point.to_vec();
         if rest.is_empty() && self.tile.is_some() {
-            return self.row_blocks(&lo, &hi, axis, point);
+            return self.row_blocks(lo, hi, axis, point);
         }
-        self.for_loop(&lo, &hi, &mut |e, var| {
+        self.for_loop(lo, hi, &mut |e, var| {
             inner[axis] = var;
             e.parallel_loops(rest, rows, &inner, None)
         })
@@ -559,13 +698,13 @@ impl<'g> Emitter<'g> {
     /// are the outer loop, so one tile's panel of `b` (`k` × the tile's columns) stays in
     /// cache while every row block of the range passes over it; with the rows outside, all
     /// of `b` streamed from memory once per row block.
-    fn row_blocks(&mut self, lo: &str, hi: &str, axis: usize, point: &[Ix]) -> Result<(), LowerError> {
-        let count = self.op(format!("arith.subi {hi}, {lo} : index"));
+    fn row_blocks(&mut self, lo: V, hi: V, axis: usize, point: &[Ix]) -> Result<(), LowerError> {
+        let count = self.arith("subi", hi, lo);
         let block = self.ix(&Ix::Const(TILE_ROWS))?;
-        let blocks = self.op(format!("arith.divui {count}, {block} : index"));
-        let span = self.op(format!("arith.muli {blocks}, {block} : index"));
-        let split = self.op(format!("arith.addi {lo}, {span} : index"));
-        let Some((mm, cols, _)) = self.panel.clone() else { return Err(self.unsupported("a tile without a panel")) };
+        let blocks = self.arith("divui", count, block);
+        let span = self.arith("muli", blocks, block);
+        let split = self.arith("addi", lo, span);
+        let Some((mm, cols, _)) = self.panel else { return Err(self.unsupported("a tile without a panel")) };
         let Some(tile) = self.tile.clone() else { return Err(self.unsupported("a tile without a kind")) };
         let width = match tile {
             Tile::Plain { .. } => TILE_COLS,
@@ -575,45 +714,45 @@ impl<'g> Emitter<'g> {
         if let (Tile::Plain { spill, b, partial: Some((partial, packed)) }, Some(chunks)) = (&tile, self.k_chunks(mm)) {
             // Groups of rows; in each, column tile by column tile, `k` chunk by chunk, every
             // row block of the group, partial sums kept between chunks.
-            self.for_step(lo, &split, GROUP_ROWS, &mut |e, g| {
+            self.for_step(lo, split, GROUP_ROWS, &mut |e, g| {
                 let g_ix = e.ix(&g)?;
                 let end = e.ix(&Ix::sum(g.clone(), Ix::Const(GROUP_ROWS)))?;
-                let g_end = e.op(format!("arith.minui {end}, {split} : index"));
-                e.for_loop(&zero, &tiles, &mut |e, t| {
+                let g_end = e.arith("minui", end, split);
+                e.for_loop(zero, tiles, &mut |e, t| {
                     for (c, &(k0, len)) in chunks.iter().enumerate() {
                         let chunk = KChunk {
                             k0,
                             len,
                             first: c == 0,
                             last: c + 1 == chunks.len(),
-                            partial: partial.clone(),
-                            packed: packed.clone(),
+                            partial: *partial,
+                            packed: *packed,
                         };
                         e.pack_chunk(point, mm, &t, b, &chunk)?;
                         let mut inner = point.to_vec();
-                        e.for_step(&g_ix, &g_end, TILE_ROWS, &mut |e, m| {
+                        e.for_step(g_ix, g_end, TILE_ROWS, &mut |e, m| {
                             inner[axis] = m.clone();
                             let row0 = Ix::diff(m, g.clone());
-                            e.tile(&inner, mm, &t, spill, b, Some((&chunk, row0)))
+                            e.tile(&inner, mm, &t, *spill, b, Some((&chunk, row0)))
                         })?;
                     }
                     Ok(())
                 })
             })?;
         } else {
-            self.for_loop(&zero, &tiles, &mut |e, t| {
+            self.for_loop(zero, tiles, &mut |e, t| {
                 let mut inner = point.to_vec();
-                e.for_step(lo, &split, TILE_ROWS, &mut |e, m| {
+                e.for_step(lo, split, TILE_ROWS, &mut |e, m| {
                     inner[axis] = m;
                     match &tile {
-                        Tile::Plain { spill, b, .. } => e.tile(&inner, mm, &t, spill, b, None),
+                        Tile::Plain { spill, b, .. } => e.tile(&inner, mm, &t, *spill, b, None),
                         Tile::Transposed { a, b } => e.tile_transposed(&inner, mm, a, b, &t),
                     }
                 })
             })?;
         }
         let mut inner = point.to_vec();
-        self.for_loop(&split, hi, &mut |e, m| {
+        self.for_loop(split, hi, &mut |e, m| {
             inner[axis] = m;
             e.row_level(&[], &inner)
         })
@@ -621,19 +760,18 @@ impl<'g> Emitter<'g> {
 
     /// [`LANES`] elements of a row of `view` from `column`, every `step`-th (1 or 2): one
     /// vector load, or two and the even lanes of both.
-    fn strided_row(&mut self, view: &Strided, lead: [Ix; 3], column: Ix, step: u64) -> Result<String, LowerError> {
-        let load = |e: &mut Self, at: Ix| -> Result<String, LowerError> {
+    fn strided_row(&mut self, view: &Strided, lead: [Ix; 3], column: Ix, step: u64) -> Result<V, LowerError> {
+        let load = |e: &mut Self, at: Ix| -> Result<V, LowerError> {
             let [n, c, y] = lead.clone();
             let ptr = e.view_address(view, &[n, c, y, at])?;
-            Ok(e.op(format!("llvm.load {ptr} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")))
+            Ok(e.load_ptr(ptr, VEC, Some(4)))
         };
         let low = load(self, column.clone())?;
         if step == 1 {
             return Ok(low);
         }
         let high = load(self, Ix::sum(column, Ix::Const(LANES)))?;
-        let even: Vec<String> = (0..LANES).map(|l| (2 * l).to_string()).collect();
-        Ok(self.op(format!("vector.shuffle {low}, {high} [{}] : {VEC}, {VEC}", even.join(", "))))
+        Ok(self.even_lanes(low, high, 2, VEC))
     }
 
     /// Input columns `start·step + offset + l·step` (`l` < 16; `offset` may be negative) of a
@@ -647,41 +785,45 @@ impl<'g> Emitter<'g> {
         offset: i64,
         step: u64,
         width: u64,
-    ) -> Result<String, LowerError> {
+    ) -> Result<V, LowerError> {
         let [n, c, y] = lead;
         let row = self.view_address(view, &[n, c, y, Ix::Const(0)])?;
         let first = self.ix(&Ix::prod(start.clone(), Ix::Const(step)))?;
-        let first = self.op(format!("arith.index_cast {first} : index to i64"));
-        let shift = self.op(format!("arith.constant {offset} : i64"));
-        let first = self.op(format!("arith.addi {first}, {shift} : i64"));
+        let first = self.cast("index_cast", first, "i64");
+        let shift = self.constant(&format!("{offset} : i64"));
+        let first = self.arith("addi", first, shift);
         let span = LANES * step;
         let (iv, fv) = (format!("vector<{span}xi64>"), format!("vector<{span}xf32>"));
         let iota: Vec<String> = (0..span).map(|l| l.to_string()).collect();
-        let iota = self.op(format!("arith.constant dense<[{}]> : {iv}", iota.join(", ")));
-        let base = self.op(format!("vector.broadcast {first} : i64 to {iv}"));
-        let columns = self.op(format!("arith.addi {base}, {iota} : {iv}"));
-        let zero = self.op(format!("arith.constant dense<0> : {iv}"));
-        let end = self.op(format!("arith.constant dense<{width}> : {iv}"));
-        let after = self.op(format!("arith.cmpi sge, {columns}, {zero} : {iv}"));
-        let before = self.op(format!("arith.cmpi slt, {columns}, {end} : {iv}"));
-        let mask = self.op(format!("arith.andi {after}, {before} : vector<{span}xi1>"));
-        let ptr = self.op(format!("llvm.getelementptr {row}[{first}] : (!llvm.ptr, i64) -> !llvm.ptr, f32"));
-        let zeros = self.op(format!("arith.constant dense<0.0> : {fv}"));
-        let loaded = self.op(format!(
-            "llvm.intr.masked.load {ptr}, {mask}, {zeros} {{alignment = 4 : i32}} : (!llvm.ptr, vector<{span}xi1>, {fv}) -> {fv}"
-        ));
+        let iota = self.constant(&format!("dense<[{}]> : {}", iota.join(", "), iv));
+        let base = self.op("vector.broadcast", &[first], &iv, &[]);
+        let columns = self.arith("addi", base, iota);
+        let zero = self.constant(&format!("dense<0> : {iv}"));
+        let end = self.constant(&format!("dense<{width}> : {iv}"));
+        let after = self.cmpi("sge", columns, zero);
+        let before = self.cmpi("slt", columns, end);
+        let mask = self.arith("andi", after, before);
+        let ptr = self.gep(row, first, "f32");
+        let zeros = self.constant(&format!("dense<0.0> : {fv}"));
+        let loaded = self.op("llvm.intr.masked.load", &[ptr, mask, zeros], &fv, &[("alignment", "4 : i32")]);
         if step == 1 {
             return Ok(loaded);
         }
-        let even: Vec<String> = (0..LANES).map(|l| (step * l).to_string()).collect();
-        Ok(self.op(format!("vector.shuffle {loaded}, {loaded} [{}] : {fv}, {fv}", even.join(", "))))
+        Ok(self.even_lanes(loaded, loaded, step, VEC))
+    }
+
+    /// Lanes `0, step, 2·step, ...` of `a` then `b` (a `vector.shuffle`), as a `ty`.
+    fn even_lanes(&mut self, a: V, b: V, step: u64, ty: &str) -> V {
+        let lanes: Vec<String> = (0..LANES).map(|l| (step * l).to_string()).collect();
+        let mask = format!("array<i64: {}>", lanes.join(", "));
+        self.op("vector.shuffle", &[a, b], ty, &[("mask", &mask)])
     }
 
     /// What runs at a point of the parallel loops: a convolution's row of output columns,
     /// or the row level.
     fn innermost(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
         match self.conv.clone() {
-            Some((conv, x, spill)) => self.conv_row(point, conv, &x, &spill),
+            Some((conv, x, spill)) => self.conv_row(point, conv, &x, spill),
             None => self.row_level(rows, point),
         }
     }
@@ -706,7 +848,7 @@ impl<'g> Emitter<'g> {
     /// One row of a convolution's output (`point` fixes batch, channel and row), [`LANES`]
     /// columns at a time ([`Emitter::conv_block`]): the columns whose windows lie inside the
     /// input row in plain blocks, the edges in masked ones.
-    fn conv_row(&mut self, point: &[Ix], conv: NodeId, xv: &Strided, spill: &str) -> Result<(), LowerError> {
+    fn conv_row(&mut self, point: &[Ix], conv: NodeId, xv: &Strided, spill: V) -> Result<(), LowerError> {
         let Op::Conv2d { stride, padding, dilation, groups } = self.graph.op(conv).clone() else {
             return Err(self.unsupported("a conv row without a conv"));
         };
@@ -722,11 +864,11 @@ impl<'g> Emitter<'g> {
         let lo = left.div_ceil(step).min(out_w);
         let hi = ((in_w + left).saturating_sub(reach + 1) / step + 1).min(out_w).max(lo);
         let window = Window { stride, padding, dilation };
-        let cx = ConvBlock { conv, x: xv.clone(), spill: spill.to_string(), window, groups, kh, kw, in_w };
+        let cx = ConvBlock { conv, x: xv.clone(), spill, window, groups, kh, kw, in_w };
         let blocks = |e: &mut Self, from: u64, count: u64, masked: bool| -> Result<(), LowerError> {
             let (zero, blocks) = (e.ix(&Ix::Const(0))?, e.ix(&Ix::Const(count))?);
             let lanes = masked.then_some(LANES);
-            e.for_loop(&zero, &blocks, &mut |e, b| {
+            e.for_loop(zero, blocks, &mut |e, b| {
                 e.conv_block(point, &cx, Ix::sum(Ix::Const(from), Ix::prod(b, Ix::Const(LANES))), lanes)
             })
         };
@@ -774,7 +916,7 @@ impl<'g> Emitter<'g> {
                 let (inside, y) = e.tap(&point[2], &Ix::Const(p), 0, &cx.window, &xs[2])?;
                 let before = acc.clone();
                 acc = e.select_branch(
-                    &inside,
+                    inside,
                     VEC,
                     &mut |e| {
                         let mut a = before.clone();
@@ -792,8 +934,8 @@ impl<'g> Emitter<'g> {
                                 }
                             };
                             let w = e.value(ops[1], &[point[1].clone(), c.clone(), Ix::Const(p), Ix::Const(q)])?;
-                            let wv = e.splat(&w.name);
-                            a = e.fmuladd(&xs, &wv, &a.name, VEC);
+                            let wv = e.splat(w.v);
+                            a = e.fmuladd(xs, wv, a.v, VEC);
                         }
                         Ok(a)
                     },
@@ -805,17 +947,17 @@ impl<'g> Emitter<'g> {
         let mut acc = acc.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         if let Some(&bias) = ops.get(2) {
             let b = self.value(bias, &[point[1].clone()])?;
-            let bv = self.splat(&b.name);
-            acc = self.reg(format!("arith.addf {}, {bv} : {VEC}", acc.name), VEC);
+            let bv = self.splat(b.v);
+            acc = Reg::new(self.arith("addf", acc.v, bv), VEC);
         }
-        let p0 = e_ptr(self, &cx.spill, &Ix::Const(0))?;
-        self.line(&format!("llvm.store {}, {p0} {{alignment = 4 : i64}} : {VEC}, !llvm.ptr", acc.name));
+        let p0 = e_ptr(self, cx.spill, &Ix::Const(0))?;
+        self.store_ptr(acc.v, p0, Some(4));
         let (zero_i, lanes) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(masked.unwrap_or(LANES)))?);
-        self.for_loop(&zero_i, &lanes, &mut |e, l| {
+        self.for_loop(zero_i, lanes, &mut |e, l| {
             let mut at = point.to_vec();
             at[3] = Ix::sum(start.clone(), l.clone());
-            let p = e_ptr(e, &cx.spill, &l)?;
-            let v = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+            let p = e_ptr(e, cx.spill, &l)?;
+            let v = Reg { v: e.load_ptr(p, "f32", None), ty: "f32" };
             e.remember(cx.conv, &at, v);
             outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
         })
@@ -849,7 +991,7 @@ impl<'g> Emitter<'g> {
     }
 
     /// The address of element `idx` of a strided view.
-    fn view_address(&mut self, view: &Strided, idx: &[Ix]) -> Result<String, LowerError> {
+    fn view_address(&mut self, view: &Strided, idx: &[Ix]) -> Result<V, LowerError> {
         self.element_ptr(view.buffer, &view.position(idx))
     }
 
@@ -877,9 +1019,9 @@ impl<'g> Emitter<'g> {
         let chunks = Ix::quot(Ix::dim(&sa[sa.len() - 1]), Ix::Const(LANES));
         let acc = self.fold(&chunks, &init, &mut |e, c, carried| {
             let k = Ix::prod(c, Ix::Const(LANES));
-            let load = |e: &mut Self, view: &Strided, at: Vec<Ix>| -> Result<String, LowerError> {
+            let load = |e: &mut Self, view: &Strided, at: Vec<Ix>| -> Result<V, LowerError> {
                 let p = e.view_address(view, &at)?;
-                Ok(e.op(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")))
+                Ok(e.load_ptr(p, VEC, Some(4)))
             };
             let mut a_rows = Vec::new();
             for m in &rows {
@@ -894,7 +1036,7 @@ impl<'g> Emitter<'g> {
             for (i, av) in a_rows.iter().enumerate() {
                 for (j, wv) in w_rows.iter().enumerate() {
                     let acc = &carried[i * NT_COLS as usize + j];
-                    next.push(e.fmuladd(av, wv, &acc.name, VEC));
+                    next.push(e.fmuladd(*av, *wv, acc.v, VEC));
                 }
             }
             Ok(next)
@@ -904,8 +1046,8 @@ impl<'g> Emitter<'g> {
         for (i, m) in rows.iter().enumerate() {
             for (j, n) in cols.iter().enumerate() {
                 let v = &acc[i * NT_COLS as usize + j];
-                let sum =
-                    self.reg(format!("vector.reduction <add>, {} fastmath<reassoc> : {VEC} into f32", v.name), "f32");
+                let kind = [("kind", "#vector.kind<add>"), ("fastmath", "#arith.fastmath<reassoc>")];
+                let sum = Reg::new(self.op("vector.reduction", &[v.v], "f32", &kind), "f32");
                 let mut at = point.to_vec();
                 at[r - 2] = m.clone();
                 at[r - 1] = n.clone();
@@ -924,15 +1066,15 @@ impl<'g> Emitter<'g> {
         let b_batch = index::broadcast(&point[..r - 2], &sb[..sb.len() - 2]);
         let n0 = Ix::prod(t.clone(), Ix::Const(TILE_COLS));
         let (zero, rows) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(c.len))?);
-        self.for_loop(&zero, &rows, &mut |e, kk| {
+        self.for_loop(zero, rows, &mut |e, kk| {
             for v in 0..TILE_COLS / LANES {
                 let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
                 let at: Vec<Ix> = b_batch.iter().cloned().chain([Ix::sum(Ix::Const(c.k0), kk.clone()), col]).collect();
                 let from = e.view_address(bv, &at)?;
-                let x = e.op(format!("llvm.load {from} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}"));
+                let x = e.load_ptr(from, VEC, Some(4));
                 let to =
-                    e_ptr(e, &c.packed, &Ix::sum(Ix::prod(kk.clone(), Ix::Const(TILE_COLS)), Ix::Const(v * LANES)))?;
-                e.line(&format!("llvm.store {x}, {to} {{alignment = 64 : i64}} : {VEC}, !llvm.ptr"));
+                    e_ptr(e, c.packed, &Ix::sum(Ix::prod(kk.clone(), Ix::Const(TILE_COLS)), Ix::Const(v * LANES)))?;
+                e.store_ptr(x, to, Some(64));
             }
             Ok(())
         })
@@ -950,7 +1092,7 @@ impl<'g> Emitter<'g> {
         point: &[Ix],
         mm: NodeId,
         t: &Ix,
-        tile_buf: &str,
+        tile_buf: V,
         bv: &Strided,
         chunk: Option<(&KChunk, Ix)>,
     ) -> Result<(), LowerError> {
@@ -973,8 +1115,8 @@ impl<'g> Emitter<'g> {
                 let mut init = Vec::with_capacity((TILE_ROWS * vectors) as usize);
                 for i in 0..TILE_ROWS {
                     for v in 0..vectors {
-                        let p = e_ptr(self, &c.partial, &partial_at(row0, i, v))?;
-                        init.push(self.reg(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}"), VEC));
+                        let p = e_ptr(self, c.partial, &partial_at(row0, i, v))?;
+                        init.push(Reg::new(self.load_ptr(p, VEC, Some(4)), VEC));
                     }
                 }
                 init
@@ -988,14 +1130,14 @@ impl<'g> Emitter<'g> {
             Some((c, _)) => (c.k0, Ix::Const(c.len)),
             None => (0, Ix::dim(&sa[sa.len() - 1])),
         };
-        let packed = chunk.as_ref().map(|(c, _)| c.packed.clone());
+        let packed = chunk.as_ref().map(|(c, _)| c.packed);
         let acc = self.fold(&depth, &init, &mut |e, local, carried| {
             let k = Ix::sum(Ix::Const(k0), local.clone());
             let mut b_rows = Vec::new();
             for v in 0..vectors {
                 let p = match &packed {
                     Some(buf) => {
-                        e_ptr(e, buf, &Ix::sum(Ix::prod(local.clone(), Ix::Const(TILE_COLS)), Ix::Const(v * LANES)))?
+                        e_ptr(e, *buf, &Ix::sum(Ix::prod(local.clone(), Ix::Const(TILE_COLS)), Ix::Const(v * LANES)))?
                     }
                     None => {
                         let col = Ix::sum(n0.clone(), Ix::Const(v * LANES));
@@ -1003,16 +1145,16 @@ impl<'g> Emitter<'g> {
                         e.view_address(bv, &at)?
                     }
                 };
-                b_rows.push(e.op(format!("llvm.load {p} {{alignment = 4 : i64}} : !llvm.ptr -> {VEC}")));
+                b_rows.push(e.load_ptr(p, VEC, Some(4)));
             }
             let mut next = Vec::with_capacity(carried.len());
             for (i, row) in rows.iter().enumerate() {
                 let at: Vec<Ix> = a_batch.iter().cloned().chain([row.clone(), k.clone()]).collect();
                 let x = e.value(a, &at)?;
-                let xv = e.splat(&x.name);
+                let xv = e.splat(x.v);
                 for (v, bv) in b_rows.iter().enumerate() {
                     let c = &carried[i * vectors as usize + v];
-                    next.push(e.fmuladd(&xv, bv, &c.name, VEC));
+                    next.push(e.fmuladd(xv, *bv, c.v, VEC));
                 }
             }
             Ok(next)
@@ -1020,26 +1162,26 @@ impl<'g> Emitter<'g> {
         if let Some((c, row0)) = chunk.filter(|(c, _)| !c.last) {
             for (slot, v) in acc.iter().enumerate() {
                 let (i, w) = (slot as u64 / vectors, slot as u64 % vectors);
-                let p = e_ptr(self, &c.partial, &partial_at(&row0, i, w))?;
-                self.line(&format!("llvm.store {}, {p} {{alignment = 4 : i64}} : {VEC}, !llvm.ptr", v.name));
+                let p = e_ptr(self, c.partial, &partial_at(&row0, i, w))?;
+                self.store_ptr(v.v, p, Some(4));
             }
             return Ok(());
         }
         for (slot, v) in acc.iter().enumerate() {
             let at = Ix::Const(slot as u64 * LANES);
             let p = e_ptr(self, tile_buf, &at)?;
-            self.line(&format!("llvm.store {}, {p} {{alignment = 4 : i64}} : {VEC}, !llvm.ptr", v.name));
+            self.store_ptr(v.v, p, Some(4));
         }
         let domain = self.kernel.domain.clone();
         let outputs = self.kernel.outputs.clone();
         let (zero_i, width) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(TILE_COLS))?);
         for (i, row) in rows.iter().enumerate() {
-            self.for_loop(&zero_i, &width, &mut |e, j| {
+            self.for_loop(zero_i, width, &mut |e, j| {
                 let mut at = point.to_vec();
                 at[r - 2] = row.clone();
                 at[r - 1] = Ix::sum(n0.clone(), j.clone());
                 let p = e_ptr(e, tile_buf, &Ix::sum(Ix::Const(i as u64 * TILE_COLS), j))?;
-                let sum = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+                let sum = Reg { v: e.load_ptr(p, "f32", None), ty: "f32" };
                 e.remember(mm, &at, sum);
                 outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
             })?;
@@ -1061,7 +1203,7 @@ impl<'g> Emitter<'g> {
     /// One row of a panel contraction: `acc[n] = Σ_k a[m, k]·b[k, n]` with the column loop
     /// innermost (contiguous in `b` and `acc`, so LLVM vectorizes it), then the epilogue
     /// and the stores, column by column.
-    fn panel_row(&mut self, point: &[Ix], mm: NodeId, cols: u64, acc: &str) -> Result<(), LowerError> {
+    fn panel_row(&mut self, point: &[Ix], mm: NodeId, cols: u64, acc: V) -> Result<(), LowerError> {
         let r = point.len();
         let ops = self.graph.operands(mm);
         let (a, b) = (ops[0], ops[1]);
@@ -1072,32 +1214,32 @@ impl<'g> Emitter<'g> {
         let b_batch = index::broadcast(batch, &sb[..sb.len() - 2]);
         let (zero, hi) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(cols))?);
         let depth = self.ix(&Ix::dim(&sa[sa.len() - 1]))?;
-        self.for_loop(&zero, &hi, &mut |e, n| {
+        self.for_loop(zero, hi, &mut |e, n| {
             let p = e_ptr(e, acc, &n)?;
             let z = e.immediate(DType::F32, 0.0);
-            e.line(&format!("llvm.store {}, {p} : f32, !llvm.ptr", z.name));
+            e.store_ptr(z.v, p, None);
             Ok(())
         })?;
-        self.for_loop(&zero, &depth, &mut |e, k| {
+        self.for_loop(zero, depth, &mut |e, k| {
             let at_a: Vec<Ix> = a_batch.iter().cloned().chain([m.clone(), k.clone()]).collect();
             let x = e.value(a, &at_a)?;
-            e.for_loop(&zero, &hi, &mut |e, n| {
+            e.for_loop(zero, hi, &mut |e, n| {
                 let at_b: Vec<Ix> = b_batch.iter().cloned().chain([k.clone(), n.clone()]).collect();
                 let y = e.value(b, &at_b)?;
                 let p = e_ptr(e, acc, &n)?;
-                let old = e.op(format!("llvm.load {p} : !llvm.ptr -> f32"));
-                let new = e.fmuladd(&x.name, &y.name, &old, "f32").name;
-                e.line(&format!("llvm.store {new}, {p} : f32, !llvm.ptr"));
+                let old = e.load_ptr(p, "f32", None);
+                let new = e.fmuladd(x.v, y.v, old, "f32").v;
+                e.store_ptr(new, p, None);
                 Ok(())
             })
         })?;
         let domain = self.kernel.domain.clone();
         let outputs = self.kernel.outputs.clone();
-        self.for_loop(&zero, &hi, &mut |e, n| {
+        self.for_loop(zero, hi, &mut |e, n| {
             let mut at = point.to_vec();
             at[r - 1] = n.clone();
             let p = e_ptr(e, acc, &n)?;
-            let sum = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+            let sum = Reg { v: e.load_ptr(p, "f32", None), ty: "f32" };
             let sum = e.round(sum, e.dtype(mm));
             e.remember(mm, &at, sum);
             outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
@@ -1105,8 +1247,8 @@ impl<'g> Emitter<'g> {
     }
 
     fn row_level(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
-        if let Some((mm, cols, acc)) = self.panel.clone() {
-            return self.panel_row(point, mm, cols, &acc);
+        if let Some((mm, cols, acc)) = self.panel {
+            return self.panel_row(point, mm, cols, acc);
         }
         let domain = self.kernel.domain.clone();
         let reduced: Vec<Dim> =
@@ -1139,20 +1281,20 @@ impl<'g> Emitter<'g> {
         let extent = rows.iter().fold(Ix::Const(1), |acc, &a| Ix::prod(acc, Ix::dim(&domain[a])));
         let (lo, hi) = (self.ix(&Ix::Const(0))?, self.ix(&extent)?);
         let row_dims: Vec<Dim> = rows.iter().map(|&a| domain[a].clone()).collect();
-        let cached: Vec<(NodeId, String)> = self.row_cache.iter().map(|(&n, s)| (n, s.clone())).collect();
+        let cached: Vec<(NodeId, V)> = self.row_cache.iter().map(|(&n, &s)| (n, s)).collect();
         // On the GPU the warp's lanes take every WARP-th element, side by side in memory.
-        let (lo, step) = match self.lane.clone() {
+        let (lo, step) = match self.lane {
             Some(lane) => (lane, WARP),
             None => (lo, 1),
         };
-        self.for_step(&lo, &hi, step, &mut |e, var| {
+        self.for_step(lo, hi, step, &mut |e, var| {
             let mut full_point = point.to_vec();
             for (a, i) in rows.iter().zip(index::delinearize(var.clone(), &row_dims)) {
                 full_point[*a] = i;
             }
             for (n, scratch) in &cached {
-                let p = e_ptr(e, scratch, &var)?;
-                let v = Reg { name: e.op(format!("llvm.load {p} : !llvm.ptr -> f32")), ty: "f32" };
+                let p = e_ptr(e, *scratch, &var)?;
+                let v = Reg { v: e.load_ptr(p, "f32", None), ty: "f32" };
                 e.remember(*n, &full_point, v);
             }
             outputs.iter().try_for_each(|&o| e.store_at(o, &full_point, &domain))
@@ -1185,11 +1327,9 @@ impl<'g> Emitter<'g> {
         for n in wholes {
             let per_line = 64 / self.dtype(n).size_bytes() as u64;
             let (lo, hi) = (self.ix(&Ix::Const(0))?, self.ix(&length)?);
-            self.for_step(&lo, &hi, per_line, &mut |e, j| {
+            self.for_step(lo, hi, per_line, &mut |e, j| {
                 let p = e.element_ptr(n, &Ix::sum(next.clone(), j))?;
-                e.line(&format!(
-                    "\"llvm.intr.prefetch\"({p}) <{{rw = 0 : i32, hint = 3 : i32, cache = 1 : i32}}> : (!llvm.ptr) -> ()"
-                ));
+                e.effect("llvm.intr.prefetch", &[p], &[("rw", "0 : i32"), ("hint", "3 : i32"), ("cache", "1 : i32")]);
                 Ok(())
             })?;
         }
@@ -1227,58 +1367,58 @@ impl<'g> Emitter<'g> {
 
     // ---- memory ---------------------------------------------------------------------
 
-    fn address(&mut self, n: NodeId, idx: &[Ix]) -> Result<String, LowerError> {
+    fn address(&mut self, n: NodeId, idx: &[Ix]) -> Result<V, LowerError> {
         self.element_ptr(n, &index::linearize(idx, self.shape(n)))
     }
 
     /// The address of element `position` (row-major) of the buffer `n`.
-    fn element_ptr(&mut self, n: NodeId, position: &Ix) -> Result<String, LowerError> {
+    fn element_ptr(&mut self, n: NodeId, position: &Ix) -> Result<V, LowerError> {
         let slot = *self.slots.get(&n).ok_or_else(|| self.unsupported(format!("{n} is not a buffer of the kernel")))?;
         let linear = self.ix(position)?;
-        let offset = self.op(format!("arith.index_cast {linear} : index to i64"));
-        let base = self.buffers.get(slot).cloned().unwrap_or_default();
+        let offset = self.cast("index_cast", linear, "i64");
+        let base = self.buffers.get(slot).copied().unwrap_or(V::NONE);
         let ty = mem_ty(self.dtype(n));
-        Ok(self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, {ty}")))
+        Ok(self.gep(base, offset, ty))
     }
 
     /// A 64-byte-aligned f32 scratch buffer of `count` elements on the stack.
-    fn scratch(&mut self, count: u64) -> String {
-        let size = self.op(format!("arith.constant {count} : i64"));
-        self.op(format!("llvm.alloca {size} x f32 {{alignment = 64 : i64}} : (i64) -> !llvm.ptr"))
+    fn scratch(&mut self, count: u64) -> V {
+        let size = self.constant(&format!("{count} : i64"));
+        self.op("llvm.alloca", &[size], "!llvm.ptr", &[("elem_type", "f32"), ("alignment", "64 : i64")])
     }
 
     /// An f32 repeated in every lane of a [`VEC`].
-    fn splat(&mut self, scalar: &str) -> String {
-        self.op(format!("vector.broadcast {scalar} : f32 to {VEC}"))
+    fn splat(&mut self, scalar: V) -> V {
+        self.op("vector.broadcast", &[scalar], VEC, &[])
     }
 
     /// A [`VEC`] of zeros.
     fn zero_vector(&mut self) -> Reg {
         let zero = self.immediate(DType::F32, 0.0);
-        Reg { name: self.splat(&zero.name), ty: VEC }
+        Reg { v: self.splat(zero.v), ty: VEC }
     }
 
     /// `a·b + c` on f32 values or vectors of type `ty`, fused where the CPU has FMA.
-    fn fmuladd(&mut self, a: &str, b: &str, c: &str, ty: &'static str) -> Reg {
-        self.reg(format!("llvm.intr.fmuladd({a}, {b}, {c}) : ({ty}, {ty}, {ty}) -> {ty}"), ty)
+    fn fmuladd(&mut self, a: V, b: V, c: V, ty: &'static str) -> Reg {
+        Reg::new(self.op("llvm.intr.fmuladd", &[a, b, c], ty, &[]), ty)
     }
 
     fn load(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
         let dtype = self.dtype(n);
         let ptr = self.address(n, idx)?;
-        let raw = self.op(format!("llvm.load {ptr} : !llvm.ptr -> {}", mem_ty(dtype)));
+        let raw = self.load_ptr(ptr, mem_ty(dtype), None);
         Ok(self.widen(raw, dtype))
     }
 
     /// A value as loaded from memory, in its register type.
-    fn widen(&mut self, raw: String, dtype: DType) -> Reg {
+    fn widen(&mut self, raw: V, dtype: DType) -> Reg {
         match dtype {
-            DType::F16 | DType::BF16 => self.reg(format!("arith.extf {raw} : {} to f32", mem_ty(dtype)), "f32"),
+            DType::F16 | DType::BF16 => Reg::new(self.cast("extf", raw, "f32"), "f32"),
             DType::Bool => {
-                let zero = self.op("arith.constant 0 : i8");
-                self.reg(format!("arith.cmpi ne, {raw}, {zero} : i8"), "i1")
+                let zero = self.constant("0 : i8");
+                Reg::new(self.cmpi("ne", raw, zero), "i1")
             }
-            _ => Reg { name: raw, ty: reg_ty(dtype) },
+            _ => Reg { v: raw, ty: reg_ty(dtype) },
         }
     }
 
@@ -1286,11 +1426,11 @@ impl<'g> Emitter<'g> {
         let dtype = self.dtype(n);
         let ptr = self.address(n, idx)?;
         let raw = match dtype {
-            DType::F16 | DType::BF16 => self.op(format!("arith.truncf {} : f32 to {}", value.name, mem_ty(dtype))),
-            DType::Bool => self.op(format!("arith.extui {} : i1 to i8", value.name)),
-            _ => value.name.clone(),
+            DType::F16 | DType::BF16 => self.cast("truncf", value.v, mem_ty(dtype)),
+            DType::Bool => self.cast("extui", value.v, "i8"),
+            _ => value.v,
         };
-        self.line(&format!("llvm.store {raw}, {ptr} : {}, !llvm.ptr", mem_ty(dtype)));
+        self.store_ptr(raw, ptr, None);
         Ok(())
     }
 
@@ -1330,7 +1470,7 @@ impl<'g> Emitter<'g> {
     /// keeps its register): one the innermost loop does not change.
     fn defined_outside(&self, r: &Reg) -> bool {
         let outer = &self.scopes[..self.scopes.len().saturating_sub(1)];
-        outer.iter().any(|s| s.values.values().any(|v| v.name == r.name))
+        outer.iter().any(|s| s.values.values().any(|v| v.v == r.v))
     }
 
     fn operand(&mut self, n: NodeId, i: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
@@ -1344,11 +1484,11 @@ impl<'g> Emitter<'g> {
         let operands = self.graph.operands(n);
         match self.graph.op(n) {
             Op::Input { .. } | Op::Param { .. } => Err(self.unsupported(format!("{n} is read but not an input"))),
-            Op::Constant { data } => self.constant(n, data, idx),
+            Op::Constant { data } => self.constant_value(n, data, idx),
             Op::Iota { axis } => {
                 let i = self.ix(&idx[*axis])?;
-                let i = self.op(format!("arith.index_cast {i} : index to i64"));
-                Ok(self.convert(Reg { name: i, ty: "i64" }, DType::I64, dtype))
+                let i = self.cast("index_cast", i, "i64");
+                Ok(self.convert(Reg { v: i, ty: "i64" }, DType::I64, dtype))
             }
             Op::Unary(u) => {
                 let x = self.operand(n, 0, idx)?;
@@ -1368,8 +1508,8 @@ impl<'g> Emitter<'g> {
                 // is loop-invariant, so LLVM hoists the one division and each element costs
                 // a multiply (1.5 ulp instead of 0.5: within R and T).
                 let one = self.immediate(DType::F32, 1.0);
-                let r = self.reg(format!("arith.divf {}, {} : f32", one.name, y.name), "f32");
-                let q = self.reg(format!("arith.mulf {}, {} : f32", x.name, r.name), "f32");
+                let r = Reg::new(self.arith("divf", one.v, y.v), "f32");
+                let q = Reg::new(self.arith("mulf", x.v, r.v), "f32");
                 Ok(self.round(q, dtype))
             }
             Op::Binary(b) => {
@@ -1382,7 +1522,7 @@ impl<'g> Emitter<'g> {
             }
             Op::Select => {
                 let (c, x, y) = (self.operand(n, 0, idx)?, self.operand(n, 1, idx)?, self.operand(n, 2, idx)?);
-                Ok(self.reg(format!("arith.select {}, {}, {} : {}", c.name, x.name, y.name, x.ty), x.ty))
+                Ok(Reg::new(self.select(c.v, x.v, y.v), x.ty))
             }
             Op::Cast => {
                 let x = self.operand(n, 0, idx)?;
@@ -1438,16 +1578,16 @@ impl<'g> Emitter<'g> {
         match dtype {
             DType::F32 | DType::F16 | DType::BF16 => {
                 let bits = (round_float(dtype, value) as f32).to_bits();
-                self.reg(format!("arith.constant 0x{bits:08X} : f32"), "f32")
+                Reg::new(self.constant(&format!("0x{:08X} : f32", bits)), "f32")
             }
-            DType::Bool => self.reg(format!("arith.constant {} : i1", i32::from(value != 0.0)), "i1"),
+            DType::Bool => Reg::new(self.constant(&format!("{} : i1", i32::from(value != 0.0))), "i1"),
             DType::I32 | DType::I64 => {
-                self.reg(format!("arith.constant {} : {}", value as i64, reg_ty(dtype)), reg_ty(dtype))
+                Reg::new(self.constant(&format!("{} : {}", value as i64, reg_ty(dtype))), reg_ty(dtype))
             }
         }
     }
 
-    fn constant(&mut self, n: NodeId, data: &ConstData, idx: &[Ix]) -> Result<Reg, LowerError> {
+    fn constant_value(&mut self, n: NodeId, data: &ConstData, idx: &[Ix]) -> Result<Reg, LowerError> {
         let dtype = self.dtype(n);
         let values: Vec<f64> = match data {
             ConstData::Float(v) => v.clone(),
@@ -1459,7 +1599,7 @@ impl<'g> Emitter<'g> {
             return Ok(match data {
                 ConstData::Int(v) if matches!(dtype, DType::I32 | DType::I64) => {
                     let x = v.first().copied().unwrap_or(0);
-                    self.reg(format!("arith.constant {x} : {}", reg_ty(dtype)), reg_ty(dtype))
+                    Reg::new(self.constant(&format!("{} : {}", x, reg_ty(dtype))), reg_ty(dtype))
                 }
                 _ => self.immediate(dtype, first),
             });
@@ -1485,7 +1625,7 @@ impl<'g> Emitter<'g> {
     fn repeated_product(&mut self, x: Reg, power: u32, dtype: DType) -> Result<Reg, LowerError> {
         let mut r = x.clone();
         for _ in 1..power {
-            r = self.reg(format!("arith.mulf {}, {} : f32", r.name, x.name), "f32");
+            r = Reg::new(self.arith("mulf", r.v, x.v), "f32");
         }
         Ok(self.round(r, dtype))
     }
@@ -1495,52 +1635,64 @@ impl<'g> Emitter<'g> {
         let dtype = self.dtype(n);
         let bytes: Vec<u8> = values.iter().flat_map(|&v| element_bytes(dtype, v)).collect();
         let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
-        let (len, ty) = (values.len(), mem_ty(dtype));
+        let ty = mem_ty(dtype);
         let name = format!("flint_table_{:016x}", fnv1a(format!("{ty}:{hex}").as_bytes()));
-        if !self.tables.iter().any(|(n, _)| *n == name) {
-            let decl = format!(
-                "  llvm.mlir.global internal constant @{name}(dense<\"0x{hex}\"> : tensor<{len}x{ty}>) : !llvm.array<{len} x {ty}>\n"
-            );
-            self.tables.push((name.clone(), decl));
+        if !self.tables.iter().any(|(n, _, _)| *n == name) {
+            self.tables.push((name.clone(), ty, bytes));
         }
         let linear = self.ix(&index::linearize(idx, self.shape(n)))?;
-        let offset = self.op(format!("arith.index_cast {linear} : index to i64"));
-        let base = self.op(format!("llvm.mlir.addressof @{name} : !llvm.ptr"));
+        let offset = self.cast("index_cast", linear, "i64");
+        let base = self.op("llvm.mlir.addressof", &[], "!llvm.ptr", &[("global_name", &format!("@{name}"))]);
         let ty = mem_ty(dtype);
-        let ptr = self.op(format!("llvm.getelementptr {base}[{offset}] : (!llvm.ptr, i64) -> !llvm.ptr, {ty}"));
-        let raw = self.op(format!("llvm.load {ptr} : !llvm.ptr -> {ty}"));
+        let ptr = self.gep(base, offset, ty);
+        let raw = self.load_ptr(ptr, ty, None);
         Ok(self.widen(raw, dtype))
+    }
+
+    /// The internal constant global `name`: `bytes`, elements of type `ty`.
+    fn global(&mut self, name: &str, ty: &str, bytes: &[u8]) -> Option<Operation<'c>> {
+        let len = bytes.len() / mlir_size(ty);
+        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        let attributes = [
+            ("sym_name", format!("\"{name}\"")),
+            ("global_type", format!("!llvm.array<{len} x {ty}>")),
+            ("constant", "unit".to_string()),
+            ("linkage", "#llvm.linkage<internal>".to_string()),
+            ("value", format!("dense<\"0x{hex}\"> : tensor<{len}x{ty}>")),
+        ];
+        let attributes: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.b.detached("llvm.mlir.global", &attributes, vec![Region::new()])
     }
 
     /// Rounds an f32 register to `dtype` when that is narrower (f16, bf16).
     fn round(&mut self, x: Reg, dtype: DType) -> Reg {
         match dtype {
             DType::F16 | DType::BF16 => {
-                let t = self.op(format!("arith.truncf {} : f32 to {}", x.name, mem_ty(dtype)));
-                self.reg(format!("arith.extf {t} : {} to f32", mem_ty(dtype)), "f32")
+                let t = self.cast("truncf", x.v, mem_ty(dtype));
+                Reg::new(self.cast("extf", t, "f32"), "f32")
             }
             _ => x,
         }
     }
 
     fn convert(&mut self, x: Reg, from: DType, to: DType) -> Reg {
-        let (fty, tty) = (reg_ty(from), reg_ty(to));
+        let tty = reg_ty(to);
         match (is_float(from), is_float(to)) {
             (true, true) => self.round(x, to),
             (false, true) => {
                 let op = if from == DType::Bool { "uitofp" } else { "sitofp" };
-                let f = self.reg(format!("arith.{op} {} : {fty} to f32", x.name), "f32");
+                let f = Reg::new(self.cast(op, x.v, "f32"), "f32");
                 self.round(f, to)
             }
             (true, false) if to == DType::Bool => {
                 let zero = self.immediate(DType::F32, 0.0);
-                self.reg(format!("arith.cmpf une, {}, {} : f32", x.name, zero.name), "i1")
+                Reg::new(self.cmpf("une", x.v, zero.v), "i1")
             }
             (true, false) => self.float_to_int(x, to),
             (false, false) if from == to => x,
             (false, false) if to == DType::Bool => {
                 let zero = self.immediate(from, 0.0);
-                self.reg(format!("arith.cmpi ne, {}, {} : {fty}", x.name, zero.name), "i1")
+                Reg::new(self.cmpi("ne", x.v, zero.v), "i1")
             }
             (false, false) => {
                 let op = match (from, to) {
@@ -1548,7 +1700,7 @@ impl<'g> Emitter<'g> {
                     (DType::I32, DType::I64) => "extsi",
                     _ => "trunci",
                 };
-                self.reg(format!("arith.{op} {} : {fty} to {tty}", x.name), tty)
+                Reg::new(self.cast(op, x.v, tty), tty)
             }
         }
     }
@@ -1559,15 +1711,15 @@ impl<'g> Emitter<'g> {
         let (lo, hi) = if to == DType::I32 { (i32::MIN as i64, i32::MAX as i64) } else { (i64::MIN, i64::MAX) };
         let limit = self.immediate(DType::F32, -(lo as f64));
         let neg = self.immediate(DType::F32, lo as f64);
-        let clamped = self.op(format!("arith.maximumf {}, {} : f32", x.name, neg.name));
-        let below = self.op(format!("arith.cmpf olt, {clamped}, {} : f32", limit.name));
-        let safe = self.op(format!("arith.select {below}, {clamped}, {} : f32", neg.name));
-        let int = self.op(format!("arith.fptosi {safe} : f32 to {ty}"));
-        let max = self.op(format!("arith.constant {hi} : {ty}"));
-        let high = self.op(format!("arith.select {below}, {int}, {max} : {ty}"));
-        let nan = self.op(format!("arith.cmpf uno, {}, {} : f32", x.name, x.name));
-        let zero = self.op(format!("arith.constant 0 : {ty}"));
-        self.reg(format!("arith.select {nan}, {zero}, {high} : {ty}"), ty)
+        let clamped = self.arith("maximumf", x.v, neg.v);
+        let below = self.cmpf("olt", clamped, limit.v);
+        let safe = self.select(below, clamped, neg.v);
+        let int = self.cast("fptosi", safe, ty);
+        let max = self.constant(&format!("{} : {}", hi, ty));
+        let high = self.select(below, int, max);
+        let nan = self.cmpf("uno", x.v, x.v);
+        let zero = self.constant(&format!("0 : {ty}"));
+        Reg::new(self.select(nan, zero, high), ty)
     }
 
     // ---- elementwise ----------------------------------------------------------------
@@ -1579,38 +1731,38 @@ impl<'g> Emitter<'g> {
         }
         let one = || 1.0;
         let r = match u {
-            UnaryOp::Neg => self.reg(format!("arith.negf {} : f32", x.name), ty),
-            UnaryOp::Abs => Reg { name: self.math("absf", &x.name, "f32"), ty },
+            UnaryOp::Neg => Reg::new(self.unop("arith.negf", x.v), ty),
+            UnaryOp::Abs => Reg { v: self.math("absf", x.v, "f32"), ty },
             UnaryOp::Exp => self.exp(&x),
             UnaryOp::Log => self.log(&x),
-            UnaryOp::Sqrt => Reg { name: self.math("sqrt", &x.name, "f32"), ty },
+            UnaryOp::Sqrt => Reg { v: self.math("sqrt", x.v, "f32"), ty },
             UnaryOp::Tanh => self.tanh(&x),
             UnaryOp::Erf => self.erf(&x),
             UnaryOp::Sin => self.sin_cos(&x, false),
             UnaryOp::Cos => self.sin_cos(&x, true),
             UnaryOp::Atan => self.atan(&x),
-            UnaryOp::Floor => Reg { name: self.math("floor", &x.name, "f32"), ty },
-            UnaryOp::Ceil => Reg { name: self.math("ceil", &x.name, "f32"), ty },
-            UnaryOp::Round => Reg { name: self.math("roundeven", &x.name, "f32"), ty },
+            UnaryOp::Floor => Reg { v: self.math("floor", x.v, "f32"), ty },
+            UnaryOp::Ceil => Reg { v: self.math("ceil", x.v, "f32"), ty },
+            UnaryOp::Round => Reg { v: self.math("roundeven", x.v, "f32"), ty },
             UnaryOp::Rsqrt => {
-                let s = self.math("sqrt", &x.name, "f32");
+                let s = self.math("sqrt", x.v, "f32");
                 let one = self.immediate(DType::F32, one());
-                self.reg(format!("arith.divf {}, {s} : f32", one.name), ty)
+                Reg::new(self.arith("divf", one.v, s), ty)
             }
             UnaryOp::Reciprocal => {
                 let one = self.immediate(DType::F32, one());
-                self.reg(format!("arith.divf {}, {} : f32", one.name, x.name), ty)
+                Reg::new(self.arith("divf", one.v, x.v), ty)
             }
             UnaryOp::Sigmoid => {
-                let neg = self.reg(format!("arith.negf {} : f32", x.name), ty);
-                let e = self.exp(&neg).name;
+                let neg = Reg::new(self.unop("arith.negf", x.v), ty);
+                let e = self.exp(&neg).v;
                 let one = self.immediate(DType::F32, one());
-                let d = self.op(format!("arith.addf {}, {e} : f32", one.name));
-                self.reg(format!("arith.divf {}, {d} : f32", one.name), ty)
+                let d = self.arith("addf", one.v, e);
+                Reg::new(self.arith("divf", one.v, d), ty)
             }
             UnaryOp::Relu => {
                 let zero = self.immediate(DType::F32, 0.0);
-                self.reg(format!("arith.maximumf {}, {} : f32", x.name, zero.name), ty)
+                Reg::new(self.arith("maximumf", x.v, zero.v), ty)
             }
             UnaryOp::Sign => {
                 let (zero, one, minus) = (
@@ -1618,10 +1770,10 @@ impl<'g> Emitter<'g> {
                     self.immediate(DType::F32, 1.0),
                     self.immediate(DType::F32, -1.0),
                 );
-                let pos = self.op(format!("arith.cmpf ogt, {}, {} : f32", x.name, zero.name));
-                let neg = self.op(format!("arith.cmpf olt, {}, {} : f32", x.name, zero.name));
-                let low = self.op(format!("arith.select {neg}, {}, {} : f32", minus.name, x.name));
-                self.reg(format!("arith.select {pos}, {}, {low} : f32", one.name), ty)
+                let pos = self.cmpf("ogt", x.v, zero.v);
+                let neg = self.cmpf("olt", x.v, zero.v);
+                let low = self.select(neg, minus.v, x.v);
+                Reg::new(self.select(pos, one.v, low), ty)
             }
             UnaryOp::Not => return Err(self.unsupported("`not` on a float")),
         };
@@ -1632,23 +1784,23 @@ impl<'g> Emitter<'g> {
         let ty = x.ty;
         let zero = self.immediate(dtype, 0.0);
         Ok(match u {
-            UnaryOp::Neg => self.reg(format!("arith.subi {}, {} : {ty}", zero.name, x.name), ty),
+            UnaryOp::Neg => Reg::new(self.arith("subi", zero.v, x.v), ty),
             UnaryOp::Abs => {
-                let neg = self.op(format!("arith.subi {}, {} : {ty}", zero.name, x.name));
-                let below = self.op(format!("arith.cmpi slt, {}, {} : {ty}", x.name, zero.name));
-                self.reg(format!("arith.select {below}, {neg}, {} : {ty}", x.name), ty)
+                let neg = self.arith("subi", zero.v, x.v);
+                let below = self.cmpi("slt", x.v, zero.v);
+                Reg::new(self.select(below, neg, x.v), ty)
             }
-            UnaryOp::Relu => self.reg(format!("arith.maxsi {}, {} : {ty}", x.name, zero.name), ty),
+            UnaryOp::Relu => Reg::new(self.arith("maxsi", x.v, zero.v), ty),
             UnaryOp::Not => {
-                let ones = self.op(format!("arith.constant -1 : {ty}"));
-                self.reg(format!("arith.xori {}, {ones} : {ty}", x.name), ty)
+                let ones = self.constant(&format!("-1 : {ty}"));
+                Reg::new(self.arith("xori", x.v, ones), ty)
             }
             UnaryOp::Sign => {
                 let (one, minus) = (self.immediate(dtype, 1.0), self.immediate(dtype, -1.0));
-                let pos = self.op(format!("arith.cmpi sgt, {}, {} : {ty}", x.name, zero.name));
-                let neg = self.op(format!("arith.cmpi slt, {}, {} : {ty}", x.name, zero.name));
-                let low = self.op(format!("arith.select {neg}, {}, {} : {ty}", minus.name, zero.name));
-                self.reg(format!("arith.select {pos}, {}, {low} : {ty}", one.name), ty)
+                let pos = self.cmpi("sgt", x.v, zero.v);
+                let neg = self.cmpi("slt", x.v, zero.v);
+                let low = self.select(neg, minus.v, zero.v);
+                Reg::new(self.select(pos, one.v, low), ty)
             }
             other => return Err(self.unsupported(format!("`{}` on an integer", other.name()))),
         })
@@ -1656,7 +1808,6 @@ impl<'g> Emitter<'g> {
 
     fn binary(&mut self, b: BinaryOp, dtype: DType, x: Reg, y: Reg) -> Result<Reg, LowerError> {
         let ty = x.ty;
-        let (a, c) = (&x.name, &y.name);
         if is_float(dtype) && self.device == Device::Gpu && matches!(b, BinaryOp::Rem | BinaryOp::Pow) {
             let r = if b == BinaryOp::Rem { self.rem_by_division(&x, &y) } else { self.pow_by_exp_log(&x, &y) };
             return Ok(self.round(r, dtype));
@@ -1673,7 +1824,7 @@ impl<'g> Emitter<'g> {
                 BinaryOp::Minimum => "arith.minimumf",
                 BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => return Err(self.unsupported("a logical op on floats")),
             };
-            let r = self.reg(format!("{op} {a}, {c} : f32"), ty);
+            let r = Reg::new(self.binop(op, x.v, y.v), ty);
             return Ok(self.round(r, dtype));
         }
         let op = match b {
@@ -1688,7 +1839,7 @@ impl<'g> Emitter<'g> {
             BinaryOp::Div | BinaryOp::Rem => return Ok(self.int_division(b, dtype, x, y)),
             BinaryOp::Pow => return self.int_pow(x, y),
         };
-        Ok(self.reg(format!("arith.{op} {a}, {c} : {ty}"), ty))
+        Ok(Reg::new(self.arith(op, x.v, y.v), ty))
     }
 
     /// Truncating division and remainder; `MIN / -1 = MIN`, `MIN % -1 = 0`, and a zero
@@ -1696,16 +1847,16 @@ impl<'g> Emitter<'g> {
     fn int_division(&mut self, b: BinaryOp, dtype: DType, x: Reg, y: Reg) -> Reg {
         let ty = x.ty;
         let (zero, one, minus) = (self.immediate(dtype, 0.0), self.immediate(dtype, 1.0), self.immediate(dtype, -1.0));
-        let is_zero = self.op(format!("arith.cmpi eq, {}, {} : {ty}", y.name, zero.name));
-        let is_minus = self.op(format!("arith.cmpi eq, {}, {} : {ty}", y.name, minus.name));
-        let bad = self.op(format!("arith.ori {is_zero}, {is_minus} : i1"));
-        let safe = self.op(format!("arith.select {bad}, {}, {} : {ty}", one.name, y.name));
+        let is_zero = self.cmpi("eq", y.v, zero.v);
+        let is_minus = self.cmpi("eq", y.v, minus.v);
+        let bad = self.arith("ori", is_zero, is_minus);
+        let safe = self.select(bad, one.v, y.v);
         let (op, special) = match b {
-            BinaryOp::Div => ("divsi", self.op(format!("arith.subi {}, {} : {ty}", zero.name, x.name))),
-            _ => ("remsi", zero.name.clone()),
+            BinaryOp::Div => ("divsi", self.arith("subi", zero.v, x.v)),
+            _ => ("remsi", zero.v),
         };
-        let q = self.op(format!("arith.{op} {}, {safe} : {ty}", x.name));
-        self.reg(format!("arith.select {is_minus}, {special}, {q} : {ty}"), ty)
+        let q = self.arith(op, x.v, safe);
+        Reg::new(self.select(is_minus, special, q), ty)
     }
 
     /// `a` multiplied `b` times, wrapping, by squaring over the exponent's bits (`b < 0`
@@ -1713,18 +1864,18 @@ impl<'g> Emitter<'g> {
     fn int_pow(&mut self, x: Reg, y: Reg) -> Result<Reg, LowerError> {
         let ty = x.ty;
         let bits = if ty == "i32" { 32 } else { 64 };
-        let one = self.reg(format!("arith.constant 1 : {ty}"), ty);
+        let one = Reg::new(self.constant(&format!("1 : {ty}")), ty);
         let out = self.fold(&Ix::Const(bits), &[one, x], &mut |e, i, carried| {
             let i = e.ix(&i)?;
-            let shift = e.op(format!("arith.index_cast {i} : index to {ty}"));
-            let shifted = e.op(format!("arith.shrui {}, {shift} : {ty}", y.name));
-            let one = e.op(format!("arith.constant 1 : {ty}"));
-            let bit = e.op(format!("arith.andi {shifted}, {one} : {ty}"));
-            let zero = e.op(format!("arith.constant 0 : {ty}"));
-            let set = e.op(format!("arith.cmpi ne, {bit}, {zero} : {ty}"));
-            let times = e.op(format!("arith.muli {}, {} : {ty}", carried[0].name, carried[1].name));
-            let result = e.reg(format!("arith.select {set}, {times}, {} : {ty}", carried[0].name), ty);
-            let base = e.reg(format!("arith.muli {}, {} : {ty}", carried[1].name, carried[1].name), ty);
+            let shift = e.cast("index_cast", i, ty);
+            let shifted = e.arith("shrui", y.v, shift);
+            let one = e.constant(&format!("1 : {ty}"));
+            let bit = e.arith("andi", shifted, one);
+            let zero = e.constant(&format!("0 : {ty}"));
+            let set = e.cmpi("ne", bit, zero);
+            let times = e.arith("muli", carried[0].v, carried[1].v);
+            let result = Reg::new(e.select(set, times, carried[0].v), ty);
+            let base = Reg::new(e.arith("muli", carried[1].v, carried[1].v), ty);
             Ok(vec![result, base])
         })?;
         out.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))
@@ -1746,8 +1897,8 @@ impl<'g> Emitter<'g> {
             (CompareOp::Gt, false) => ["ugt", "sgt"][usize::from(signed)],
             (CompareOp::Ge, false) => ["uge", "sge"][usize::from(signed)],
         };
-        let op = if float { "cmpf" } else { "cmpi" };
-        self.reg(format!("arith.{op} {pred}, {}, {} : {}", x.name, y.name, x.ty), "i1")
+        let r = if float { self.cmpf(pred, x.v, y.v) } else { self.cmpi(pred, x.v, y.v) };
+        Reg::new(r, "i1")
     }
 
     // ---- loops that fold ------------------------------------------------------------
@@ -1762,33 +1913,32 @@ impl<'g> Emitter<'g> {
         extent: &Ix,
         init: &[Reg],
         combine: Option<&[&str]>,
-        step: &mut FoldStep<'_, 'g>,
+        step: &mut FoldStep<'_, 'g, 'c>,
     ) -> Result<Vec<Reg>, LowerError> {
-        let (Some(combine), Some(lane)) = (combine, self.lane.clone()) else { return self.fold(extent, init, step) };
+        let (Some(combine), Some(lane)) = (combine, self.lane) else { return self.fold(extent, init, step) };
         self.row_level_now = false;
-        let folded = self.fold_from(&lane, WARP, extent, init, step);
+        let folded = self.fold_from(lane, WARP, extent, init, step);
         self.row_level_now = true;
         let mut values = folded?;
-        let width = self.op(format!("arith.constant {WARP} : i32"));
+        let width = self.constant(&format!("{WARP} : i32"));
         for offset in [16, 8, 4, 2, 1] {
-            let offset = self.op(format!("arith.constant {offset} : i32"));
+            let offset = self.constant(&format!("{offset} : i32"));
             for (v, op) in values.iter_mut().zip(combine) {
                 // Shuffles move 32-bit values: a flag travels as an i32.
                 let wide = match v.ty {
-                    "i1" => self.op(format!("arith.extui {} : i1 to i32", v.name)),
-                    _ => v.name.clone(),
+                    "i1" => self.cast("extui", v.v, "i32"),
+                    _ => v.v,
                 };
                 let ty = if v.ty == "i1" { "i32" } else { v.ty };
-                let other = format!("%v{}", self.next);
-                self.next += 1;
-                self.line(&format!("{other}, %ok{} = gpu.shuffle xor {wide}, {offset}, {width} : {ty}", self.next));
-                self.next += 1;
+                let mode = [("mode", "#gpu<shuffle_mode xor>")];
+                let other = self.b.op("gpu.shuffle", &[wide, offset, width], &[ty, "i1"], &mode)[0];
                 let other = match v.ty {
-                    "i1" => self.op(format!("arith.trunci {other} : i32 to i1")),
+                    "i1" => self.cast("trunci", other, "i1"),
                     _ => other,
                 };
-                let flags = if v.ty == "f32" { " fastmath<reassoc>" } else { "" };
-                *v = self.reg(format!("{op} {}, {other}{flags} : {}", v.name, v.ty), v.ty);
+                let r =
+                    if v.ty == "f32" { self.binop_fm(op, v.v, other, "reassoc") } else { self.binop(op, v.v, other) };
+                *v = Reg::new(r, v.ty);
             }
         }
         Ok(values)
@@ -1796,47 +1946,33 @@ impl<'g> Emitter<'g> {
 
     /// `scf.for` over `[0, extent)` carrying `init`; `step` gets the loop index and the
     /// carried values and returns the next ones. Returns the final values.
-    fn fold(&mut self, extent: &Ix, init: &[Reg], step: &mut FoldStep<'_, 'g>) -> Result<Vec<Reg>, LowerError> {
+    fn fold(&mut self, extent: &Ix, init: &[Reg], step: &mut FoldStep<'_, 'g, 'c>) -> Result<Vec<Reg>, LowerError> {
         let zero = self.ix(&Ix::Const(0))?;
-        self.fold_from(&zero, 1, extent, init, step)
+        self.fold_from(zero, 1, extent, init, step)
     }
 
     /// [`Emitter::fold`] over `lo, lo + stride, ...` below `extent`.
     fn fold_from(
         &mut self,
-        lo: &str,
+        lo: V,
         stride: u64,
         extent: &Ix,
         init: &[Reg],
-        step: &mut FoldStep<'_, 'g>,
+        step: &mut FoldStep<'_, 'g, 'c>,
     ) -> Result<Vec<Reg>, LowerError> {
         let (hi, one) = (self.ix(extent)?, self.ix(&Ix::Const(stride))?);
-        let result = format!("%v{}", self.next);
-        self.next += 1;
-        let var = format!("%i{}", self.next);
-        self.next += 1;
-        let carried: Vec<Reg> = init
-            .iter()
-            .map(|r| {
-                self.next += 1;
-                Reg { name: format!("%a{}", self.next), ty: r.ty }
-            })
-            .collect();
-        let args: Vec<String> = carried.iter().zip(init).map(|(c, i)| format!("{} = {}", c.name, i.name)).collect();
-        let types: Vec<&str> = init.iter().map(|r| r.ty).collect();
-        self.line(&format!(
-            "{result}:{} = scf.for {var} = {lo} to {hi} step {one} iter_args({}) -> ({}) {{",
-            init.len(),
-            args.join(", "),
-            types.join(", ")
-        ));
-        let ix = self.enter(var);
+        let types: Vec<&'static str> = init.iter().map(|r| r.ty).collect();
+        let args = self.b.open(&[&["index"], types.as_slice()].concat());
+        let carried: Vec<Reg> = args[1..].iter().zip(&types).map(|(&v, &ty)| Reg::new(v, ty)).collect();
+        let ix = self.enter(args[0]);
         let next = step(self, ix, &carried)?;
-        let names: Vec<&str> = next.iter().map(|r| r.name.as_str()).collect();
-        self.line(&format!("scf.yield {} : {}", names.join(", "), types.join(", ")));
+        let values: Vec<V> = next.iter().map(|r| r.v).collect();
+        self.effect("scf.yield", &values, &[]);
         self.leave();
-        self.line("}");
-        Ok(init.iter().enumerate().map(|(i, r)| Reg { name: format!("{result}#{i}"), ty: r.ty }).collect())
+        let body = self.b.close();
+        let operands: Vec<V> = [lo, hi, one].into_iter().chain(init.iter().map(|r| r.v)).collect();
+        let results = self.b.op_with("scf.for", &operands, &types, &[], vec![body]);
+        Ok(results.into_iter().zip(types).map(|(v, ty)| Reg::new(v, ty)).collect())
     }
 
     /// The operand index of a reduction over `axes` at output `idx`, with `inner` the
@@ -1874,8 +2010,8 @@ impl<'g> Emitter<'g> {
         let at = self.reduced_index(n, axes, keepdims, idx, i.clone());
         let v = self.value(x, &at)?;
         if let Some(scratch) = self.row_cache.get(&x).cloned() {
-            let p = e_ptr(self, &scratch, i)?;
-            self.line(&format!("llvm.store {}, {p} : f32, !llvm.ptr", v.name));
+            let p = e_ptr(self, scratch, i)?;
+            self.store_ptr(v.v, p, None);
         }
         Ok(v)
     }
@@ -1914,12 +2050,12 @@ impl<'g> Emitter<'g> {
             }
         };
         let init = match (float, op) {
-            (false, ReduceOp::Max) => self.reg(
-                format!("arith.constant {} : i64", if dtype == DType::I32 { i32::MIN as i64 } else { i64::MIN }),
+            (false, ReduceOp::Max) => Reg::new(
+                self.constant(&format!("{} : i64", if dtype == DType::I32 { i32::MIN as i64 } else { i64::MIN })),
                 "i64",
             ),
-            (false, ReduceOp::Min) => self.reg(
-                format!("arith.constant {} : i64", if dtype == DType::I32 { i32::MAX as i64 } else { i64::MAX }),
+            (false, ReduceOp::Min) => Reg::new(
+                self.constant(&format!("{} : i64", if dtype == DType::I32 { i32::MAX as i64 } else { i64::MAX })),
                 "i64",
             ),
             _ => self.immediate(acc_ty, init),
@@ -1946,18 +2082,22 @@ impl<'g> Emitter<'g> {
             let v = e.convert(v, e.dtype(x), acc_ty);
             // Float folds may be reassociated (the spec's R(K) allows any summation order),
             // which lets LLVM vectorize them.
-            let flags = if float { " fastmath<reassoc>" } else { "" };
-            Ok(vec![e.reg(format!("{combine} {}, {}{flags} : {acc_name}", carried[0].name, v.name), acc_name)])
+            let r = if float {
+                e.binop_fm(combine, carried[0].v, v.v, "reassoc")
+            } else {
+                e.binop(combine, carried[0].v, v.v)
+            };
+            Ok(vec![Reg::new(r, acc_name)])
         })?;
         let mut r = total.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         if op == ReduceOp::Mean {
             let k = self.ix(&extent)?;
-            let k = self.op(format!("arith.index_cast {k} : index to i64"));
+            let k = self.cast("index_cast", k, "i64");
             r = if float {
-                let kf = self.op(format!("arith.sitofp {k} : i64 to f32"));
-                self.reg(format!("arith.divf {}, {kf} : f32", r.name), "f32")
+                let kf = self.cast("sitofp", k, "f32");
+                Reg::new(self.arith("divf", r.v, kf), "f32")
             } else {
-                self.reg(format!("arith.divsi {}, {k} : i64", r.name), "i64")
+                Reg::new(self.arith("divsi", r.v, k), "i64")
             };
         }
         Ok(self.convert(r, acc_ty, dtype))
@@ -1979,7 +2119,7 @@ impl<'g> Emitter<'g> {
     ) -> Result<Reg, LowerError> {
         let x = self.graph.operands(n)[0];
         let combine = if op == ReduceOp::Max { "arith.maxnumf" } else { "arith.minnumf" };
-        let no_nan = self.reg("arith.constant false", "i1");
+        let no_nan = Reg::new(self.constant("false"), "i1");
         let combines = [combine, "arith.ori"];
         let split = (self.lane.is_some() && self.row_level_now).then_some(combines.as_slice());
         let folded = self.row_fold(extent, &[init, no_nan], split, &mut |e, i, carried| {
@@ -1987,14 +2127,13 @@ impl<'g> Emitter<'g> {
             let v = e.convert(v, e.dtype(x), DType::F32);
             // With `nnan` a NaN operand makes the accumulator poison; the flag then selects
             // the NaN below, and a select takes nothing from the arm it does not choose.
-            let acc =
-                e.reg(format!("{combine} {}, {} fastmath<nnan,nsz,reassoc> : f32", carried[0].name, v.name), "f32");
-            let is_nan = e.op(format!("arith.cmpf uno, {0}, {0} : f32", v.name));
-            let flag = e.reg(format!("arith.ori {}, {is_nan} : i1", carried[1].name), "i1");
+            let acc = Reg::new(e.binop_fm(combine, carried[0].v, v.v, "nnan,nsz,reassoc"), "f32");
+            let is_nan = e.cmpf("uno", v.v, v.v);
+            let flag = Reg::new(e.arith("ori", carried[1].v, is_nan), "i1");
             Ok(vec![acc, flag])
         })?;
         let nan = self.immediate(DType::F32, f64::NAN);
-        Ok(self.reg(format!("arith.select {}, {}, {} : f32", folded[1].name, nan.name, folded[0].name), "f32"))
+        Ok(Reg::new(self.select(folded[1].v, nan.v, folded[0].v), "f32"))
     }
 
     /// Index of the first extremum; the first NaN wins over any number.
@@ -2011,7 +2150,7 @@ impl<'g> Emitter<'g> {
         let extent = Ix::dim(&self.shape(x)[axis]);
         let first_at = self.reduced_index(n, &[axis], keepdims, idx, Ix::Const(0));
         let best = self.value(x, &first_at)?;
-        let zero = self.reg("arith.constant 0 : i64", "i64");
+        let zero = Reg::new(self.constant("0 : i64"), "i64");
         let out = self.fold(&extent, &[best, zero], &mut |e, i, carried| {
             let at = e.reduced_index(n, &[axis], keepdims, idx, i.clone());
             let v = e.value(x, &at)?;
@@ -2021,19 +2160,19 @@ impl<'g> Emitter<'g> {
                 ArgReduceOp::ArgMin => e.compare(CompareOp::Lt, xt, &v, &carried[0]),
             };
             let take = if is_float(xt) {
-                let v_nan = e.op(format!("arith.cmpf uno, {}, {} : f32", v.name, v.name));
-                let b_nan = e.op(format!("arith.cmpf uno, {}, {} : f32", carried[0].name, carried[0].name));
-                let yes = e.op("arith.constant true");
-                let b_ok = e.op(format!("arith.xori {b_nan}, {yes} : i1"));
-                let first_nan = e.op(format!("arith.andi {v_nan}, {b_ok} : i1"));
-                e.op(format!("arith.ori {}, {first_nan} : i1", better.name))
+                let v_nan = e.cmpf("uno", v.v, v.v);
+                let b_nan = e.cmpf("uno", carried[0].v, carried[0].v);
+                let yes = e.constant("true");
+                let b_ok = e.arith("xori", b_nan, yes);
+                let first_nan = e.arith("andi", v_nan, b_ok);
+                e.arith("ori", better.v, first_nan)
             } else {
-                better.name
+                better.v
             };
             let i = e.ix(&i)?;
-            let i = e.op(format!("arith.index_cast {i} : index to i64"));
-            let value = e.reg(format!("arith.select {take}, {}, {} : {}", v.name, carried[0].name, v.ty), v.ty);
-            let index = e.reg(format!("arith.select {take}, {i}, {} : i64", carried[1].name), "i64");
+            let i = e.cast("index_cast", i, "i64");
+            let value = Reg::new(e.select(take, v.v, carried[0].v), v.ty);
+            let index = Reg::new(e.select(take, i, carried[1].v), "i64");
             Ok(vec![value, index])
         })?;
         let index = out.into_iter().nth(1).ok_or_else(|| self.unsupported("an empty fold"))?;
@@ -2059,8 +2198,8 @@ impl<'g> Emitter<'g> {
             let at_a: Vec<Ix> = a_batch.iter().cloned().chain([m.clone(), k.clone()]).collect();
             let at_b: Vec<Ix> = b_batch.iter().cloned().chain([k, col.clone()]).collect();
             let (x, y) = (e.value(a, &at_a)?, e.value(b, &at_b)?);
-            let p = e.op(format!("{mul} {}, {} : {ty}", x.name, y.name));
-            Ok(vec![e.reg(format!("{add} {}, {p} : {ty}", carried[0].name), ty)])
+            let p = e.binop(mul, x.v, y.v);
+            Ok(vec![Reg::new(e.binop(add, carried[0].v, p), ty)])
         })?;
         let s = sum.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         Ok(self.round(s, dtype))
@@ -2070,7 +2209,7 @@ impl<'g> Emitter<'g> {
 
     /// Whether window tap `tap` of output position `out` along one spatial axis falls
     /// inside the input, and the input position it reads.
-    fn tap(&mut self, out: &Ix, tap: &Ix, axis: usize, w: &Window, len: &Dim) -> Result<(String, Ix), LowerError> {
+    fn tap(&mut self, out: &Ix, tap: &Ix, axis: usize, w: &Window, len: &Dim) -> Result<(V, Ix), LowerError> {
         let low = w.padding[axis];
         let at = Ix::sum(
             Ix::prod(out.clone(), Ix::Const(w.stride[axis])),
@@ -2078,18 +2217,18 @@ impl<'g> Emitter<'g> {
         );
         let (p, lo) = (self.ix(&at)?, self.ix(&Ix::Const(low))?);
         let hi = self.ix(&Ix::sum(Ix::dim(len), Ix::Const(low)))?;
-        let ge = self.op(format!("arith.cmpi uge, {p}, {lo} : index"));
-        let lt = self.op(format!("arith.cmpi ult, {p}, {hi} : index"));
-        let inside = self.op(format!("arith.andi {ge}, {lt} : i1"));
+        let ge = self.cmpi("uge", p, lo);
+        let lt = self.cmpi("ult", p, hi);
+        let inside = self.arith("andi", ge, lt);
         Ok((inside, Ix::diff(at, Ix::Const(low))))
     }
 
     /// Both spatial taps of a window: whether the pair is inside, and the input's `[y, x]`.
-    fn taps(&mut self, out: &[Ix], tap: &[Ix], w: &Window, x: NodeId) -> Result<(String, Vec<Ix>), LowerError> {
+    fn taps(&mut self, out: &[Ix], tap: &[Ix], w: &Window, x: NodeId) -> Result<(V, Vec<Ix>), LowerError> {
         let shape = self.shape(x);
         let (in_h, y) = self.tap(&out[2], &tap[0], 0, w, &shape[2])?;
         let (in_w, xx) = self.tap(&out[3], &tap[1], 1, w, &shape[3])?;
-        let inside = self.op(format!("arith.andi {in_h}, {in_w} : i1"));
+        let inside = self.arith("andi", in_h, in_w);
         Ok((inside, vec![y, xx]))
     }
 
@@ -2127,22 +2266,22 @@ impl<'g> Emitter<'g> {
                 let at_x = vec![idx[0].clone(), channel.clone(), yx[0].clone(), yx[1].clone()];
                 let at_w = vec![idx[1].clone(), t[0].clone(), tp, tq];
                 let term = e.select_branch(
-                    &inside,
+                    inside,
                     "f32",
                     &mut |e| {
                         let (a, b) = (e.value(x, &at_x)?, e.value(weight, &at_w)?);
-                        Ok(e.reg(format!("arith.mulf {}, {} : f32", a.name, b.name), "f32"))
+                        Ok(Reg::new(e.arith("mulf", a.v, b.v), "f32"))
                     },
                     &mut |e| Ok(e.immediate(DType::F32, 0.0)),
                 )?;
-                acc = e.reg(format!("arith.addf {}, {} : f32", acc.name, term.name), "f32");
+                acc = Reg::new(e.arith("addf", acc.v, term.v), "f32");
             }
             Ok(vec![acc])
         })?;
         let mut s = sum.into_iter().next().ok_or_else(|| self.unsupported("an empty fold"))?;
         if let Some(&bias) = ops.get(2) {
             let b = self.value(bias, &[idx[1].clone()])?;
-            s = self.reg(format!("arith.addf {}, {} : f32", s.name, b.name), "f32");
+            s = Reg::new(self.arith("addf", s.v, b.v), "f32");
         }
         Ok(self.round(s, dtype))
     }
@@ -2171,17 +2310,17 @@ impl<'g> Emitter<'g> {
             let at = vec![idx[0].clone(), idx[1].clone(), yx[0].clone(), yx[1].clone()];
             let acc = carried[0].clone();
             let next = e.select_branch(
-                &inside,
+                inside,
                 "f32",
                 &mut |e| {
                     let v = e.value(x, &at)?;
-                    Ok(e.reg(format!("{combine} {}, {} : f32", acc.name, v.name), "f32"))
+                    Ok(Reg::new(e.binop(combine, acc.v, v.v), "f32"))
                 },
                 &mut |_| Ok(acc.clone()),
             )?;
             let one = e.immediate(DType::F32, 1.0);
-            let bumped = e.op(format!("arith.addf {}, {} : f32", carried[1].name, one.name));
-            let count = e.reg(format!("arith.select {inside}, {bumped}, {} : f32", carried[1].name), "f32");
+            let bumped = e.arith("addf", carried[1].v, one.v);
+            let count = Reg::new(e.select(inside, bumped, carried[1].v), "f32");
             Ok(vec![next, count])
         })?;
         let (value, count) = match out.as_slice() {
@@ -2193,7 +2332,7 @@ impl<'g> Emitter<'g> {
             PoolKind::Avg => {
                 let divisor =
                     if count_include_pad { self.immediate(DType::F32, (kernel[0] * kernel[1]) as f64) } else { count };
-                self.reg(format!("arith.divf {}, {} : f32", value.name, divisor.name), "f32")
+                Reg::new(self.arith("divf", value.v, divisor.v), "f32")
             }
         };
         Ok(self.round(r, dtype))
@@ -2204,32 +2343,24 @@ impl<'g> Emitter<'g> {
     /// `scf.if cond -> ty { then } else { other }`.
     fn select_branch(
         &mut self,
-        cond: &str,
+        cond: V,
         ty: &'static str,
         then: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>,
         other: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>,
     ) -> Result<Reg, LowerError> {
-        let result = format!("%v{}", self.next);
-        self.next += 1;
-        self.line(&format!("{result} = scf.if {cond} -> ({ty}) {{"));
-        self.branch(ty, then)?;
-        self.line("} else {");
-        self.branch(ty, other)?;
-        self.line("}");
-        Ok(Reg { name: result, ty })
+        let then = self.branch(then)?;
+        let other = self.branch(other)?;
+        Ok(Reg::new(self.b.op_with("scf.if", &[cond], &[ty], &[], vec![then, other])[0], ty))
     }
 
-    fn branch(
-        &mut self,
-        ty: &str,
-        body: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>,
-    ) -> Result<(), LowerError> {
-        self.depth += 1;
+    /// A region yielding what `body` computes.
+    fn branch(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>) -> Result<Region<'c>, LowerError> {
+        self.b.open(&[]);
         self.scopes.push(Scope::default());
         let r = body(self)?;
-        self.line(&format!("scf.yield {} : {ty}", r.name));
+        self.effect("scf.yield", &[r.v], &[]);
         self.leave();
-        Ok(())
+        Ok(self.b.close())
     }
 
     fn concat(&mut self, n: NodeId, axis: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
@@ -2254,8 +2385,8 @@ impl<'g> Emitter<'g> {
         }
         let i = self.ix(&idx[axis])?;
         let end = self.ix(&Ix::Const(offset + len))?;
-        let cond = self.op(format!("arith.cmpi ult, {i}, {end} : index"));
-        self.select_branch(&cond, ty, &mut |e| e.value(first, &at), &mut |e| {
+        let cond = self.cmpi("ult", i, end);
+        self.select_branch(cond, ty, &mut |e| e.value(first, &at), &mut |e| {
             e.concat_from(rest, offset + len, axis, idx, ty)
         })
     }
@@ -2263,23 +2394,23 @@ impl<'g> Emitter<'g> {
     fn pad(&mut self, n: NodeId, low: &[u64], value: f64, idx: &[Ix]) -> Result<Reg, LowerError> {
         let x = self.graph.operands(n)[0];
         let dtype = self.dtype(n);
-        let mut inside: Option<String> = None;
+        let mut inside: Option<V> = None;
         let mut at = Vec::with_capacity(idx.len());
         for (axis, (i, &lo)) in idx.iter().zip(low).enumerate() {
             let shifted = Ix::diff(i.clone(), Ix::Const(lo));
             let (iv, lov) = (self.ix(i)?, self.ix(&Ix::Const(lo))?);
             let hi = self.ix(&Ix::sum(Ix::dim(&self.shape(x)[axis]), Ix::Const(lo)))?;
-            let ge = self.op(format!("arith.cmpi uge, {iv}, {lov} : index"));
-            let lt = self.op(format!("arith.cmpi ult, {iv}, {hi} : index"));
-            let both = self.op(format!("arith.andi {ge}, {lt} : i1"));
+            let ge = self.cmpi("uge", iv, lov);
+            let lt = self.cmpi("ult", iv, hi);
+            let both = self.arith("andi", ge, lt);
             inside = Some(match inside {
-                Some(prev) => self.op(format!("arith.andi {prev}, {both} : i1")),
+                Some(prev) => self.arith("andi", prev, both),
                 None => both,
             });
             at.push(shifted);
         }
         let Some(cond) = inside else { return self.value(x, idx) };
-        self.select_branch(&cond, reg_ty(dtype), &mut |e| e.value(x, &at), &mut |e| Ok(e.immediate(dtype, value)))
+        self.select_branch(cond, reg_ty(dtype), &mut |e| e.value(x, &at), &mut |e| Ok(e.immediate(dtype, value)))
     }
 
     fn gather(&mut self, n: NodeId, axis: usize, idx: &[Ix]) -> Result<Reg, LowerError> {
@@ -2288,18 +2419,18 @@ impl<'g> Emitter<'g> {
         let ri = self.shape(indices).len();
         let position = self.value(indices, &idx[axis..axis + ri])?;
         let len = self.ix(&Ix::dim(&self.shape(x)[axis]))?;
-        let len = self.op(format!("arith.index_cast {len} : index to {}", position.ty));
-        let zero = self.op(format!("arith.constant 0 : {}", position.ty));
+        let len = self.cast("index_cast", len, position.ty);
+        let zero = self.constant(&format!("0 : {}", position.ty));
         // Negative positions count from the end; out-of-range ones (an interpreter error)
         // are clamped so that no load leaves the buffer.
-        let negative = self.op(format!("arith.cmpi slt, {}, {zero} : {}", position.name, position.ty));
-        let wrapped = self.op(format!("arith.addi {}, {len} : {}", position.name, position.ty));
-        let p = self.op(format!("arith.select {negative}, {wrapped}, {} : {}", position.name, position.ty));
-        let one = self.op(format!("arith.constant 1 : {}", position.ty));
-        let last = self.op(format!("arith.subi {len}, {one} : {}", position.ty));
-        let p = self.op(format!("arith.maxsi {p}, {zero} : {}", position.ty));
-        let p = self.op(format!("arith.minsi {p}, {last} : {}", position.ty));
-        let p = self.op(format!("arith.index_cast {p} : {} to index", position.ty));
+        let negative = self.cmpi("slt", position.v, zero);
+        let wrapped = self.arith("addi", position.v, len);
+        let p = self.select(negative, wrapped, position.v);
+        let one = self.constant(&format!("1 : {}", position.ty));
+        let last = self.arith("subi", len, one);
+        let p = self.arith("maxsi", p, zero);
+        let p = self.arith("minsi", p, last);
+        let p = self.cast("index_cast", p, "index");
         let at: Vec<Ix> =
             idx[..axis].iter().cloned().chain([Ix::Value(p)]).chain(idx[axis + ri..].iter().cloned()).collect();
         self.value(x, &at)
