@@ -1,6 +1,6 @@
 //! Kernel lowering: every kernel of a compiled program to MLIR, then to native code.
 //!
-//! [`cpu::emit`] builds each kernel as a `func.func` over `[begin, end)` of its outermost
+//! `cpu::emit` builds each kernel as a `func.func` over `[begin, end)` of its outermost
 //! parallel axis, with views as index maps ([`index`]), through melior's operation builder
 //! ([`build`]) in one MLIR context per compile, and verifies it. The verified functions,
 //! printed, make the module that is lowered to the LLVM dialect, translated, optimised at
