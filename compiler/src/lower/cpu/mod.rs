@@ -15,7 +15,7 @@
 //! parallel axis this call computes (the runtime splits it across threads).
 //!
 //! The kinds have a file each (`contraction`, `row`, `elementwise`, `opaque`), all
-//! methods of one [`Emitter`] over the same index maps; this file holds the domain's loops,
+//! methods of one `Emitter` over the same index maps; this file holds the domain's loops,
 //! the values' memo and the operations every kind builds.
 //!
 //! Floats are computed in f32 (f16 and bf16 are rounded to their dtype after every op, as
