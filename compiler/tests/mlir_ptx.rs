@@ -103,6 +103,47 @@ fn every_example_assembles_for_every_sm() {
     }
 }
 
+/// The contraction kernels of f16 and bf16 graphs run on tensor cores for every SM: each
+/// `.entry` of `half_matmul`'s two matmuls holds `mma.sync.m16n8k16` with f32 accumulators of
+/// its dtype, fed by `ldmatrix` from shared memory (`bar.sync` between the steps), and ptxas
+/// accepts it; an f32 matmul does not use them (TF32 would break the f32 contract).
+#[test]
+fn half_precision_contractions_run_on_tensor_cores() {
+    use flint_compiler::lower::gpu::SMS;
+    use flint_compiler::lower::llvm::Cpu;
+    use flint_compiler::pipeline::{compile, CompileOptions, Target};
+    let ptxas = find_ptxas();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tensor_core_ptx");
+    std::fs::create_dir_all(&out).expect("scratch dir");
+    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
+    let compiled = |source: &str| {
+        let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
+        compile(&graph, &CompileOptions { target: target.clone(), ..Default::default() }).expect("lowers")
+    };
+    let half = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
+        .expect("readable");
+    for (sm, ptx) in &compiled(&half).ptx {
+        for dtype in ["f16", "bf16"] {
+            let mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{dtype}.{dtype}.f32");
+            assert_eq!(ptx.matches(&mma).count(), 16, "{}: {mma}", sm.name);
+        }
+        assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x4.shared.b16").count(), 8, "{}", sm.name);
+        assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16").count(), 16, "{}", sm.name);
+        assert!(ptx.contains("bar.sync"), "{}", sm.name);
+        if let Some(ptxas) = &ptxas {
+            let name = format!("half_matmul_{}", sm.name);
+            assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{name}.ptx")), &out.join(format!("{name}.cubin")));
+        }
+    }
+    let single = "graph g(x: f32[64, 64], w: f32[64, 64]) -> (y: f32[64, 64]) {\n    y = x @ w\n}\n";
+    for (sm, ptx) in &compiled(single).ptx {
+        assert!(!ptx.contains("mma.sync"), "{}: an f32 matmul on tensor cores", sm.name);
+    }
+    if ptxas.is_none() {
+        no_ptxas("the tensor-core kernels");
+    }
+}
+
 /// Assembles `ptx` with `ptxas -arch=ARCH`, failing the test with ptxas's words if it refuses.
 fn assemble(ptxas: &Path, ptx: &str, arch: &str, ptx_path: &Path, cubin_path: &Path) {
     std::fs::write(ptx_path, ptx).unwrap_or_else(|e| panic!("cannot write {}: {e}", ptx_path.display()));
