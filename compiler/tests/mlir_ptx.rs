@@ -120,8 +120,9 @@ fn half_precision_contractions_run_on_tensor_cores() {
         let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
         compile(&graph, &CompileOptions { target: target.clone(), ..Default::default() }).expect("lowers")
     };
-    let half = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
-        .expect("readable");
+    let half =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
+            .expect("readable");
     for (sm, ptx) in &compiled(&half).ptx {
         for dtype in ["f16", "bf16"] {
             let mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{dtype}.{dtype}.f32");

@@ -25,13 +25,13 @@
 
 mod contraction;
 mod elementwise;
+mod gemm;
 mod math;
-mod mma;
 mod opaque;
 mod row;
 mod strided;
 
-use mma::{shared_tiles, tensor_core_matmul, MMA_THREADS};
+use gemm::{shared_tiles, tiled_matmul, GEMM_THREADS};
 use strided::{strided, Strided};
 
 use std::collections::HashMap;
@@ -135,8 +135,7 @@ struct Emitter<'g, 'c> {
     /// Row-kernel values kept in a scratch row between a reduction's loop and the output
     /// loop ([`Emitter::plan_row_cache`]).
     row_cache: std::collections::BTreeMap<NodeId, V>,
-    /// A GPU tensor-core contraction's tiles of `a` and `b` in shared memory
-    /// ([`tensor_core_matmul`]).
+    /// A GPU tiled contraction's tiles of `a` and `b` in shared memory ([`tiled_matmul`]).
     shared: Option<[V; 2]>,
     /// A GPU row kernel: a warp per row, and this thread's lane (an `index` value). Its
     /// row-level float reductions are split over the lanes and combined by shuffles, and its
@@ -183,9 +182,9 @@ pub(crate) fn emit(
     let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
     let location = Location::name(context, &format!("{id} ({})", kernel.kind.name()), Location::unknown(context));
     let mut b = Builder::new(context, location);
-    let tensor_core = tensor_core_matmul(graph, kernel).filter(|_| device == Device::Gpu);
+    let tiled = tiled_matmul(graph, kernel).filter(|_| device == Device::Gpu);
     let mut types = vec!["!llvm.ptr".to_string(), "i64".into(), "i64".into(), "!llvm.ptr".into()];
-    types.extend(tensor_core.map(|(_, dtype)| shared_tiles(dtype)).into_iter().flatten());
+    types.extend(tiled.map(|(_, engine)| shared_tiles(engine)).into_iter().flatten());
     let params = b.open(&types.iter().map(String::as_str).collect::<Vec<_>>());
     let mut e = Emitter {
         b,
@@ -195,7 +194,7 @@ pub(crate) fn emit(
         kernel,
         slots,
         params: [params[0], params[1], params[2], params[3]],
-        shared: tensor_core.map(|_| [params[4], params[5]]),
+        shared: tiled.map(|_| [params[4], params[5]]),
         tables: Vec::new(),
         buffers: Vec::new(),
         panel: None,
@@ -220,15 +219,15 @@ pub(crate) fn emit(
         ("function_type", "(!llvm.ptr, i64, i64, !llvm.ptr) -> ()".to_string()),
     ];
     if device == Device::Gpu {
-        let shared = if tensor_core.is_some() { 2 } else { 0 };
+        let shared = if tiled.is_some() { 2 } else { 0 };
         attributes.extend([("gpu.kernel", "unit".to_string()), ("workgroup_attributions", format!("{shared} : i64"))]);
     }
-    if tensor_core.is_some() {
+    if tiled.is_some() {
         // ldmatrix reads 16-byte rows: the tiles need that alignment (MLIR gives an
-        // attribution its element's). The tiles' warps assume the runtime's 256 threads.
+        // attribution its element's). The tiles' threads assume the runtime's 256.
         let aligned = "{llvm.align = 16 : i64}";
         attributes.push(("workgroup_attrib_attrs", format!("[{aligned}, {aligned}]")));
-        attributes.push(("known_block_size", format!("array<i32: {MMA_THREADS}, 1, 1>")));
+        attributes.push(("known_block_size", format!("array<i32: {GEMM_THREADS}, 1, 1>")));
     }
     let attributes: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let function = e.b.detached(func, &attributes, vec![body]);
@@ -567,8 +566,8 @@ impl<'g, 'c> Emitter<'g, 'c> {
         };
         let mut parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
         if self.device == Device::Gpu {
-            if let (Some((mm, dtype)), Some(shared)) = (tensor_core_matmul(self.graph, self.kernel), self.shared) {
-                return self.mma_tiles(mm, dtype, shared);
+            if let (Some((mm, engine)), Some(shared)) = (tiled_matmul(self.graph, self.kernel), self.shared) {
+                return self.gemm_tiles(mm, engine, shared);
             }
             parallel.retain(|&a| !domain[a].is_one());
             return self.gpu_threads(&parallel, &rows);
