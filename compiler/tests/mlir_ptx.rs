@@ -106,7 +106,7 @@ fn every_example_assembles_for_every_sm() {
 /// The contraction kernels of f16 and bf16 graphs run on tensor cores for every SM: each
 /// `.entry` of `half_matmul`'s two matmuls holds `mma.sync.m16n8k16` with f32 accumulators of
 /// its dtype, fed by `ldmatrix` from shared memory (`bar.sync` between the steps), and ptxas
-/// accepts it; an f32 matmul does not use them (TF32 would break the f32 contract).
+/// accepts it; so does an f16 convolution (an implicit GEMM); an f32 matmul does not use them.
 #[test]
 fn half_precision_contractions_run_on_tensor_cores() {
     use flint_compiler::lower::gpu::SMS;
@@ -136,9 +136,18 @@ fn half_precision_contractions_run_on_tensor_cores() {
             assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{name}.ptx")), &out.join(format!("{name}.cubin")));
         }
     }
+    // A convolution of one group is an implicit GEMM on the same tiles.
+    let conv = "graph g(x: f16[2, 8, 12, 12], w: f16[16, 8, 3, 3], b: f16[16]) -> (y: f16[2, 16, 12, 12]) {\n    \
+                y = relu(conv2d(x, w, b, padding=[1, 1, 1, 1]))\n}\n";
+    for (sm, ptx) in &compiled(conv).ptx {
+        assert_eq!(ptx.matches("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").count(), 16, "{}", sm.name);
+    }
+    // f32 runs on FFMA tiles from shared memory, not on tensor cores (TF32 would break the f32
+    // numerics contract).
     let single = "graph g(x: f32[64, 64], w: f32[64, 64]) -> (y: f32[64, 64]) {\n    y = x @ w\n}\n";
     for (sm, ptx) in &compiled(single).ptx {
         assert!(!ptx.contains("mma.sync"), "{}: an f32 matmul on tensor cores", sm.name);
+        assert!(ptx.contains("ld.shared") && ptx.contains("bar.sync"), "{}: no shared-memory tiles", sm.name);
     }
     if ptxas.is_none() {
         no_ptxas("the tensor-core kernels");

@@ -1,7 +1,7 @@
-//! GPU contractions as block-tiled GEMMs: a matmul, batched or not, with whatever epilogue its
-//! kernel holds. f16 and bf16 operands run on tensor cores (`mma.sync.m16n8k16`, f32
-//! accumulators); f32 operands on register-blocked FFMA tiles (TF32 would break the f32
-//! numerics contract).
+//! GPU contractions as block-tiled GEMMs: a matmul, batched or not, or a convolution of one
+//! group (an implicit GEMM, [`Gemm`]), with whatever epilogue its kernel holds. f16 and bf16
+//! operands run on tensor cores (`mma.sync.m16n8k16`, f32 accumulators); f32 operands on
+//! register-blocked FFMA tiles (TF32 would break the f32 numerics contract).
 //!
 //! A block of [`GEMM_THREADS`] threads computes one tile of the output. `k` goes in steps: the
 //! block stages the step's rows of `a` and columns of `b` in shared memory, each element
@@ -64,23 +64,51 @@ impl Engine {
     }
 }
 
-/// The matmul of a contraction kernel that runs as a tiled GEMM, and how: it writes the
-/// kernel's domain and both operands are f16, both bf16, or both f32.
-pub(super) fn tiled_matmul(graph: &Graph, kernel: &Kernel) -> Option<(NodeId, Engine)> {
+/// The GEMM a tiled contraction kernel computes: its node (a matmul, or a convolution with its
+/// window), and the domain axes that index the GEMM's batch, its rows (outer first) and its
+/// column. A matmul `[batch…, M, N]` is rows `[M]`, column `N`; a convolution `[N, C_out, H, W]`
+/// (implicit GEMM: a row per output pixel, a column per output channel, `k` over input channels
+/// × kernel rows × kernel columns) is rows `[N, H, W]`, column `C_out`.
+#[derive(Clone, Debug)]
+pub(super) struct Gemm {
+    node: NodeId,
+    conv: Option<Window>,
+    batch: Vec<usize>,
+    rows: Vec<usize>,
+    col: usize,
+    pub(super) engine: Engine,
+}
+
+/// The tiled GEMM of a contraction kernel, if it has one: a matmul, or a convolution of one
+/// group, that writes the kernel's domain, with both operands f16, both bf16, or both f32.
+pub(super) fn tiled_gemm(graph: &Graph, kernel: &Kernel) -> Option<Gemm> {
     if kernel.kind != KernelKind::Contraction || kernel.domain.len() < 2 {
         return None;
     }
-    let mm = kernel.nodes.iter().copied().find(|&n| *graph.op(n) == Op::MatMul)?;
-    let ops = graph.operands(mm);
+    let node =
+        kernel.nodes.iter().copied().find(|&n| matches!(graph.op(n), Op::MatMul | Op::Conv2d { groups: 1, .. }))?;
+    let ops = graph.operands(node);
     let dtype = graph.ty(ops[0]).dtype;
-    if graph.ty(ops[1]).dtype != dtype || graph.ty(mm).shape != kernel.domain {
+    if graph.ty(ops[1]).dtype != dtype || graph.ty(node).shape != kernel.domain {
         return None;
     }
-    match dtype {
-        DType::F16 | DType::BF16 => Some((mm, Engine::TensorCore(dtype))),
-        DType::F32 => Some((mm, Engine::Ffma)),
-        _ => None,
-    }
+    let engine = match dtype {
+        DType::F16 | DType::BF16 => Engine::TensorCore(dtype),
+        DType::F32 => Engine::Ffma,
+        _ => return None,
+    };
+    let r = kernel.domain.len();
+    Some(match graph.op(node) {
+        Op::Conv2d { stride, padding, dilation, .. } => Gemm {
+            node,
+            conv: Some(Window { stride: *stride, padding: *padding, dilation: *dilation }),
+            batch: Vec::new(),
+            rows: vec![0, 2, 3],
+            col: 1,
+            engine,
+        },
+        _ => Gemm { node, conv: None, batch: (0..r - 2).collect(), rows: vec![r - 2], col: r - 1, engine },
+    })
 }
 
 /// The shared tiles' types: `a`'s step, then `b`'s.
@@ -90,13 +118,17 @@ pub(super) fn shared_tiles(engine: Engine) -> [String; 2] {
     [format!("memref<{bm}x{}x{t}, {shared}>", bk + pad), format!("memref<{bk}x{}x{t}, {shared}>", bn + pad)]
 }
 
-/// Where one block works: the output tile's first row and column, the batch, and the bounds.
+/// Where one block works: the call's range of every domain axis (`[first, first + count)`),
+/// the batch's indices, the output tile's first row and column (of the GEMM), and the GEMM's
+/// row, column and `k` counts.
 struct GemmTile {
+    ranges: Vec<(V, V)>,
+    batch: Vec<V>,
     m0: V,
     n0: V,
-    batch: Vec<Ix>,
-    rows_end: V,
+    rows: V,
     cols: V,
+    depth: V,
 }
 
 /// What every thread of a tile knows about itself.
@@ -109,76 +141,155 @@ struct Lanes {
 
 impl<'g, 'c> Emitter<'g, 'c> {
     /// The kernel: the output tiles of the call's range, grid-stride.
-    pub(super) fn gemm_tiles(&mut self, mm: NodeId, engine: Engine, shared: [V; 2]) -> Result<(), LowerError> {
+    pub(super) fn gemm_tiles(&mut self, g: &Gemm, shared: [V; 2]) -> Result<(), LowerError> {
         let domain = self.kernel.domain.clone();
-        let r = domain.len();
         let begin = self.cast("index_cast", self.params[1], "index");
         let end = self.cast("index_cast", self.params[2], "index");
         let abi = parallel_axis(self.kernel);
-        // Every axis but the columns: its first index and its count in this call.
-        let mut ranges = Vec::with_capacity(r - 1);
-        for (a, d) in domain[..r - 1].iter().enumerate() {
+        let mut ranges = Vec::with_capacity(domain.len());
+        for (a, d) in domain.iter().enumerate() {
             ranges.push(match abi {
                 Some(x) if x == a => (begin, self.arith("subi", end, begin)),
                 _ => (self.ix(&Ix::Const(0))?, self.ix(&Ix::dim(d))?),
             });
         }
-        let cols = self.ix(&Ix::dim(&domain[r - 1]))?;
         match abi {
-            Some(_) => self.gemm_grid(mm, engine, shared, &ranges, cols),
-            None => self.one_point(begin, end, &mut |e| e.gemm_grid(mm, engine, shared, &ranges, cols)),
+            Some(_) => self.gemm_grid(g, shared, &ranges),
+            None => self.one_point(begin, end, &mut |e| e.gemm_grid(g, shared, &ranges)),
         }
     }
 
     /// Tile `t` of the grid-stride loop is `((batch…) · tiles_m + tm) · tiles_n + tn`.
-    fn gemm_grid(
-        &mut self,
-        mm: NodeId,
-        engine: Engine,
-        shared: [V; 2],
-        ranges: &[(V, V)],
-        cols: V,
-    ) -> Result<(), LowerError> {
-        let r = ranges.len() + 1;
-        let (rows_lo, rows) = ranges[r - 2];
-        let (bm, bn, _, _) = engine.tile();
+    fn gemm_grid(&mut self, g: &Gemm, shared: [V; 2], ranges: &[(V, V)]) -> Result<(), LowerError> {
+        let mut rows = self.ix(&Ix::Const(1))?;
+        for &a in &g.rows {
+            rows = self.arith("muli", rows, ranges[a].1);
+        }
+        let cols = ranges[g.col].1;
+        let depth = self.gemm_depth(g)?;
+        let (bm, bn, _, _) = g.engine.tile();
         let (tiles_m, tiles_n) = (self.ceil_div(rows, bm)?, self.ceil_div(cols, bn)?);
         let mut total = self.arith("muli", tiles_m, tiles_n);
-        for &(_, count) in &ranges[..r - 2] {
-            total = self.arith("muli", total, count);
+        for &a in &g.batch {
+            total = self.arith("muli", total, ranges[a].1);
         }
-        let rows_end = self.arith("addi", rows_lo, rows);
         let x = [("dimension", "#gpu<dim x>")];
         let (block, grid) = (self.op("gpu.block_id", &[], "index", &x), self.op("gpu.grid_dim", &[], "index", &x));
         self.for_stride(block, total, grid, &mut |e, _, t| {
-            let tn = e.arith("remui", t, tiles_n);
-            let rest = e.arith("divui", t, tiles_n);
-            let tm = e.arith("remui", rest, tiles_m);
-            let mut rest = e.arith("divui", rest, tiles_m);
-            let mut batch = vec![Ix::Const(0); r - 2];
-            for a in (0..r - 2).rev() {
-                let (lo, count) = ranges[a];
-                let i = e.arith("remui", rest, count);
-                rest = e.arith("divui", rest, count);
-                batch[a] = Ix::Value(e.arith("addi", lo, i));
+            let [rest, tn] = e.split_by(t, tiles_n);
+            let [mut rest, tm] = e.split_by(rest, tiles_m);
+            let mut batch = vec![V::NONE; g.batch.len()];
+            for (slot, &a) in g.batch.iter().enumerate().rev() {
+                let (first, count) = ranges[a];
+                let [outer, i] = e.split_by(rest, count);
+                rest = outer;
+                batch[slot] = e.arith("addi", first, i);
             }
-            let m0 = e.scaled(tm, bm, 0)?;
-            let m0 = e.arith("addi", rows_lo, m0);
-            let n0 = e.scaled(tn, bn, 0)?;
-            e.gemm_tile(mm, engine, shared, &GemmTile { m0, n0, batch, rows_end, cols })
+            let (m0, n0) = (e.scaled(tm, bm, 0)?, e.scaled(tn, bn, 0)?);
+            e.gemm_tile(g, shared, &GemmTile { ranges: ranges.to_vec(), batch, m0, n0, rows, cols, depth })
         })
     }
 
+    /// The GEMM's `k`: the matmul's inner dim, or a convolution's input channels × window.
+    fn gemm_depth(&mut self, g: &Gemm) -> Result<V, LowerError> {
+        let ops = self.graph.operands(g.node);
+        let depth = match g.conv {
+            None => Ix::dim(&self.shape(ops[0])[self.shape(ops[0]).len() - 1]),
+            Some(_) => {
+                let w = self.shape(ops[1]);
+                Ix::prod(Ix::prod(Ix::dim(&w[1]), Ix::dim(&w[2])), Ix::dim(&w[3]))
+            }
+        };
+        self.ix(&depth)
+    }
+
+    /// The domain point of GEMM row `m`, column `n` of a tile.
+    fn gemm_point(&mut self, g: &Gemm, tile: &GemmTile, m: V, n: V) -> Vec<Ix> {
+        let mut point = vec![Ix::Const(0); tile.ranges.len()];
+        for (&a, &v) in g.batch.iter().zip(&tile.batch) {
+            point[a] = Ix::Value(v);
+        }
+        let mut rest = m;
+        for &a in g.rows.iter().rev() {
+            let (first, count) = tile.ranges[a];
+            let [outer, i] = self.split_by(rest, count);
+            rest = outer;
+            point[a] = Ix::Value(self.arith("addi", first, i));
+        }
+        let first = tile.ranges[g.col].0;
+        point[g.col] = Ix::Value(self.arith("addi", first, n));
+        point
+    }
+
+    /// A convolution's `k` as `[input channel, kernel row, kernel column]`.
+    fn conv_taps(&mut self, k: V) -> Result<[Ix; 3], LowerError> {
+        let w = self.shape(self.graph.operands(self.conv_node()?)[1]).to_vec();
+        let (kw, kh) = (self.ix(&Ix::dim(&w[3]))?, self.ix(&Ix::dim(&w[2]))?);
+        let [rest, q] = self.split_by(k, kw);
+        let [c, p] = self.split_by(rest, kh);
+        Ok([Ix::Value(c), Ix::Value(p), Ix::Value(q)])
+    }
+
+    fn conv_node(&self) -> Result<NodeId, LowerError> {
+        let conv = self.kernel.nodes.iter().copied().find(|&n| matches!(self.graph.op(n), Op::Conv2d { .. }));
+        conv.ok_or_else(|| self.unsupported("a tiled convolution without a convolution"))
+    }
+
+    /// `a` at GEMM row `m`, `k`, where `in_range` (and, for a convolution, where the tap falls
+    /// inside the input); zero elsewhere.
+    fn gemm_a(&mut self, g: &Gemm, tile: &GemmTile, m: V, k: V, in_range: V) -> Result<Reg, LowerError> {
+        let ops = self.graph.operands(g.node).to_vec();
+        // The column is not `a`'s: any will do.
+        let any = self.ix(&Ix::Const(0))?;
+        let point = self.gemm_point(g, tile, m, any);
+        let (cond, at) = match &g.conv {
+            None => {
+                let sa = self.shape(ops[0]).to_vec();
+                let r = point.len();
+                let mut at = index::broadcast(&point[..r - 2], &sa[..sa.len() - 2]);
+                at.extend([point[r - 2].clone(), Ix::Value(k)]);
+                (in_range, at)
+            }
+            Some(window) => {
+                let xs = self.shape(ops[0]).to_vec();
+                let [c, p, q] = self.conv_taps(k)?;
+                let (in_h, y) = self.tap(&point[2], &p, 0, window, &xs[2])?;
+                let (in_w, x) = self.tap(&point[3], &q, 1, window, &xs[3])?;
+                let taps = self.arith("andi", in_h, in_w);
+                (self.arith("andi", in_range, taps), vec![point[0].clone(), c, y, x])
+            }
+        };
+        let x = ops[0];
+        self.select_branch(cond, "f32", &mut |e| e.value(x, &at), &mut |e| Ok(e.immediate(DType::F32, 0.0)))
+    }
+
+    /// `b` at `k`, GEMM column `n`, where `in_range`; zero elsewhere.
+    fn gemm_b(&mut self, g: &Gemm, tile: &GemmTile, k: V, n: V, in_range: V) -> Result<Reg, LowerError> {
+        let ops = self.graph.operands(g.node).to_vec();
+        let first = tile.ranges[g.col].0;
+        let col = Ix::Value(self.arith("addi", first, n));
+        let at = match &g.conv {
+            None => {
+                let sb = self.shape(ops[1]).to_vec();
+                let batch: Vec<Ix> = tile.batch.iter().map(|&v| Ix::Value(v)).collect();
+                let mut at = index::broadcast(&batch, &sb[..sb.len() - 2]);
+                at.extend([Ix::Value(k), col]);
+                at
+            }
+            Some(_) => {
+                let [c, p, q] = self.conv_taps(k)?;
+                vec![col, c, p, q]
+            }
+        };
+        let w = ops[1];
+        self.select_branch(in_range, "f32", &mut |e| e.value(w, &at), &mut |e| Ok(e.immediate(DType::F32, 0.0)))
+    }
+
     /// One output tile: the `k` steps, then the epilogue of every result this thread holds.
-    fn gemm_tile(&mut self, mm: NodeId, engine: Engine, shared: [V; 2], tile: &GemmTile) -> Result<(), LowerError> {
-        let ops = self.graph.operands(mm);
-        let (a, b) = (ops[0], ops[1]);
-        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
-        let a_batch = index::broadcast(&tile.batch, &sa[..sa.len() - 2]);
-        let b_batch = index::broadcast(&tile.batch, &sb[..sb.len() - 2]);
+    fn gemm_tile(&mut self, g: &Gemm, shared: [V; 2], tile: &GemmTile) -> Result<(), LowerError> {
+        let engine = g.engine;
         let (bm, bn, bk, _) = engine.tile();
-        let depth = self.ix(&Ix::dim(&sa[sa.len() - 1]))?;
-        let steps = self.ceil_div(depth, bk)?;
+        let steps = self.ceil_div(tile.depth, bk)?;
         let x = [("dimension", "#gpu<dim x>")];
         let tid = self.op("gpu.thread_id", &[], "index", &x);
         let [warp, lane] = self.split(tid, WARP)?;
@@ -191,17 +302,17 @@ impl<'g, 'c> Emitter<'g, 'c> {
             // `a`'s step: element `tid + 256·i` of its bm × bk, row-major; then `b`'s.
             for i in 0..bm * bk / GEMM_THREADS {
                 let [row, col] = e.element_of(tid, i, bk)?;
-                let (gm, gk) = (e.arith("addi", tile.m0, row), e.arith("addi", k0, col));
-                let inside = e.both_below(gm, tile.rows_end, gk, depth);
-                let at: Vec<Ix> = a_batch.iter().cloned().chain([Ix::Value(gm), Ix::Value(gk)]).collect();
-                e.stage(a, &at, inside, engine, [shared[0], row, col])?;
+                let (m, k) = (e.arith("addi", tile.m0, row), e.arith("addi", k0, col));
+                let in_range = e.both_below(m, tile.rows, k, tile.depth);
+                let v = e.gemm_a(g, tile, m, k, in_range)?;
+                e.stage(v, engine, [shared[0], row, col]);
             }
             for i in 0..bk * bn / GEMM_THREADS {
                 let [row, col] = e.element_of(tid, i, bn)?;
-                let (gk, gn) = (e.arith("addi", k0, row), e.arith("addi", tile.n0, col));
-                let inside = e.both_below(gk, depth, gn, tile.cols);
-                let at: Vec<Ix> = b_batch.iter().cloned().chain([Ix::Value(gk), Ix::Value(gn)]).collect();
-                e.stage(b, &at, inside, engine, [shared[1], row, col])?;
+                let (k, n) = (e.arith("addi", k0, row), e.arith("addi", tile.n0, col));
+                let in_range = e.both_below(k, tile.depth, n, tile.cols);
+                let v = e.gemm_b(g, tile, k, n, in_range)?;
+                e.stage(v, engine, [shared[1], row, col]);
             }
             e.effect("gpu.barrier", &[], &[]);
             let acc = match engine {
@@ -213,16 +324,22 @@ impl<'g, 'c> Emitter<'g, 'c> {
         })?;
         let domain = self.kernel.domain.clone();
         let outputs = self.kernel.outputs.clone();
-        let dtype = self.dtype(mm);
+        let dtype = self.dtype(g.node);
+        let bias = self.graph.operands(g.node).get(2).copied().filter(|_| g.conv.is_some());
         for (slot, value) in acc.into_iter().enumerate() {
             let [dr, dc] = self.result_place(engine, &lanes, slot)?;
             let row = self.arith("addi", tile.m0, dr);
             let col = self.arith("addi", tile.n0, dc);
-            let inside = self.both_below(row, tile.rows_end, col, tile.cols);
-            let at: Vec<Ix> = tile.batch.iter().cloned().chain([Ix::Value(row), Ix::Value(col)]).collect();
-            let sum = self.round(value, dtype);
+            let inside = self.both_below(row, tile.rows, col, tile.cols);
             self.when(inside, &mut |e| {
-                e.remember(mm, &at, sum.clone());
+                let at = e.gemm_point(g, tile, row, col);
+                let mut sum = value.clone();
+                if let Some(bias) = bias {
+                    let b = e.value(bias, &[at[1].clone()])?;
+                    sum = Reg::new(e.arith("addf", sum.v, b.v), "f32");
+                }
+                let sum = e.round(sum, dtype);
+                e.remember(g.node, &at, sum);
                 outputs.iter().try_for_each(|&o| e.store_at(o, &at, &domain))
             })?;
         }
@@ -320,7 +437,12 @@ impl<'g, 'c> Emitter<'g, 'c> {
     /// `[x / by, x % by]`.
     fn split(&mut self, x: V, by: u64) -> Result<[V; 2], LowerError> {
         let by = self.ix(&Ix::Const(by))?;
-        Ok([self.arith("divui", x, by), self.arith("remui", x, by)])
+        Ok(self.split_by(x, by))
+    }
+
+    /// `[x / by, x % by]` for a value `by`.
+    fn split_by(&mut self, x: V, by: V) -> [V; 2] {
+        [self.arith("divui", x, by), self.arith("remui", x, by)]
     }
 
     /// `x · times + plus`.
@@ -349,18 +471,14 @@ impl<'g, 'c> Emitter<'g, 'c> {
         self.arith("andi", x, y)
     }
 
-    /// Stores `n` at `at` (zero where `inside` is false) into element `[row, col]` of a shared
-    /// tile, in the tile's element type.
-    fn stage(&mut self, n: NodeId, at: &[Ix], inside: V, engine: Engine, place: [V; 3]) -> Result<(), LowerError> {
-        let v =
-            self.select_branch(inside, "f32", &mut |e| e.value(n, at), &mut |e| Ok(e.immediate(DType::F32, 0.0)))?;
+    /// Stores `v` into element `[row, col]` of a shared tile, in the tile's element type.
+    fn stage(&mut self, v: Reg, engine: Engine, place: [V; 3]) {
         let element = match engine {
             Engine::TensorCore(dtype) => self.cast("truncf", v.v, mem_ty(dtype)),
             Engine::Ffma => v.v,
         };
         let [tile, row, col] = place;
         self.effect("memref.store", &[element, tile, row, col], &[]);
-        Ok(())
     }
 
     /// `tiles` 8 × 8 matrices from a shared tile at `[row, col]` (each lane's row address),

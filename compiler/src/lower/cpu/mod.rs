@@ -31,7 +31,7 @@ mod opaque;
 mod row;
 mod strided;
 
-use gemm::{shared_tiles, tiled_matmul, GEMM_THREADS};
+use gemm::{shared_tiles, tiled_gemm, GEMM_THREADS};
 use strided::{strided, Strided};
 
 use std::collections::HashMap;
@@ -57,6 +57,7 @@ const WARP: u64 = 32;
 const PREFETCH_ROWS: u64 = 2;
 
 /// Stride, padding (`[top, left, bottom, right]`) and dilation of a 2-D window.
+#[derive(Clone, Debug)]
 struct Window {
     stride: [u64; 2],
     padding: [u64; 4],
@@ -135,7 +136,7 @@ struct Emitter<'g, 'c> {
     /// Row-kernel values kept in a scratch row between a reduction's loop and the output
     /// loop ([`Emitter::plan_row_cache`]).
     row_cache: std::collections::BTreeMap<NodeId, V>,
-    /// A GPU tiled contraction's tiles of `a` and `b` in shared memory ([`tiled_matmul`]).
+    /// A GPU tiled contraction's tiles of `a` and `b` in shared memory ([`tiled_gemm`]).
     shared: Option<[V; 2]>,
     /// A GPU row kernel: a warp per row, and this thread's lane (an `index` value). Its
     /// row-level float reductions are split over the lanes and combined by shuffles, and its
@@ -182,9 +183,9 @@ pub(crate) fn emit(
     let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
     let location = Location::name(context, &format!("{id} ({})", kernel.kind.name()), Location::unknown(context));
     let mut b = Builder::new(context, location);
-    let tiled = tiled_matmul(graph, kernel).filter(|_| device == Device::Gpu);
+    let tiled = tiled_gemm(graph, kernel).filter(|_| device == Device::Gpu);
     let mut types = vec!["!llvm.ptr".to_string(), "i64".into(), "i64".into(), "!llvm.ptr".into()];
-    types.extend(tiled.map(|(_, engine)| shared_tiles(engine)).into_iter().flatten());
+    types.extend(tiled.as_ref().map(|g| shared_tiles(g.engine)).into_iter().flatten());
     let params = b.open(&types.iter().map(String::as_str).collect::<Vec<_>>());
     let mut e = Emitter {
         b,
@@ -194,7 +195,7 @@ pub(crate) fn emit(
         kernel,
         slots,
         params: [params[0], params[1], params[2], params[3]],
-        shared: tiled.map(|_| [params[4], params[5]]),
+        shared: tiled.as_ref().map(|_| [params[4], params[5]]),
         tables: Vec::new(),
         buffers: Vec::new(),
         panel: None,
@@ -566,8 +567,8 @@ impl<'g, 'c> Emitter<'g, 'c> {
         };
         let mut parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
         if self.device == Device::Gpu {
-            if let (Some((mm, engine)), Some(shared)) = (tiled_matmul(self.graph, self.kernel), self.shared) {
-                return self.gemm_tiles(mm, engine, shared);
+            if let (Some(gemm), Some(shared)) = (tiled_gemm(self.graph, self.kernel), self.shared) {
+                return self.gemm_tiles(&gemm, shared);
             }
             parallel.retain(|&a| !domain[a].is_one());
             return self.gpu_threads(&parallel, &rows);
