@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, run on a machine with an NVIDIA GPU over the folder that gpu-prepare.sh made:
-# every artifact runs on the CPU and on CUDA device 0 under both memory policies, the outputs
+# every artifact runs on the CPU and on CUDA device 0 under each memory policy, the outputs
 # are compared (scripts/npy_compare.py: within 1e-4 relative, 1e-5 absolute), and each is timed
 # with `flint bench --device cuda` (median ms and bytes copied per run). Writes RESULT (default
 # gpu-check.md in the folder) and exits non-zero when any comparison fails.
@@ -18,15 +18,15 @@ failed=0
     echo "Device: $(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
     echo "Host: $(uname -m), $(nproc) cores"
     echo
-    echo "| artifact | unified | discrete | cpu median ms | cuda median ms (unified) | copied B | cuda median ms (discrete) | copied B |"
-    echo "|---|---|---|---:|---:|---:|---:|---:|"
+    echo "| artifact | unified | discrete | host | cpu median ms | cuda median ms (unified) | copied B | cuda median ms (discrete) | copied B |"
+    echo "|---|---|---|---|---:|---:|---:|---:|---:|"
 } >"$result"
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 for artifact in "$dir"/*.tgx; do
     name=$(basename "$artifact" .tgx)
     "$flint" run "$artifact" --device cpu --out "$work/$name-cpu" >/dev/null 2>"$work/err" || { echo "$name: cpu run failed: $(cat "$work/err")"; failed=1; continue; }
     row="| $name"
-    for memory in unified discrete; do
+    for memory in unified discrete host; do
         if "$flint" run "$artifact" --device cuda --memory "$memory" --out "$work/$name-$memory" >/dev/null 2>"$work/err"; then
             if verdict=$(python3 "$dir/npy_compare.py" "$work/$name-cpu" "$work/$name-$memory" 2>&1); then
                 row+=" | agrees"

@@ -47,9 +47,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda[:N]")]
     pub device: String,
     /// On a CUDA device: `unified` (the GPU reads and writes host memory in place: GB10,
-    /// Grace Hopper, HMM) or `discrete` (device memory, inputs and outputs copied). Default:
-    /// from the device's attributes.
-    #[arg(long, value_name = "unified|discrete")]
+    /// Grace Hopper, HMM), `discrete` (device memory, inputs and outputs copied, weights once)
+    /// or `host` (host memory pinned and mapped for the device during each run, read over the
+    /// bus; any device). Default: unified where the device reads host memory in place,
+    /// discrete otherwise.
+    #[arg(long, value_name = "unified|discrete|host")]
     pub memory: Option<String>,
 }
 
@@ -66,7 +68,7 @@ fn device_choice(arg: &str, has_ptx: impl FnOnce() -> bool) -> Result<DeviceChoi
 }
 
 fn memory_policy(arg: Option<&str>) -> Result<Option<MemoryPolicy>, String> {
-    arg.map(|a| MemoryPolicy::parse(a).ok_or_else(|| format!("error: --memory {a}: give unified or discrete")))
+    arg.map(|a| MemoryPolicy::parse(a).ok_or_else(|| format!("error: --memory {a}: give unified, discrete or host")))
         .transpose()
 }
 

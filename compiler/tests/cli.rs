@@ -385,7 +385,7 @@ fn an_llvm_abort_in_the_worker_is_an_error_naming_the_kernels() {
 }
 
 /// A GPU artifact (PTX for three SMs beside the CPU code) runs on the CPU, and on a CUDA
-/// device when the machine has one, agreeing with the CPU under both memory policies. Without
+/// device when the machine has one, agreeing with the CPU under every memory policy. Without
 /// a CUDA driver, `--device cuda` fails with a clear message and `--device auto` runs on the
 /// CPU; the GPU half then reports that it skipped.
 #[test]
@@ -410,7 +410,7 @@ fn a_gpu_artifact_runs_on_the_cpu_and_on_cuda_when_present() {
     let (auto, _) = run("auto", None, "auto");
     assert!(auto.status.success(), "{}", stderr(&auto));
     let want = npy::read_npy(&cpu_probs).expect("probs.npy").to_f64_vec();
-    for memory in ["unified", "discrete"] {
+    for memory in ["unified", "discrete", "host"] {
         let (cuda, probs) = run("cuda", Some(memory), memory);
         if stderr(&cuda).contains("no CUDA driver") || stderr(&cuda).contains("no CUDA device") {
             assert!(!cuda.status.success());

@@ -11,8 +11,15 @@
 //! integrated GPU such as GB10, or a device reporting pageable memory access: Grace Hopper,
 //! HMM) — inputs, weights and outputs stay where the caller and the model put them, the arena
 //! is managed memory, and nothing is copied; *discrete* otherwise — the arena and every region
-//! live in device memory, weights are uploaded once per session and inputs and outputs copied.
-//! [`CudaSession::copied_bytes`] counts what one run moved between host and device.
+//! live in device memory, weights are uploaded once per session through a pinned staging
+//! buffer and inputs and outputs copied. *host* (only when asked for) reads and writes the
+//! caller's and the model's memory over the bus, pinned and mapped for the device for the
+//! length of a run, with the arena in device memory: no copies on any device, at the bus's
+//! speed. [`CudaSession::copied_bytes`] counts what one run moved between host and device.
+//!
+//! A session never asks for more memory than there is: device memory as the driver reports it
+//! free, and on an integrated GPU (whose "device" memory is the system's) what `/proc/meminfo`
+//! calls available.
 
 use std::ffi::{c_void, CString};
 
@@ -30,18 +37,21 @@ pub enum MemoryPolicy {
     Discrete,
     /// Host memory read and written in place by the GPU; a managed arena.
     Unified,
+    /// Host memory pinned and mapped for the device during each run; the arena on the device.
+    Host,
 }
 
 impl MemoryPolicy {
-    /// `discrete` or `unified`.
+    /// `discrete`, `unified` or `host`.
     pub fn parse(name: &str) -> Option<MemoryPolicy> {
-        [MemoryPolicy::Discrete, MemoryPolicy::Unified].into_iter().find(|p| p.name() == name)
+        [MemoryPolicy::Discrete, MemoryPolicy::Unified, MemoryPolicy::Host].into_iter().find(|p| p.name() == name)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             MemoryPolicy::Discrete => "discrete",
             MemoryPolicy::Unified => "unified",
+            MemoryPolicy::Host => "host",
         }
     }
 }
@@ -203,6 +213,26 @@ pub struct CudaSession {
     /// Bytes copied between host and device by the last run.
     pub copied_bytes: u64,
     allocations: Vec<sys::CUdeviceptr>,
+    /// Host policy: the host ranges pinned and mapped for the current run.
+    registered: Vec<*mut c_void>,
+    /// Discrete: the pinned buffer uploads pass through, allocated at the first.
+    staging: Option<*mut u8>,
+}
+
+/// Bytes of the pinned staging buffer: uploads go through it in pieces of this size.
+const STAGING_BYTES: usize = 4 << 20;
+
+/// What `/proc/meminfo` calls available (`MemAvailable`), in bytes: the budget of an
+/// integrated GPU, whose memory is the system's (the driver's "free" device memory is not
+/// what the system can give).
+pub fn available_system_memory() -> Option<u64> {
+    parse_mem_available(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 impl CudaSession {
@@ -220,8 +250,12 @@ impl CudaSession {
         let wanted = manifest.arena_bytes.max(1)
             + slot_bytes * manifest.kernels.len().max(1) as u64
             + if discrete { region_bytes.iter().map(|&b| b.max(1) as u64).sum() } else { 0 };
-        let (free, _) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
-        if wanted > free as u64 {
+        let free = match kernels.device.is_integrated()? {
+            true => available_system_memory()
+                .ok_or_else(|| RuntimeError::Load("cannot read MemAvailable from /proc/meminfo".into()))?,
+            false => result::mem_get_info().map_err(driver("cuMemGetInfo"))?.0 as u64,
+        };
+        if wanted > free {
             return Err(RuntimeError::Load(format!(
                 "the model needs {wanted} bytes of device memory; the device has {free} free"
             )));
@@ -233,6 +267,8 @@ impl CudaSession {
             uploaded: vec![false; region_bytes.len()],
             copied_bytes: 0,
             allocations: Vec::new(),
+            registered: Vec::new(),
+            staging: None,
         };
         let arena_bytes = manifest.arena_bytes.max(1) as usize;
         // SAFETY: plain allocations, freed in `drop`.
@@ -242,7 +278,9 @@ impl CudaSession {
                     result::malloc_managed(arena_bytes, sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL)
                         .map_err(driver("cuMemAllocManaged"))?
                 }
-                MemoryPolicy::Discrete => result::malloc_sync(arena_bytes).map_err(driver("cuMemAlloc"))?,
+                MemoryPolicy::Discrete | MemoryPolicy::Host => {
+                    result::malloc_sync(arena_bytes).map_err(driver("cuMemAlloc"))?
+                }
             };
             session.allocations.push(session.arena);
             session.slots.base = result::malloc_sync((slot_bytes as usize) * manifest.kernels.len().max(1))
@@ -259,12 +297,61 @@ impl CudaSession {
         Ok(session)
     }
 
-    /// Copies `bytes` to device address `to`, counting them.
+    /// Copies `bytes` to device address `to` through the pinned staging buffer (a copy from
+    /// pageable memory is staged by the driver anyway, synchronously and in smaller pieces),
+    /// counting them.
     pub fn upload(&mut self, to: sys::CUdeviceptr, bytes: &[u8]) -> Result<(), RuntimeError> {
-        // SAFETY: `to` is a region buffer of at least `bytes.len()` bytes (checked by the caller).
-        unsafe { result::memcpy_htod_sync(to, bytes) }.map_err(driver("cuMemcpyHtoD"))?;
+        let staging = match self.staging {
+            Some(s) => s,
+            None => {
+                // SAFETY: a plain pinned allocation, freed in `drop`.
+                let s = unsafe { result::malloc_host(STAGING_BYTES, 0) }.map_err(driver("cuMemAllocHost"))?;
+                *self.staging.insert(s.cast())
+            }
+        };
+        for (i, piece) in bytes.chunks(STAGING_BYTES).enumerate() {
+            // SAFETY: the staging buffer holds STAGING_BYTES, a piece at most that; `to` is a
+            // region buffer of at least `bytes.len()` bytes (checked by the caller).
+            unsafe {
+                std::ptr::copy_nonoverlapping(piece.as_ptr(), staging, piece.len());
+                let pinned = std::slice::from_raw_parts(staging, piece.len());
+                result::memcpy_htod_sync(to + (i * STAGING_BYTES) as u64, pinned).map_err(driver("cuMemcpyHtoD"))?;
+            }
+        }
         self.copied_bytes += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Host policy: pins and maps `bytes` at `host` for the device until [`CudaSession::unmap`],
+    /// and returns the device's address of it. A range inside one already mapped (a tensor on
+    /// a page of another) is used as it is.
+    pub fn map_host(&mut self, host: *mut u8, bytes: usize) -> Result<u64, RuntimeError> {
+        if host.is_null() || bytes == 0 {
+            return Ok(host as u64);
+        }
+        let flags = sys::CU_MEMHOSTREGISTER_PORTABLE | sys::CU_MEMHOSTREGISTER_DEVICEMAP;
+        // SAFETY: `host` is `bytes` of live memory (an input, a bound weight or an output
+        // buffer) that outlives the run; it is unregistered after the run.
+        let status = unsafe { sys::cuMemHostRegister_v2(host.cast(), bytes, flags) };
+        match status {
+            sys::CUresult::CUDA_SUCCESS => self.registered.push(host.cast()),
+            sys::CUresult::CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED => {}
+            other => other.result().map_err(driver("cuMemHostRegister"))?,
+        }
+        let mut device = 0;
+        // SAFETY: `host` is inside a registered range.
+        unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) }
+            .result()
+            .map_err(driver("cuMemHostGetDevicePointer"))?;
+        Ok(device)
+    }
+
+    /// Host policy: unpins what the run mapped.
+    pub fn unmap(&mut self) {
+        for p in self.registered.drain(..) {
+            // SAFETY: each was registered by `map_host` and is unregistered once.
+            let _ = unsafe { sys::cuMemHostUnregister(p) };
+        }
     }
 
     /// Copies device address `from` into `to`, counting the bytes.
@@ -278,9 +365,29 @@ impl CudaSession {
 
 impl Drop for CudaSession {
     fn drop(&mut self) {
+        self.unmap();
+        if let Some(staging) = self.staging.take() {
+            // SAFETY: allocated by `malloc_host` in `upload`, freed once.
+            let _ = unsafe { result::free_host(staging.cast()) };
+        }
         for &a in &self.allocations {
             // SAFETY: each was allocated by `new` and is freed once.
             let _ = unsafe { result::free_sync(a) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_of_an_integrated_gpu_is_what_meminfo_calls_available() {
+        let meminfo = "MemTotal:       131072000 kB\nMemFree:         1000 kB\nMemAvailable:   120000000 kB\n";
+        assert_eq!(parse_mem_available(meminfo), Some(120_000_000 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 5 kB\n"), None);
+        assert_eq!(parse_mem_available("MemAvailable: lots\n"), None);
+        // This machine's own, read as a GB10 would read its.
+        assert!(available_system_memory().is_some_and(|b| b > 0));
     }
 }

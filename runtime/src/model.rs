@@ -593,13 +593,16 @@ impl Session<'_> {
                 self.cuda = Some(CudaSession::new(kernels, m, &bytes)?);
             }
         }
-        let discrete = model.cuda.as_ref().is_some_and(|k| k.policy == MemoryPolicy::Discrete);
+        let policy = model.cuda.as_ref().map(|k| k.policy);
+        let (discrete, mapped) = (policy == Some(MemoryPolicy::Discrete), policy == Some(MemoryPolicy::Host));
         let slots = self.cuda.as_ref().map(|c| c.slots);
         if let Some(device) = &mut self.cuda {
             device.copied_bytes = 0;
             bases[m.regions.len()] = device.arena as *mut u8;
         }
-        let mut device = self.cuda.as_mut().filter(|_| discrete);
+        let mut device = self.cuda.as_mut().filter(|_| discrete || mapped);
+        // Host policy: each region's host address, before `bind` maps it for the device.
+        let mut host_bases: Vec<*mut u8> = Vec::new();
         let output_regions: Vec<usize> = m.regions_of(RegionKind::Output).map(|(i, _)| i).collect();
         let mut sizes: Vec<usize> = Vec::new();
         let mut targets: Vec<*mut u8> = Vec::new();
@@ -618,8 +621,16 @@ impl Session<'_> {
             for (&region, &target) in output_regions.iter().zip(&targets) {
                 bases[region] = target;
             }
-            if let Some(device) = device.as_deref_mut() {
-                to_device(model, device, &dims, &given, bases)?;
+            match device.as_deref_mut() {
+                Some(device) if discrete => to_device(model, device, &dims, &given, bases)?,
+                Some(device) => {
+                    host_bases = bases.to_vec();
+                    for (region, r) in m.regions.iter().enumerate() {
+                        let bytes = m.region_value(r).bytes(&dims) as usize;
+                        bases[region] = device.map_host(bases[region], bytes)? as *mut u8;
+                    }
+                }
+                None => {}
             }
             Ok(())
         };
@@ -630,11 +641,32 @@ impl Session<'_> {
         // `bind` fill in the params and outputs before it runs the first kernel.
         let status = unsafe { model.glue.call((&mut ctx as *mut RunCtx).cast(), &dims_i64, &mut bases, &shapes) };
         let failure = ctx.failure.take();
+        // Host policy: what the run mapped stays pinned until every launch has finished.
+        let synced = model.cuda.as_ref().map(|k| k.synchronize()).transpose();
+        if let Some(device) = self.cuda.as_mut().filter(|_| mapped) {
+            device.unmap();
+        }
         if status != 0 {
             return Err(failure.unwrap_or_else(|| self.status_error(status, &dims, &given)));
         }
-        if let Some(kernels) = &model.cuda {
-            kernels.synchronize()?;
+        synced?;
+        if let Some(device) = self.cuda.as_mut().filter(|_| mapped) {
+            // Outputs were written in place; one kept in the arena (device memory) comes back,
+            // one that is another region is copied from its host memory.
+            for ((&region, &target), &size) in output_regions.iter().zip(&targets).zip(&sizes) {
+                // SAFETY: `target` is the output's buffer of `size` bytes, made or checked by
+                // `bind`; a source region's host memory holds the same `size` bytes.
+                unsafe {
+                    match m.region_value(&m.regions[region]).storage {
+                        Storage::Region(r) if r as usize == region => {}
+                        Storage::Region(r) => std::ptr::copy(host_bases[r as usize], target, size),
+                        Storage::Arena(offset) => {
+                            device.download(std::slice::from_raw_parts_mut(target, size), device.arena + offset)?
+                        }
+                    }
+                }
+            }
+            return Ok(dims);
         }
         if let Some(device) = self.cuda.as_mut().filter(|_| discrete) {
             // Every region and the arena are device memory: each output comes back from where
