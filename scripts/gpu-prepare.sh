@@ -16,6 +16,11 @@ for f in ir-spec/examples/*.tg examples/mlp.tg examples/transformer.tg; do
     name=$(basename "$f" .tg)
     "$dir/flint" compile "$f" --target sm_80,sm_90,sm_121 -o "$dir/$name.tgx" 2>/dev/null
 done
-cp scripts/gpu-check.sh scripts/npy_compare.py "$dir/"
-echo "prepared $dir: $(ls "$dir"/*.tgx | wc -l) artifacts, flint $(du -h "$dir/flint" | cut -f1)"
+# The speed benchmarks: bandwidth-bound kernels, tensor-core matmuls, 1000 tiny launches.
+mkdir -p "$dir/speed"
+for f in bench/gpu/*.tg; do
+    "$dir/flint" compile "$f" --target sm_80,sm_90,sm_121 -o "$dir/speed/$(basename "$f" .tg).tgx" 2>/dev/null
+done
+cp scripts/gpu-check.sh scripts/npy_compare.py scripts/cuda_copy.py scripts/torch_matmul.py "$dir/"
+echo "prepared $dir: $(ls "$dir"/*.tgx | wc -l) artifacts, $(ls "$dir"/speed/*.tgx | wc -l) speed artifacts, flint $(du -h "$dir/flint" | cut -f1)"
 ldd "$dir/flint" | grep -v -E 'linux-vdso|libc\.so|libm\.so|libgcc_s|ld-linux|libstdc\+\+|libpthread|libdl|librt|libz' || true

@@ -153,7 +153,8 @@ enum Command {
         /// Untimed runs first.
         #[arg(long, default_value_t = 5)]
         warmup: usize,
-        /// Then time every kernel over --iters more runs and list the slowest.
+        /// Then time every kernel over --iters more runs and list the slowest (on a CUDA
+        /// device by events around each launch: the kernels' device time).
         #[arg(long)]
         profile: bool,
     },

@@ -169,6 +169,56 @@ impl Drop for CudaKernels {
     }
 }
 
+/// Each launch's start and end on the device while a session profiles: host clocks around an
+/// asynchronous launch measure the launch, not the kernel.
+#[derive(Default)]
+pub struct LaunchTimes(Vec<(usize, sys::CUevent, sys::CUevent)>);
+
+impl LaunchTimes {
+    /// An event recorded on the launch stream now.
+    pub fn mark(&self) -> Result<sys::CUevent, RuntimeError> {
+        let event = result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(driver("cuEventCreate"))?;
+        // SAFETY: a live event, recorded on the default stream the launches use.
+        unsafe { result::event::record(event, std::ptr::null_mut()) }.map_err(driver("cuEventRecord"))?;
+        Ok(event)
+    }
+
+    /// Kernel `index` ran between `start` and `end`.
+    pub fn push(&mut self, index: usize, start: sys::CUevent, end: sys::CUevent) {
+        self.0.push((index, start, end));
+    }
+
+    /// Adds each launch's device time to `profile`, once the launches have finished.
+    pub fn collect(&mut self, profile: &mut [std::time::Duration]) -> Result<(), RuntimeError> {
+        for (index, start, end) in std::mem::take(&mut self.0) {
+            // SAFETY: both events were created and recorded by `mark`, in this order.
+            let ms = unsafe { result::event::elapsed(start, end) };
+            // SAFETY: each event is destroyed once, here.
+            unsafe {
+                let _ = result::event::destroy(start);
+                let _ = result::event::destroy(end);
+            }
+            let ms = ms.map_err(driver("cuEventElapsedTime"))?;
+            if let Some(t) = profile.get_mut(index) {
+                *t += std::time::Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1e3);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LaunchTimes {
+    fn drop(&mut self) {
+        for &(_, start, end) in &self.0 {
+            // SAFETY: events not collected are destroyed once, here.
+            unsafe {
+                let _ = result::event::destroy(start);
+                let _ = result::event::destroy(end);
+            }
+        }
+    }
+}
+
 /// Loads PTX text, with the JIT's error log in the error when the driver refuses it.
 fn load_ptx(text: &str) -> Result<sys::CUmodule, RuntimeError> {
     let image = CString::new(text).map_err(|_| RuntimeError::Load("the PTX has a NUL byte".into()))?;

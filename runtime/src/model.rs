@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crate::artifact::{self, DType, Manifest, RegionKind, SectionKind, Storage};
 use crate::cpu::{KernelFn, Library, Threads};
-use crate::cuda::{CudaKernels, CudaSession, MemoryPolicy, Slots};
+use crate::cuda::{CudaKernels, CudaSession, LaunchTimes, MemoryPolicy, Slots};
 use crate::device::CudaDevice;
 use crate::glue::{self, Check, Glue};
 use crate::RuntimeError;
@@ -461,6 +461,13 @@ extern "C" fn run_kernel(ctx: *mut u8, kernel: i64, pointers: *const *mut u8, ex
         let start = ctx.profile.is_some().then(std::time::Instant::now);
         if let (Some((kernels, slots)), true) = (ctx.cuda, extent > 0) {
             let count = model.manifest.kernels[index].args.len();
+            let before = match ctx.profile.is_some().then(|| ctx.launches.mark()).transpose() {
+                Ok(before) => before,
+                Err(e) => {
+                    ctx.failure = Some(e);
+                    return -3;
+                }
+            };
             // SAFETY: the glue passes the kernel's `count` pointers (device-accessible: device
             // buffers, managed memory, or host memory the device reads in place) and the dims.
             let launched = unsafe {
@@ -468,10 +475,12 @@ extern "C" fn run_kernel(ctx: *mut u8, kernel: i64, pointers: *const *mut u8, ex
                 let dims = std::slice::from_raw_parts(dims, model.manifest.symbols.len());
                 kernels.launch(index, pointers, dims, extent, slots.of(index))
             };
-            if let Err(e) = launched {
+            let timed = before.map(|b| ctx.launches.mark().map(|after| ctx.launches.push(index, b, after)));
+            if let Err(e) = launched.and(timed.transpose()) {
                 ctx.failure = Some(e);
                 return -3;
             }
+            return 0;
         } else if extent > 0 {
             // SAFETY: the glue passes the kernel's pointers, computed from the checked plan,
             // and the checked dims.
@@ -635,7 +644,14 @@ impl Session<'_> {
             Ok(())
         };
         let cuda = model.cuda.as_ref().zip(slots);
-        let mut ctx = RunCtx { model, bind: &mut bind, failure: None, profile: self.profile.as_deref_mut(), cuda };
+        let mut ctx = RunCtx {
+            model,
+            bind: &mut bind,
+            failure: None,
+            profile: self.profile.as_deref_mut(),
+            launches: LaunchTimes::default(),
+            cuda,
+        };
         // SAFETY: inputs are bound to memory of their checked sizes, and the arena is the
         // plan's size at the bounds; the glue checks the dims and the input shapes, then has
         // `bind` fill in the params and outputs before it runs the first kernel.
@@ -643,6 +659,10 @@ impl Session<'_> {
         let failure = ctx.failure.take();
         // Host policy: what the run mapped stays pinned until every launch has finished.
         let synced = model.cuda.as_ref().map(|k| k.synchronize()).transpose();
+        let timed = match ctx.profile.as_deref_mut() {
+            Some(profile) => ctx.launches.collect(profile),
+            None => Ok(()),
+        };
         if let Some(device) = self.cuda.as_mut().filter(|_| mapped) {
             device.unmap();
         }
@@ -650,6 +670,7 @@ impl Session<'_> {
             return Err(failure.unwrap_or_else(|| self.status_error(status, &dims, &given)));
         }
         synced?;
+        timed?;
         if let Some(device) = self.cuda.as_mut().filter(|_| mapped) {
             // Outputs were written in place; one kept in the arena (device memory) comes back,
             // one that is another region is copied from its host memory.
@@ -760,6 +781,8 @@ struct RunCtx<'a> {
     bind: &'a mut dyn FnMut(&mut [*mut u8]) -> Result<(), RuntimeError>,
     /// Time per kernel, when the session profiles.
     profile: Option<&'a mut [std::time::Duration]>,
+    /// On a CUDA device while profiling: each launch's events, read once the run finishes.
+    launches: LaunchTimes,
     failure: Option<RuntimeError>,
 }
 
