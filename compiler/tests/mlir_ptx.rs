@@ -105,7 +105,8 @@ fn every_example_assembles_for_every_sm() {
 
 /// The contraction kernels of f16 and bf16 graphs run on tensor cores for every SM: each
 /// `.entry` of `half_matmul`'s two matmuls holds `mma.sync.m16n8k16` with f32 accumulators of
-/// its dtype, fed by `ldmatrix` from shared memory (`bar.sync` between the steps), and ptxas
+/// its dtype, fed by `ldmatrix` from shared memory filled by `cp.async` (`bar.sync` between the
+/// steps), and ptxas
 /// accepts it; so does an f16 convolution (an implicit GEMM); an f32 matmul does not use them.
 #[test]
 fn half_precision_contractions_run_on_tensor_cores() {
@@ -131,6 +132,9 @@ fn half_precision_contractions_run_on_tensor_cores() {
         assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x4.shared.b16").count(), 8, "{}", sm.name);
         assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16").count(), 16, "{}", sm.name);
         assert!(ptx.contains("bar.sync"), "{}", sm.name);
+        // `x @ w` reads both operands straight from its inputs: 16-byte `cp.async` copies,
+        // software-pipelined (the next step in flight while this one multiplies).
+        assert!(ptx.contains("cp.async.cg.shared.global") && ptx.contains("cp.async.wait_group"), "{}", sm.name);
         if let Some(ptxas) = &ptxas {
             let name = format!("half_matmul_{}", sm.name);
             assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{name}.ptx")), &out.join(format!("{name}.cubin")));

@@ -55,6 +55,14 @@ impl Engine {
         }
     }
 
+    /// Bytes of an element of the shared tiles.
+    fn element_bytes(self) -> u64 {
+        match self {
+            Engine::TensorCore(_) => 2,
+            Engine::Ffma => 4,
+        }
+    }
+
     /// Results each thread holds.
     fn results(self) -> usize {
         match self {
@@ -111,12 +119,16 @@ pub(super) fn tiled_gemm(graph: &Graph, kernel: &Kernel) -> Option<Gemm> {
     })
 }
 
-/// The shared tiles' types: `a`'s step, then `b`'s.
+/// The shared tiles' types: `a`'s steps, then `b`'s, two of each (one is read while the next
+/// arrives).
 pub(super) fn shared_tiles(engine: Engine) -> [String; 2] {
     let ((bm, bn, bk, pad), t) = (engine.tile(), engine.element());
     let shared = "#gpu.address_space<workgroup>";
-    [format!("memref<{bm}x{}x{t}, {shared}>", bk + pad), format!("memref<{bk}x{}x{t}, {shared}>", bn + pad)]
+    [format!("memref<2x{bm}x{}x{t}, {shared}>", bk + pad), format!("memref<2x{bk}x{}x{t}, {shared}>", bn + pad)]
 }
+
+/// Bytes one `cp.async` moves: 8 f16 or bf16, 4 f32.
+const CHUNK_BYTES: u64 = 16;
 
 /// Where one block works: the call's range of every domain axis (`[first, first + count)`),
 /// the batch's indices, the output tile's first row and column (of the GEMM), and the GEMM's
@@ -288,36 +300,38 @@ impl<'g, 'c> Emitter<'g, 'c> {
     /// One output tile: the `k` steps, then the epilogue of every result this thread holds.
     fn gemm_tile(&mut self, g: &Gemm, shared: [V; 2], tile: &GemmTile) -> Result<(), LowerError> {
         let engine = g.engine;
-        let (bm, bn, bk, _) = engine.tile();
+        let (_, _, bk, _) = engine.tile();
         let steps = self.ceil_div(tile.depth, bk)?;
         let x = [("dimension", "#gpu<dim x>")];
         let tid = self.op("gpu.thread_id", &[], "index", &x);
         let [warp, lane] = self.split(tid, WARP)?;
         let [warp_m, warp_n] = self.split(warp, 2)?;
         let lanes = Lanes { tid, warp: [self.scaled(warp_m, 32, 0)?, self.scaled(warp_n, 32, 0)?], lane };
+        let views = [self.direct_view(g, 0), self.direct_view(g, 1)];
         let zero = self.immediate(DType::F32, 0.0);
         let init = vec![zero; engine.results()];
+        // Software-pipelined: step `s + 1` is copied into the other half of the tiles (by
+        // `cp.async` where it can be) while step `s` is multiplied.
+        let first = self.ix(&Ix::Const(0))?;
+        self.stage_step(g, tile, &views, shared, tid, first, first)?;
+        self.effect("nvvm.cp.async.commit.group", &[], &[]);
         let acc = self.fold(&Ix::Value(steps), &init, &mut |e, step, carried| {
-            let k0 = e.ix(&Ix::prod(step, Ix::Const(bk)))?;
-            // `a`'s step: element `tid + 256·i` of its bm × bk, row-major; then `b`'s.
-            for i in 0..bm * bk / GEMM_THREADS {
-                let [row, col] = e.element_of(tid, i, bk)?;
-                let (m, k) = (e.arith("addi", tile.m0, row), e.arith("addi", k0, col));
-                let in_range = e.both_below(m, tile.rows, k, tile.depth);
-                let v = e.gemm_a(g, tile, m, k, in_range)?;
-                e.stage(v, engine, [shared[0], row, col]);
-            }
-            for i in 0..bk * bn / GEMM_THREADS {
-                let [row, col] = e.element_of(tid, i, bn)?;
-                let (k, n) = (e.arith("addi", k0, row), e.arith("addi", tile.n0, col));
-                let in_range = e.both_below(k, tile.depth, n, tile.cols);
-                let v = e.gemm_b(g, tile, k, n, in_range)?;
-                e.stage(v, engine, [shared[1], row, col]);
-            }
+            let step = e.ix(&step)?;
+            let next = e.scaled(step, 1, 1)?;
+            let more = e.cmpi("ult", next, steps);
+            e.when(more, &mut |e| {
+                let k0 = e.scaled(next, bk, 0)?;
+                let [_, half] = e.split(next, 2)?;
+                e.stage_step(g, tile, &views, shared, tid, k0, half)
+            })?;
+            e.effect("nvvm.cp.async.commit.group", &[], &[]);
+            // Every copy but the newest group's has landed: this step's.
+            e.effect("nvvm.cp.async.wait.group", &[], &[("n", "1 : i32")]);
             e.effect("gpu.barrier", &[], &[]);
+            let [_, half] = e.split(step, 2)?;
             let acc = match engine {
-                Engine::TensorCore(dtype) => e.mma_step(&lanes, shared, carried, dtype)?,
-                Engine::Ffma => e.ffma_step(&lanes, shared, carried, bk)?,
+                Engine::TensorCore(dtype) => e.mma_step(&lanes, shared, half, carried, dtype)?,
+                Engine::Ffma => e.ffma_step(&lanes, shared, half, carried, bk)?,
             };
             e.effect("gpu.barrier", &[], &[]);
             Ok(acc)
@@ -346,6 +360,180 @@ impl<'g, 'c> Emitter<'g, 'c> {
         Ok(())
     }
 
+    /// A matmul operand read straight from a kernel input of the tiles' element type, with unit
+    /// stride along its tile rows (`a` along `k`, `b` along the columns): its chunks can be
+    /// copied to shared memory as they are.
+    fn direct_view(&self, g: &Gemm, operand: usize) -> Option<Strided> {
+        if g.conv.is_some() {
+            return None;
+        }
+        let x = self.graph.operands(g.node)[operand];
+        let view = strided(self.graph, &self.kernel.inputs, x)?;
+        let fits = mem_ty(self.dtype(view.buffer)) == g.engine.element() && view.unit_along(view.strides.len() - 1);
+        fits.then_some(view)
+    }
+
+    /// Stages step `k0` of `a` and `b` into half `half` of the shared tiles.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_step(
+        &mut self,
+        g: &Gemm,
+        tile: &GemmTile,
+        views: &[Option<Strided>; 2],
+        shared: [V; 2],
+        tid: V,
+        k0: V,
+        half: V,
+    ) -> Result<(), LowerError> {
+        let (bm, bn, bk, _) = g.engine.tile();
+        for (operand, (rows, cols)) in [(bm, bk), (bk, bn)].into_iter().enumerate() {
+            let per_chunk = CHUNK_BYTES / g.engine.element_bytes();
+            let chunked = views[operand].is_some();
+            let width = if chunked { cols / per_chunk } else { cols };
+            for i in 0..rows * width / GEMM_THREADS {
+                let [row, col] = self.element_of(tid, i, width)?;
+                let col = if chunked { self.scaled(col, per_chunk, 0)? } else { col };
+                let place = [shared[operand], half, row, col];
+                match &views[operand] {
+                    Some(view) => self.copy_chunk(g, tile, view, operand, k0, place)?,
+                    None => self.stage_element(g, tile, operand, k0, place)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Element `[row, col]` of operand `operand`'s step `k0` (GEMM coordinates), or zero past
+    /// the edges.
+    fn gemm_element(
+        &mut self,
+        g: &Gemm,
+        tile: &GemmTile,
+        operand: usize,
+        k0: V,
+        row: V,
+        col: V,
+    ) -> Result<Reg, LowerError> {
+        if operand == 0 {
+            let (m, k) = (self.arith("addi", tile.m0, row), self.arith("addi", k0, col));
+            let in_range = self.both_below(m, tile.rows, k, tile.depth);
+            self.gemm_a(g, tile, m, k, in_range)
+        } else {
+            let (k, n) = (self.arith("addi", k0, row), self.arith("addi", tile.n0, col));
+            let in_range = self.both_below(k, tile.depth, n, tile.cols);
+            self.gemm_b(g, tile, k, n, in_range)
+        }
+    }
+
+    /// One element through the value mechanism into `[half, row, col]` of a shared tile.
+    fn stage_element(
+        &mut self,
+        g: &Gemm,
+        tile: &GemmTile,
+        operand: usize,
+        k0: V,
+        place: [V; 4],
+    ) -> Result<(), LowerError> {
+        let [_, _, row, col] = place;
+        let v = self.gemm_element(g, tile, operand, k0, row, col)?;
+        self.stage(v, g.engine, place);
+        Ok(())
+    }
+
+    /// The 16 bytes from `[row, col]` of a direct operand's step into `[half, row, col]` of its
+    /// shared tile by `cp.async`, the part past the matrix's edge zero-filled (the copy's source
+    /// size); element by element where the source is not 16-byte aligned (a caller's buffer, an
+    /// odd stride).
+    fn copy_chunk(
+        &mut self,
+        g: &Gemm,
+        tile: &GemmTile,
+        view: &Strided,
+        operand: usize,
+        k0: V,
+        place: [V; 4],
+    ) -> Result<(), LowerError> {
+        let [shared, half, row, col] = place;
+        let bytes = g.engine.element_bytes();
+        let per_chunk = CHUNK_BYTES / bytes;
+        // The chunk's first element, its row's bound and how many of it are inside.
+        let (r, c, r_end, c_end) = if operand == 0 {
+            (self.arith("addi", tile.m0, row), self.arith("addi", k0, col), tile.rows, tile.depth)
+        } else {
+            (self.arith("addi", k0, row), self.arith("addi", tile.n0, col), tile.depth, tile.cols)
+        };
+        let inside = self.both_below(r, r_end, c, c_end);
+        let left = self.arith("subi", c_end, c);
+        let chunk = self.ix(&Ix::Const(per_chunk))?;
+        let count = self.arith("minui", left, chunk);
+        let zero = self.ix(&Ix::Const(0))?;
+        let count = self.select(inside, count, zero);
+        // A safe address for an empty copy: the matrix's first element of this batch. The
+        // GEMM's rows and columns count from the call's range of theirs.
+        let (r_safe, c_safe) = (self.select(inside, r, zero), self.select(inside, c, zero));
+        let (r_safe, c_safe) = match operand {
+            0 => (self.arith("addi", tile.ranges[g.rows[0]].0, r_safe), c_safe),
+            _ => (r_safe, self.arith("addi", tile.ranges[g.col].0, c_safe)),
+        };
+        let batch: Vec<Ix> = tile.batch.iter().map(|&v| Ix::Value(v)).collect();
+        let x = self.graph.operands(g.node)[operand];
+        let mut at = index::broadcast(&batch, &self.shape(x)[..self.shape(x).len() - 2]);
+        at.extend([Ix::Value(r_safe), Ix::Value(c_safe)]);
+        let source = self.view_address(view, &at)?;
+        let address = self.op("llvm.ptrtoint", &[source], "i64", &[]);
+        let address = self.cast("index_cast", address, "index");
+        let align = self.ix(&Ix::Const(CHUNK_BYTES))?;
+        let misaligned = self.arith("remui", address, align);
+        let aligned = self.cmpi("eq", misaligned, zero);
+        let then = {
+            self.b.open(&[]);
+            self.scopes.push(Scope::default());
+            let global = self.op("llvm.addrspacecast", &[source], "!llvm.ptr<1>", &[]);
+            let (bm, bn, bk, pad) = g.engine.tile();
+            let dims = if operand == 0 { [bm, bk + pad] } else { [bk, bn + pad] };
+            let target = self.shared_address(shared, dims, [half, row, col], bytes)?;
+            let size = self.scaled(count, bytes, 0)?;
+            let size = self.cast("index_cast", size, "i32");
+            let cg = [("size", "16 : i32"), ("modifier", "#nvvm<load_cache_modifier cg>")];
+            self.effect("nvvm.cp.async.shared.global", &[target, global, size], &cg);
+            self.leave();
+            self.effect("scf.yield", &[], &[]);
+            self.b.close()
+        };
+        let other = {
+            self.b.open(&[]);
+            self.scopes.push(Scope::default());
+            for l in 0..per_chunk {
+                let col_l = self.scaled(col, 1, l)?;
+                self.stage_element(g, tile, operand, k0, [shared, half, row, col_l])?;
+            }
+            self.leave();
+            self.effect("scf.yield", &[], &[]);
+            self.b.close()
+        };
+        self.b.op_with("scf.if", &[aligned], &[], &[], vec![then, other]);
+        Ok(())
+    }
+
+    /// The shared-memory address (`!llvm.ptr<3>`) of `[half, row, col]` of a tile of two
+    /// halves of `[rows, cols]` elements of `bytes` each.
+    fn shared_address(&mut self, tile: V, [rows, cols]: [u64; 2], at: [V; 3], bytes: u64) -> Result<V, LowerError> {
+        let base = self.op("memref.extract_aligned_pointer_as_index", &[tile], "index", &[]);
+        let base = self.cast("index_cast", base, "i64");
+        let base = self.op("llvm.inttoptr", &[base], "!llvm.ptr<3>", &[]);
+        let [half, row, col] = at.map(Ix::Value);
+        let element = Ix::sum(Ix::prod(Ix::sum(Ix::prod(half, Ix::Const(rows)), row), Ix::Const(cols)), col);
+        let offset = self.ix(&Ix::prod(element, Ix::Const(bytes)))?;
+        let offset = self.cast("index_cast", offset, "i64");
+        let indices = format!("array<i32: {}>", i32::MIN);
+        Ok(self.op(
+            "llvm.getelementptr",
+            &[base, offset],
+            "!llvm.ptr<3>",
+            &[("rawConstantIndices", &indices), ("elem_type", "i8")],
+        ))
+    }
+
     /// Where result `slot` of this thread sits in the output tile: `[row, column]`.
     fn result_place(&mut self, engine: Engine, lanes: &Lanes, slot: usize) -> Result<[V; 2], LowerError> {
         let slot = slot as u64;
@@ -370,6 +558,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         &mut self,
         lanes: &Lanes,
         shared: [V; 2],
+        half: V,
         carried: &[Reg],
         dtype: DType,
     ) -> Result<Vec<Reg>, LowerError> {
@@ -385,11 +574,11 @@ impl<'g, 'c> Emitter<'g, 'c> {
             for mi in 0..2 {
                 let row = self.arith("addi", lanes.warp[0], lane16);
                 let row = self.scaled(row, 1, mi * 16)?;
-                a_frags.push(self.ldmatrix(shared[0], row, a_col, 4, &fragment[0]));
+                a_frags.push(self.ldmatrix([shared[0], half, row, a_col], 4, &fragment[0]));
             }
             for ni in 0..4 {
                 let col = self.scaled(lanes.warp[1], 1, ni * 8)?;
-                let b_frag = self.ldmatrix(shared[1], b_row, col, 2, &fragment[1]);
+                let b_frag = self.ldmatrix([shared[1], half, b_row, col], 2, &fragment[1]);
                 for (mi, &a_frag) in a_frags.iter().enumerate() {
                     let slot = (mi * 4 + ni as usize) * 4;
                     let next = self.mma(a_frag, b_frag, &acc[slot..slot + 4], dtype);
@@ -406,6 +595,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         &mut self,
         lanes: &Lanes,
         shared: [V; 2],
+        half: V,
         carried: &[Reg],
         depth: u64,
     ) -> Result<Vec<Reg>, LowerError> {
@@ -417,9 +607,9 @@ impl<'g, 'c> Emitter<'g, 'c> {
             let mut b = Vec::with_capacity(4);
             for i in 0..4 {
                 let row = self.scaled(ty, 1, 16 * i)?;
-                a.push(self.op("memref.load", &[shared[0], row, k], "f32", &[]));
+                a.push(self.op("memref.load", &[shared[0], half, row, k], "f32", &[]));
                 let col = self.scaled(tx, 1, 16 * i)?;
-                b.push(self.op("memref.load", &[shared[1], k, col], "f32", &[]));
+                b.push(self.op("memref.load", &[shared[1], half, k, col], "f32", &[]));
             }
             for (slot, r) in acc.iter_mut().enumerate() {
                 *r = self.fmuladd(a[slot / 4], b[slot % 4], r.v, "f32");
@@ -472,21 +662,21 @@ impl<'g, 'c> Emitter<'g, 'c> {
     }
 
     /// Stores `v` into element `[row, col]` of a shared tile, in the tile's element type.
-    fn stage(&mut self, v: Reg, engine: Engine, place: [V; 3]) {
+    fn stage(&mut self, v: Reg, engine: Engine, place: [V; 4]) {
         let element = match engine {
             Engine::TensorCore(dtype) => self.cast("truncf", v.v, mem_ty(dtype)),
             Engine::Ffma => v.v,
         };
-        let [tile, row, col] = place;
-        self.effect("memref.store", &[element, tile, row, col], &[]);
+        let [tile, half, row, col] = place;
+        self.effect("memref.store", &[element, tile, half, row, col], &[]);
     }
 
-    /// `tiles` 8 × 8 matrices from a shared tile at `[row, col]` (each lane's row address),
+    /// `tiles` 8 × 8 matrices from a shared tile at `[half, row, col]` (each lane's row address),
     /// transposed for the B operand (`tiles` = 2).
-    fn ldmatrix(&mut self, tile: V, row: V, col: V, tiles: u32, ty: &str) -> V {
+    fn ldmatrix(&mut self, at: [V; 4], tiles: u32, ty: &str) -> V {
         let transpose = if tiles == 2 { "true" } else { "false" };
         let count = format!("{tiles} : i32");
-        self.op("nvgpu.ldmatrix", &[tile, row, col], ty, &[("numTiles", &count), ("transpose", transpose)])
+        self.op("nvgpu.ldmatrix", &at, ty, &[("numTiles", &count), ("transpose", transpose)])
     }
 
     /// `c + a·b` for one `m16n8k16` tile: `a` and `b` fragments from `ldmatrix`, `c` this lane's
