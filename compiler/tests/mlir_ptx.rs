@@ -158,6 +158,36 @@ fn half_precision_contractions_run_on_tensor_cores() {
     }
 }
 
+/// Long rows run a block per row: the row is read from global memory once into shared memory
+/// (softmax's three passes then read shared memory), and the warps' partial reductions meet
+/// in shared memory between barriers; short rows keep a warp per row, without barriers.
+#[test]
+fn long_rows_run_a_block_per_row_from_shared_memory() {
+    use flint_compiler::lower::gpu::SMS;
+    use flint_compiler::lower::llvm::Cpu;
+    use flint_compiler::pipeline::{compile, CompileOptions, Target};
+    let ptxas = find_ptxas();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("row_block_ptx");
+    std::fs::create_dir_all(&out).expect("scratch dir");
+    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
+    let ptx_of = |source: &str| {
+        let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
+        compile(&graph, &CompileOptions { target: target.clone(), ..Default::default() }).expect("lowers").ptx
+    };
+    let long = "graph g(x: f32[64, 2048]) -> (y: f32[64, 2048]) {\n    y = softmax(x)\n}\n";
+    for (sm, ptx) in &ptx_of(long) {
+        assert!(ptx.contains("bar.sync") && ptx.contains("ld.shared") && ptx.contains("st.shared"), "{}", sm.name);
+        if let Some(ptxas) = &ptxas {
+            let name = format!("row_block_{}", sm.name);
+            assemble(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{name}.ptx")), &out.join(format!("{name}.cubin")));
+        }
+    }
+    let short = "graph g(x: f32[64, 256]) -> (y: f32[64, 256]) {\n    y = softmax(x)\n}\n";
+    for (sm, ptx) in &ptx_of(short) {
+        assert!(ptx.contains("shfl.sync.bfly") && !ptx.contains("bar.sync"), "{}: a warp per row", sm.name);
+    }
+}
+
 /// Assembles `ptx` with `ptxas -arch=ARCH`, failing the test with ptxas's words if it refuses.
 fn assemble(ptxas: &Path, ptx: &str, arch: &str, ptx_path: &Path, cubin_path: &Path) {
     std::fs::write(ptx_path, ptx).unwrap_or_else(|e| panic!("cannot write {}: {e}", ptx_path.display()));

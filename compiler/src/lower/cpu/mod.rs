@@ -32,6 +32,7 @@ mod row;
 mod strided;
 
 use gemm::{shared_tiles, tiled_gemm, GEMM_THREADS};
+use row::{row_block_plan, RowBlock};
 use strided::{strided, Strided};
 
 use std::collections::HashMap;
@@ -138,6 +139,10 @@ struct Emitter<'g, 'c> {
     row_cache: std::collections::BTreeMap<NodeId, V>,
     /// A GPU tiled contraction's tiles of `a` and `b` in shared memory ([`tiled_gemm`]).
     shared: Option<[V; 2]>,
+    /// A GPU row kernel that runs a block per row: its shared memory ([`row_block_plan`]).
+    row_block: Option<RowBlock>,
+    /// How many threads share a GPU row kernel's row: a warp, or a block.
+    row_width: u64,
     /// A GPU row kernel: a warp per row, and this thread's lane (an `index` value). Its
     /// row-level float reductions are split over the lanes and combined by shuffles, and its
     /// output loop strides by the warp, so the lanes read and write consecutive elements.
@@ -183,9 +188,17 @@ pub(crate) fn emit(
     let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
     let location = Location::name(context, &format!("{id} ({})", kernel.kind.name()), Location::unknown(context));
     let mut b = Builder::new(context, location);
-    let tiled = tiled_gemm(graph, kernel).filter(|_| device == Device::Gpu);
+    let gpu = device == Device::Gpu;
+    let tiled = tiled_gemm(graph, kernel).filter(|_| gpu);
+    let row_plan = row_block_plan(graph, kernel).filter(|_| gpu && tiled.is_none());
+    // A GPU kernel's shared memory: workgroup attributions after the four parameters.
+    let workgroup: Vec<String> = match (&tiled, &row_plan) {
+        (Some(g), _) => shared_tiles(g.engine).to_vec(),
+        (None, Some(plan)) => plan.shared_types(graph),
+        (None, None) => Vec::new(),
+    };
     let mut types = vec!["!llvm.ptr".to_string(), "i64".into(), "i64".into(), "!llvm.ptr".into()];
-    types.extend(tiled.as_ref().map(|g| shared_tiles(g.engine)).into_iter().flatten());
+    types.extend(workgroup.iter().cloned());
     let params = b.open(&types.iter().map(String::as_str).collect::<Vec<_>>());
     let mut e = Emitter {
         b,
@@ -196,6 +209,12 @@ pub(crate) fn emit(
         slots,
         params: [params[0], params[1], params[2], params[3]],
         shared: tiled.as_ref().map(|_| [params[4], params[5]]),
+        row_block: row_plan.as_ref().map(|plan| RowBlock {
+            partials: params[4],
+            staged: plan.staged.iter().copied().zip(params[5..].iter().copied()).collect(),
+            active: false,
+        }),
+        row_width: WARP,
         tables: Vec::new(),
         buffers: Vec::new(),
         panel: None,
@@ -219,15 +238,15 @@ pub(crate) fn emit(
         ("sym_name", format!("\"{FUNCTION}\"")),
         ("function_type", "(!llvm.ptr, i64, i64, !llvm.ptr) -> ()".to_string()),
     ];
-    if device == Device::Gpu {
-        let shared = if tiled.is_some() { 2 } else { 0 };
+    if gpu {
+        let shared = workgroup.len();
         attributes.extend([("gpu.kernel", "unit".to_string()), ("workgroup_attributions", format!("{shared} : i64"))]);
     }
-    if tiled.is_some() {
-        // ldmatrix reads 16-byte rows: the tiles need that alignment (MLIR gives an
-        // attribution its element's). The tiles' threads assume the runtime's 256.
-        let aligned = "{llvm.align = 16 : i64}";
-        attributes.push(("workgroup_attrib_attrs", format!("[{aligned}, {aligned}]")));
+    if !workgroup.is_empty() {
+        // ldmatrix and cp.async need 16-byte rows (MLIR gives an attribution its element's
+        // alignment). Kernels with shared memory assume the runtime's 256 threads a block.
+        let aligned = vec!["{llvm.align = 16 : i64}"; workgroup.len()];
+        attributes.push(("workgroup_attrib_attrs", format!("[{}]", aligned.join(", "))));
         attributes.push(("known_block_size", format!("array<i32: {GEMM_THREADS}, 1, 1>")));
     }
     let attributes: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -617,8 +636,10 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let inner_axes: Vec<usize> = parallel.iter().copied().filter(|&a| Some(a) != abi).collect();
         let inner_dims: Vec<Dim> = inner_axes.iter().map(|&a| domain[a].clone()).collect();
         let inner = self.ix(&inner_dims.iter().fold(Ix::Const(1), |acc, d| Ix::prod(acc, Ix::dim(d))))?;
-        // A row kernel runs a warp per point: `t = point * WARP + lane`.
+        // A row kernel runs a warp (or a block) per point: `t = point * width + lane`. With the
+        // block's 256 threads as the width, every thread of a block takes the same points.
         let warp = !rows.is_empty();
+        self.row_width = if self.row_block.is_some() { GEMM_THREADS } else { WARP };
         let points = match abi {
             Some(_) => {
                 let count = self.arith("subi", end, begin);
@@ -630,7 +651,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
                 self.select(runs, inner, zero)
             }
         };
-        let width = if warp { Some(self.ix(&Ix::Const(WARP))?) } else { None };
+        let width = if warp { Some(self.ix(&Ix::Const(self.row_width))?) } else { None };
         let total = match &width {
             Some(w) => self.arith("muli", points, *w),
             None => points,
@@ -784,6 +805,9 @@ impl<'g, 'c> Emitter<'g, 'c> {
 
     fn load(&mut self, n: NodeId, idx: &[Ix]) -> Result<Reg, LowerError> {
         let dtype = self.dtype(n);
+        if let Some(raw) = self.staged_load(n, idx)? {
+            return Ok(self.widen(raw, dtype));
+        }
         let ptr = self.address(n, idx)?;
         let raw = self.load_ptr(ptr, mem_ty(dtype), None);
         Ok(self.widen(raw, dtype))

@@ -1,10 +1,174 @@
 //! Row kernels and reductions: the row level (each reduction once per row, before the output
-//! loop), the folds that carry values through `scf.for`, split over a warp's lanes on the GPU,
-//! the rows' prefetch and scratch cache.
+//! loop), the folds that carry values through `scf.for`, split over a warp's lanes (or a
+//! block's threads, with long rows staged in shared memory) on the GPU, the rows' prefetch and
+//! scratch cache.
 
 use super::*;
 
+/// Rows at least this long run a block per row on the GPU (shorter ones a warp per row).
+const BLOCK_ROW: u64 = 1024;
+/// Shared memory a block-per-row kernel may give its staged rows.
+const STAGED_BYTES: u64 = 32 << 10;
+/// Warps of a block.
+const WARPS: u64 = GEMM_THREADS / WARP;
+const SHARED: &str = "#gpu.address_space<workgroup>";
+
+/// A GPU row kernel that runs a block per row: its long static rows (trailing axes), and the
+/// inputs read whole, row by row, which are staged in shared memory so that every pass over a
+/// row after the first reads shared memory, not global (softmax and layer_norm then read
+/// their input once).
+pub(super) struct RowPlan {
+    extent: u64,
+    pub(super) staged: Vec<NodeId>,
+}
+
+impl RowPlan {
+    /// The shared memory: the warps' partial reductions (two carried values of eight warps),
+    /// then a row of each staged input.
+    pub(super) fn shared_types(&self, graph: &Graph) -> Vec<String> {
+        let rows =
+            self.staged.iter().map(|&n| format!("memref<{}x{}, {SHARED}>", self.extent, mem_ty(graph.ty(n).dtype)));
+        std::iter::once(format!("memref<2x{WARPS}xf32, {SHARED}>")).chain(rows).collect()
+    }
+}
+
+/// A block-per-row kernel's shared memory as the emitter holds it.
+#[derive(Clone, Debug)]
+pub(super) struct RowBlock {
+    pub(super) partials: V,
+    pub(super) staged: Vec<(NodeId, V)>,
+    /// Whether the current row is staged (loads of the staged inputs read shared memory).
+    pub(super) active: bool,
+}
+
+/// The block-per-row plan of a row kernel, if it has one: static trailing rows of at least
+/// [`BLOCK_ROW`] elements, and no op that branches around a reduction (concat, pad, gather,
+/// windows), since a block's reduction meets at barriers every thread must reach.
+pub(super) fn row_block_plan(graph: &Graph, kernel: &Kernel) -> Option<RowPlan> {
+    let KernelKind::Row { axes } = &kernel.kind else { return None };
+    let r = kernel.domain.len();
+    let trailing = axes.iter().enumerate().all(|(i, &a)| a == r - axes.len() + i);
+    let extent = axes.iter().map(|&a| kernel.domain[a].as_known()).try_fold(1u64, |acc, d| d.map(|d| acc * d))?;
+    let branches = kernel.nodes.iter().any(|&n| {
+        matches!(
+            graph.op(n),
+            Op::Concat { .. } | Op::Pad { .. } | Op::Gather { .. } | Op::Conv2d { .. } | Op::Pool2d { .. }
+        )
+    });
+    if !trailing || extent < BLOCK_ROW || branches {
+        return None;
+    }
+    let mut bytes = 0;
+    let mut staged = Vec::new();
+    for &n in &kernel.inputs {
+        let row = extent * graph.ty(n).dtype.size_bytes() as u64;
+        if graph.ty(n).shape == kernel.domain && bytes + row <= STAGED_BYTES {
+            bytes += row;
+            staged.push(n);
+        }
+    }
+    Some(RowPlan { extent, staged })
+}
+
 impl<'g, 'c> Emitter<'g, 'c> {
+    /// A block-per-row kernel: copies this row of every staged input into shared memory, the
+    /// block's threads side by side, then waits for all of them.
+    fn stage_rows(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
+        let Some(block) = self.row_block.clone() else { return Ok(()) };
+        if block.staged.is_empty() {
+            return Ok(());
+        }
+        let Some(lane) = self.lane else { return Ok(()) };
+        let domain = self.kernel.domain.clone();
+        let row_dims: Vec<Dim> = rows.iter().map(|&a| domain[a].clone()).collect();
+        let extent = self.ix(&rows.iter().fold(Ix::Const(1), |acc, &a| Ix::prod(acc, Ix::dim(&domain[a]))))?;
+        for &(n, tile) in &block.staged {
+            let ty = mem_ty(self.dtype(n));
+            self.for_step(lane, extent, self.row_width, &mut |e, j| {
+                let mut at = point.to_vec();
+                for (a, i) in rows.iter().zip(index::delinearize(j.clone(), &row_dims)) {
+                    at[*a] = i;
+                }
+                let ptr = e.address(n, &at)?;
+                let raw = e.load_ptr(ptr, ty, None);
+                let j = e.ix(&j)?;
+                e.effect("memref.store", &[raw, tile, j], &[]);
+                Ok(())
+            })?;
+        }
+        self.effect("gpu.barrier", &[], &[]);
+        if let Some(b) = self.row_block.as_mut() {
+            b.active = true;
+        }
+        Ok(())
+    }
+
+    /// A staged input read from its row in shared memory (in its memory type), when this row
+    /// is staged.
+    pub(super) fn staged_load(&mut self, n: NodeId, idx: &[Ix]) -> Result<Option<V>, LowerError> {
+        let Some(block) = self.row_block.as_ref().filter(|b| b.active) else { return Ok(None) };
+        let Some(&(_, tile)) = block.staged.iter().find(|(s, _)| *s == n) else { return Ok(None) };
+        let KernelKind::Row { axes } = &self.kernel.kind else { return Ok(None) };
+        let domain = &self.kernel.domain;
+        let first = domain.len() - axes.len();
+        let position = self.ix(&index::linearize(&idx[first..], &domain[first..]))?;
+        Ok(Some(self.op("memref.load", &[tile, position], mem_ty(self.dtype(n)), &[])))
+    }
+
+    /// After a block's warps each folded their share of a row: every thread gets the whole, by
+    /// way of one partial per warp in shared memory (flags as 0.0 and 1.0).
+    fn across_warps(&mut self, values: &mut [Reg], combine: &[&str]) -> Result<(), LowerError> {
+        let Some(block) = self.row_block.clone() else { return Ok(()) };
+        let Some(lane) = self.lane else { return Ok(()) };
+        let [warp, in_warp] = [self.split_lane(lane, true)?, self.split_lane(lane, false)?];
+        let zero = self.ix(&Ix::Const(0))?;
+        let first = self.cmpi("eq", in_warp, zero);
+        let slots: Vec<V> = (0..values.len()).map(|i| self.ix(&Ix::Const(i as u64))).collect::<Result<_, _>>()?;
+        let wide: Vec<V> = values
+            .iter()
+            .map(|v| match v.ty {
+                "i1" => self.cast("uitofp", v.v, "f32"),
+                _ => v.v,
+            })
+            .collect();
+        self.when(first, &mut |e| {
+            for (&w, &slot) in wide.iter().zip(&slots) {
+                e.effect("memref.store", &[w, block.partials, slot, warp], &[]);
+            }
+            Ok(())
+        })?;
+        self.effect("gpu.barrier", &[], &[]);
+        for ((v, op), &slot) in values.iter_mut().zip(combine).zip(&slots) {
+            let mut total: Option<V> = None;
+            for w in 0..WARPS {
+                let w = self.ix(&Ix::Const(w))?;
+                let part = self.op("memref.load", &[block.partials, slot, w], "f32", &[]);
+                let part = match v.ty {
+                    "i1" => {
+                        let zero = self.immediate(DType::F32, 0.0).v;
+                        self.cmpf("une", part, zero)
+                    }
+                    _ => part,
+                };
+                total = Some(match total {
+                    None => part,
+                    Some(t) if v.ty == "f32" => self.binop_fm(op, t, part, "reassoc"),
+                    Some(t) => self.binop(op, t, part),
+                });
+            }
+            *v = Reg::new(total.unwrap_or(v.v), v.ty);
+        }
+        // The partials are read before the next reduction writes them.
+        self.effect("gpu.barrier", &[], &[]);
+        Ok(())
+    }
+
+    /// A block's thread `lane` as its warp (`warp`) or its place in the warp.
+    fn split_lane(&mut self, lane: V, warp: bool) -> Result<V, LowerError> {
+        let w = self.ix(&Ix::Const(WARP))?;
+        Ok(if warp { self.arith("divui", lane, w) } else { self.arith("remui", lane, w) })
+    }
+
     pub(super) fn row_level(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
         if let Some((mm, cols, acc)) = self.panel {
             return self.panel_row(point, mm, cols, acc);
@@ -15,6 +179,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let (full, row) = (numel(&domain), numel(&reduced));
         if !rows.is_empty() {
             self.prefetch_next_row(rows, point)?;
+            self.stage_rows(rows, point)?;
             let kernel = self.kernel;
             self.row_level_now = true;
             for &n in &kernel.nodes {
@@ -41,11 +206,12 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let (lo, hi) = (self.ix(&Ix::Const(0))?, self.ix(&extent)?);
         let row_dims: Vec<Dim> = rows.iter().map(|&a| domain[a].clone()).collect();
         let cached: Vec<(NodeId, V)> = self.row_cache.iter().map(|(&n, &s)| (n, s)).collect();
-        // On the GPU the warp's lanes take every WARP-th element, side by side in memory.
+        // On the GPU the row's threads take every `row_width`-th element, side by side in memory.
         let (lo, step) = match self.lane {
-            Some(lane) => (lane, WARP),
+            Some(lane) => (lane, self.row_width),
             None => (lo, 1),
         };
+        let staged = self.row_block.as_ref().is_some_and(|b| b.active);
         self.for_step(lo, hi, step, &mut |e, var| {
             let mut full_point = point.to_vec();
             for (a, i) in rows.iter().zip(index::delinearize(var.clone(), &row_dims)) {
@@ -57,7 +223,15 @@ impl<'g, 'c> Emitter<'g, 'c> {
                 e.remember(*n, &full_point, v);
             }
             outputs.iter().try_for_each(|&o| e.store_at(o, &full_point, &domain))
-        })
+        })?;
+        if staged {
+            // Every thread is done with this row before the next is staged over it.
+            self.effect("gpu.barrier", &[], &[]);
+            if let Some(b) = self.row_block.as_mut() {
+                b.active = false;
+            }
+        }
+        Ok(())
     }
 
     /// Asks the cache for the row [`PREFETCH_ROWS`] ahead of every input the row kernel reads
@@ -129,7 +303,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
     ) -> Result<Vec<Reg>, LowerError> {
         let (Some(combine), Some(lane)) = (combine, self.lane) else { return self.fold(extent, init, step) };
         self.row_level_now = false;
-        let folded = self.fold_from(lane, WARP, extent, init, step);
+        let folded = self.fold_from(lane, self.row_width, extent, init, step);
         self.row_level_now = true;
         let mut values = folded?;
         let width = self.constant(&format!("{WARP} : i32"));
@@ -152,6 +326,9 @@ impl<'g, 'c> Emitter<'g, 'c> {
                     if v.ty == "f32" { self.binop_fm(op, v.v, other, "reassoc") } else { self.binop(op, v.v, other) };
                 *v = Reg::new(r, v.ty);
             }
+        }
+        if self.row_width > WARP {
+            self.across_warps(&mut values, combine)?;
         }
         Ok(values)
     }
