@@ -188,6 +188,25 @@ fn long_rows_run_a_block_per_row_from_shared_memory() {
     }
 }
 
+/// An elementwise kernel with a static innermost axis moves 16 bytes a thread: one vector load
+/// per input read whole and one vector store per output (`.v4`), where the addresses allow.
+#[test]
+fn elementwise_kernels_load_and_store_16_bytes_a_thread() {
+    use flint_compiler::lower::gpu::SMS;
+    use flint_compiler::lower::llvm::Cpu;
+    use flint_compiler::pipeline::{compile, CompileOptions, Target};
+    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
+    let source = "graph g(x: f32[B<=8, 256], y: f32[B, 256]) -> (z: f32[B, 256]) {\n    z = tanh(x * y + 1.0)\n}\n";
+    let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
+    let c = compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers");
+    for (sm, ptx) in &c.ptx {
+        // 16 bytes as 4 × b32 or (sm_121) 2 × b64.
+        let loads = ptx.matches("ld.v4.b32").count() + ptx.matches("ld.v2.b64").count();
+        let stores = ptx.matches("st.v4.b32").count() + ptx.matches("st.v2.b64").count();
+        assert_eq!((loads, stores), (2, 1), "{}: one vector load per input, one vector store", sm.name);
+    }
+}
+
 /// Assembles `ptx` with `ptxas -arch=ARCH`, failing the test with ptxas's words if it refuses.
 fn assemble(ptxas: &Path, ptx: &str, arch: &str, ptx_path: &Path, cubin_path: &Path) {
     std::fs::write(ptx_path, ptx).unwrap_or_else(|e| panic!("cannot write {}: {e}", ptx_path.display()));
