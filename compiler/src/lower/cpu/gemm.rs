@@ -233,18 +233,13 @@ impl<'g, 'c> Emitter<'g, 'c> {
         point
     }
 
-    /// A convolution's `k` as `[input channel, kernel row, kernel column]`.
-    fn conv_taps(&mut self, k: V) -> Result<[Ix; 3], LowerError> {
-        let w = self.shape(self.graph.operands(self.conv_node()?)[1]).to_vec();
+    /// Convolution `conv`'s `k` as `[input channel, kernel row, kernel column]`.
+    fn conv_taps(&mut self, conv: NodeId, k: V) -> Result<[Ix; 3], LowerError> {
+        let w = self.shape(self.graph.operands(conv)[1]).to_vec();
         let (kw, kh) = (self.ix(&Ix::dim(&w[3]))?, self.ix(&Ix::dim(&w[2]))?);
         let [rest, q] = self.split_by(k, kw);
         let [c, p] = self.split_by(rest, kh);
         Ok([Ix::Value(c), Ix::Value(p), Ix::Value(q)])
-    }
-
-    fn conv_node(&self) -> Result<NodeId, LowerError> {
-        let conv = self.kernel.nodes.iter().copied().find(|&n| matches!(self.graph.op(n), Op::Conv2d { .. }));
-        conv.ok_or_else(|| self.unsupported("a tiled convolution without a convolution"))
     }
 
     /// `a` at GEMM row `m`, `k`, where `in_range` (and, for a convolution, where the tap falls
@@ -264,7 +259,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
             }
             Some(window) => {
                 let xs = self.shape(ops[0]).to_vec();
-                let [c, p, q] = self.conv_taps(k)?;
+                let [c, p, q] = self.conv_taps(g.node, k)?;
                 let (in_h, y) = self.tap(&point[2], &p, 0, window, &xs[2])?;
                 let (in_w, x) = self.tap(&point[3], &q, 1, window, &xs[3])?;
                 let taps = self.arith("andi", in_h, in_w);
@@ -289,7 +284,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
                 at
             }
             Some(_) => {
-                let [c, p, q] = self.conv_taps(k)?;
+                let [c, p, q] = self.conv_taps(g.node, k)?;
                 vec![col, c, p, q]
             }
         };
@@ -313,7 +308,9 @@ impl<'g, 'c> Emitter<'g, 'c> {
         // Software-pipelined: step `s + 1` is copied into the other half of the tiles (by
         // `cp.async` where it can be) while step `s` is multiplied.
         let first = self.ix(&Ix::Const(0))?;
-        self.stage_step(g, tile, &views, shared, tid, first, first)?;
+        // With no step (a `k` of 0 at run time) nothing is staged: no copy is left in flight.
+        let any = self.cmpi("ult", first, steps);
+        self.when(any, &mut |e| e.stage_step(g, tile, &views, shared, tid, first, first))?;
         self.effect("nvvm.cp.async.commit.group", &[], &[]);
         let acc = self.fold(&Ix::Value(steps), &init, &mut |e, step, carried| {
             let step = e.ix(&step)?;

@@ -216,7 +216,7 @@ pub(crate) fn emit(
         row_block: row_plan.as_ref().map(|plan| RowBlock {
             partials: params[4],
             staged: plan.staged.iter().copied().zip(params[5..].iter().copied()).collect(),
-            active: false,
+            row: None,
         }),
         row_width: WARP,
         tables: Vec::new(),

@@ -37,8 +37,9 @@ impl RowPlan {
 pub(super) struct RowBlock {
     pub(super) partials: V,
     pub(super) staged: Vec<(NodeId, V)>,
-    /// Whether the current row is staged (loads of the staged inputs read shared memory).
-    pub(super) active: bool,
+    /// The staged row: its indices on the parallel axes (size-1 axes as 0), while it is
+    /// staged. A staged input read at another row (a transposed view of it) reads global memory.
+    pub(super) row: Option<Vec<Ix>>,
 }
 
 /// The block-per-row plan of a row kernel, if it has one: static trailing rows of at least
@@ -97,20 +98,33 @@ impl<'g, 'c> Emitter<'g, 'c> {
             })?;
         }
         self.effect("gpu.barrier", &[], &[]);
+        let first = domain.len() - rows.len();
+        let row = self.outer_key(&point[..first]);
         if let Some(b) = self.row_block.as_mut() {
-            b.active = true;
+            b.row = Some(row);
         }
         Ok(())
+    }
+
+    /// Indices on the parallel axes, an axis of size 1 at 0 (as [`Emitter::memo_key`] has them).
+    fn outer_key(&self, outer: &[Ix]) -> Vec<Ix> {
+        let domain = &self.kernel.domain;
+        outer.iter().enumerate().map(|(a, i)| if domain[a].is_one() { Ix::Const(0) } else { i.clone() }).collect()
     }
 
     /// A staged input read from its row in shared memory (in its memory type), when this row
     /// is staged.
     pub(super) fn staged_load(&mut self, n: NodeId, idx: &[Ix]) -> Result<Option<V>, LowerError> {
-        let Some(block) = self.row_block.as_ref().filter(|b| b.active) else { return Ok(None) };
-        let Some(&(_, tile)) = block.staged.iter().find(|(s, _)| *s == n) else { return Ok(None) };
+        let Some(block) = self.row_block.as_ref() else { return Ok(None) };
+        let (Some(row), Some(&(_, tile))) = (&block.row, block.staged.iter().find(|(s, _)| *s == n)) else {
+            return Ok(None);
+        };
         let KernelKind::Row { axes } = &self.kernel.kind else { return Ok(None) };
         let domain = &self.kernel.domain;
         let first = domain.len() - axes.len();
+        if self.outer_key(&idx[..first]) != *row {
+            return Ok(None);
+        }
         let position = self.ix(&index::linearize(&idx[first..], &domain[first..]))?;
         Ok(Some(self.op("memref.load", &[tile, position], mem_ty(self.dtype(n)), &[])))
     }
@@ -211,7 +225,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
             Some(lane) => (lane, self.row_width),
             None => (lo, 1),
         };
-        let staged = self.row_block.as_ref().is_some_and(|b| b.active);
+        let staged = self.row_block.as_ref().is_some_and(|b| b.row.is_some());
         self.for_step(lo, hi, step, &mut |e, var| {
             let mut full_point = point.to_vec();
             for (a, i) in rows.iter().zip(index::delinearize(var.clone(), &row_dims)) {
@@ -228,7 +242,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
             // Every thread is done with this row before the next is staged over it.
             self.effect("gpu.barrier", &[], &[]);
             if let Some(b) = self.row_block.as_mut() {
-                b.active = false;
+                b.row = None;
             }
         }
         Ok(())
