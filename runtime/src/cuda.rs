@@ -56,7 +56,8 @@ impl MemoryPolicy {
     }
 }
 
-/// Threads per block of every launch; the kernels loop over their points grid-stride.
+/// Threads per block of every launch; the kernels loop over their points grid-stride, with a
+/// grid sized from the kernel's traffic ([`grid`]).
 const BLOCK: u32 = 256;
 
 /// A model's kernels on one CUDA device.
@@ -67,7 +68,22 @@ pub struct CudaKernels {
     /// The compute capability of the PTX loaded (`major * 10 + minor`).
     pub ptx_sm: u32,
     pub policy: MemoryPolicy,
+    /// The most blocks a launch gets: 8 per SM.
     blocks: u32,
+    /// Each kernel's bytes touched per index of its range (the manifest's `work`).
+    work: Vec<u64>,
+}
+
+/// Bytes of a kernel's traffic per thread that size its grid.
+const BYTES_PER_THREAD: u64 = 16;
+
+/// Blocks of a launch over `extent` indices of `work` bytes each: about [`BYTES_PER_THREAD`]
+/// of traffic a thread, at least one block, at most `cap`. A tiny kernel then starts one block
+/// instead of eight per SM that find nothing to do; the kernels are grid-stride, so any count
+/// is correct.
+fn grid(extent: i64, work: u64, cap: u32) -> u32 {
+    let bytes = u64::try_from(extent).unwrap_or(0).saturating_mul(work);
+    bytes.div_ceil(u64::from(BLOCK) * BYTES_PER_THREAD).clamp(1, u64::from(cap.max(1))) as u32
 }
 
 fn driver(call: &'static str) -> impl Fn(cudarc::driver::DriverError) -> RuntimeError {
@@ -111,7 +127,8 @@ impl CudaKernels {
             device.is_integrated()? || attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS)? != 0;
         let policy = policy.unwrap_or(if in_place { MemoryPolicy::Unified } else { MemoryPolicy::Discrete });
         let sms = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1);
-        Ok(CudaKernels { device, module, functions, ptx_sm, policy, blocks: sms * 8 })
+        let work = manifest.kernels.iter().map(|k| k.work).collect();
+        Ok(CudaKernels { device, module, functions, ptx_sm, policy, blocks: sms * 8, work })
     }
 
     /// The device the kernels are loaded on.
@@ -147,7 +164,7 @@ impl CudaKernels {
         ];
         result::launch_kernel(
             self.functions[index],
-            (self.blocks, 1, 1),
+            (grid(extent, self.work.get(index).copied().unwrap_or(u64::MAX), self.blocks), 1, 1),
             (BLOCK, 1, 1),
             0,
             std::ptr::null_mut(),
@@ -430,6 +447,16 @@ impl Drop for CudaSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_launch_grid_follows_the_kernel_s_traffic() {
+        assert_eq!(grid(8, 64, 1056), 1, "a tiny kernel: one block");
+        assert_eq!(grid(0, 64, 1056), 1, "an empty range still launches one block that exits");
+        assert_eq!(grid(1024, 4096, 1056), 1024, "4 MiB: a block per 4 KiB");
+        assert_eq!(grid(4096, 32 << 10, 1056), 1056, "capped at 8 blocks per SM");
+        assert_eq!(grid(-5, 64, 8), 1);
+        assert_eq!(grid(i64::MAX, u64::MAX, 8), 8, "no overflow");
+    }
 
     #[test]
     fn the_budget_of_an_integrated_gpu_is_what_meminfo_calls_available() {
