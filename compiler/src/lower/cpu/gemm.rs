@@ -482,34 +482,27 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let align = self.ix(&Ix::Const(CHUNK_BYTES))?;
         let misaligned = self.arith("remui", address, align);
         let aligned = self.cmpi("eq", misaligned, zero);
-        let then = {
-            self.b.open(&[]);
-            self.scopes.push(Scope::default());
-            let global = self.op("llvm.addrspacecast", &[source], "!llvm.ptr<1>", &[]);
-            let (bm, bn, bk, pad) = g.engine.tile();
-            let dims = if operand == 0 { [bm, bk + pad] } else { [bk, bn + pad] };
-            let target = self.shared_address(shared, dims, [half, row, col], bytes)?;
-            let size = self.scaled(count, bytes, 0)?;
-            let size = self.cast("index_cast", size, "i32");
-            let cg = [("size", "16 : i32"), ("modifier", "#nvvm<load_cache_modifier cg>")];
-            self.effect("nvvm.cp.async.shared.global", &[target, global, size], &cg);
-            self.leave();
-            self.effect("scf.yield", &[], &[]);
-            self.b.close()
-        };
-        let other = {
-            self.b.open(&[]);
-            self.scopes.push(Scope::default());
-            for l in 0..per_chunk {
-                let col_l = self.scaled(col, 1, l)?;
-                self.stage_element(g, tile, operand, k0, [shared, half, row, col_l])?;
-            }
-            self.leave();
-            self.effect("scf.yield", &[], &[]);
-            self.b.close()
-        };
-        self.b.op_with("scf.if", &[aligned], &[], &[], vec![then, other]);
-        Ok(())
+        self.if_else(
+            aligned,
+            &mut |e| {
+                let global = e.op("llvm.addrspacecast", &[source], "!llvm.ptr<1>", &[]);
+                let (bm, bn, bk, pad) = g.engine.tile();
+                let dims = if operand == 0 { [bm, bk + pad] } else { [bk, bn + pad] };
+                let target = e.shared_address(shared, dims, [half, row, col], bytes)?;
+                let size = e.scaled(count, bytes, 0)?;
+                let size = e.cast("index_cast", size, "i32");
+                let cg = [("size", "16 : i32"), ("modifier", "#nvvm<load_cache_modifier cg>")];
+                e.effect("nvvm.cp.async.shared.global", &[target, global, size], &cg);
+                Ok(())
+            },
+            &mut |e| {
+                for l in 0..per_chunk {
+                    let col_l = e.scaled(col, 1, l)?;
+                    e.stage_element(g, tile, operand, k0, [shared, half, row, col_l])?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The shared-memory address (`!llvm.ptr<3>`) of `[half, row, col]` of a tile of two

@@ -741,47 +741,40 @@ impl<'g, 'c> Emitter<'g, 'c> {
             aligned = self.arith("andi", aligned, ok);
             addresses.push((n, ptr, bytes));
         }
-        let vectors = {
-            self.b.open(&[]);
-            self.scopes.push(Scope::default());
-            for &(n, ptr, bytes) in &addresses[..whole.len()] {
-                let dtype = self.dtype(n);
-                let vector = self.load_ptr(ptr, &format!("vector<{VECTOR_LANES}x{}>", mem_ty(dtype)), Some(bytes));
-                for (l, at) in points.iter().enumerate() {
-                    let position = format!("array<i64: {l}>");
-                    let raw = self.op("vector.extract", &[vector], mem_ty(dtype), &[("static_position", &position)]);
-                    let value = self.widen(raw, dtype);
-                    self.remember(n, at, value);
+        self.if_else(
+            aligned,
+            &mut |e| {
+                for &(n, ptr, bytes) in &addresses[..whole.len()] {
+                    let dtype = e.dtype(n);
+                    let vector = e.load_ptr(ptr, &format!("vector<{VECTOR_LANES}x{}>", mem_ty(dtype)), Some(bytes));
+                    for (l, at) in points.iter().enumerate() {
+                        let position = format!("array<i64: {l}>");
+                        let raw = e.op("vector.extract", &[vector], mem_ty(dtype), &[("static_position", &position)]);
+                        let value = e.widen(raw, dtype);
+                        e.remember(n, at, value);
+                    }
                 }
-            }
-            for &(o, ptr, bytes) in &addresses[whole.len()..] {
-                let dtype = self.dtype(o);
-                let mut lanes = Vec::with_capacity(points.len());
+                for &(o, ptr, bytes) in &addresses[whole.len()..] {
+                    let dtype = e.dtype(o);
+                    let mut lanes = Vec::with_capacity(points.len());
+                    for at in &points {
+                        let idx = index::reshape(at, &domain, e.shape(o));
+                        let value = e.value(o, &idx)?;
+                        lanes.push(e.narrow(&value, dtype));
+                    }
+                    let ty = format!("vector<{VECTOR_LANES}x{}>", mem_ty(dtype));
+                    let vector = e.op("vector.from_elements", &lanes, &ty, &[]);
+                    e.store_ptr(vector, ptr, Some(bytes));
+                }
+                Ok(())
+            },
+            &mut |e| {
                 for at in &points {
-                    let idx = index::reshape(at, &domain, self.shape(o));
-                    let value = self.value(o, &idx)?;
-                    lanes.push(self.narrow(&value, dtype));
+                    outputs.iter().try_for_each(|&o| e.store_at(o, at, &domain))?;
                 }
-                let vector =
-                    self.op("vector.from_elements", &lanes, &format!("vector<{VECTOR_LANES}x{}>", mem_ty(dtype)), &[]);
-                self.store_ptr(vector, ptr, Some(bytes));
-            }
-            self.leave();
-            self.effect("scf.yield", &[], &[]);
-            self.b.close()
-        };
-        let scalars = {
-            self.b.open(&[]);
-            self.scopes.push(Scope::default());
-            for at in &points {
-                outputs.iter().try_for_each(|&o| self.store_at(o, at, &domain))?;
-            }
-            self.leave();
-            self.effect("scf.yield", &[], &[]);
-            self.b.close()
-        };
-        self.b.op_with("scf.if", &[aligned], &[], &[], vec![vectors, scalars]);
-        Ok(())
+                Ok(())
+            },
+        )
     }
 
     /// An index expression for the SSA index `name`, in the current scope.
@@ -805,14 +798,35 @@ impl<'g, 'c> Emitter<'g, 'c> {
 
     /// `body` where the i1 `cond` holds (`scf.if` without results).
     fn when(&mut self, cond: V, body: &mut dyn FnMut(&mut Self) -> Result<(), LowerError>) -> Result<(), LowerError> {
-        self.b.open(&[]);
-        self.scopes.push(Scope::default());
-        body(self)?;
-        self.leave();
-        self.effect("scf.yield", &[], &[]);
-        let then = self.b.close();
+        let then = self.region(&mut |e| body(e).map(|()| Vec::new()))?;
         self.b.op_with("scf.if", &[cond], &[], &[], vec![then, Region::new()]);
         Ok(())
+    }
+
+    /// `then` where the i1 `cond` holds, `other` where it does not (`scf.if` without results).
+    fn if_else(
+        &mut self,
+        cond: V,
+        then: &mut dyn FnMut(&mut Self) -> Result<(), LowerError>,
+        other: &mut dyn FnMut(&mut Self) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
+        let then = self.region(&mut |e| then(e).map(|()| Vec::new()))?;
+        let other = self.region(&mut |e| other(e).map(|()| Vec::new()))?;
+        self.b.op_with("scf.if", &[cond], &[], &[], vec![then, other]);
+        Ok(())
+    }
+
+    /// A region of one block, a scope of its own, yielding what `body` returns.
+    fn region(
+        &mut self,
+        body: &mut dyn FnMut(&mut Self) -> Result<Vec<V>, LowerError>,
+    ) -> Result<Region<'c>, LowerError> {
+        self.b.open(&[]);
+        self.scopes.push(Scope::default());
+        let yielded = body(self)?;
+        self.effect("scf.yield", &yielded, &[]);
+        self.leave();
+        Ok(self.b.close())
     }
 
     fn parallel_loops(
@@ -1092,11 +1106,6 @@ impl<'g, 'c> Emitter<'g, 'c> {
 
     /// A region yielding what `body` computes.
     fn branch(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<Reg, LowerError>) -> Result<Region<'c>, LowerError> {
-        self.b.open(&[]);
-        self.scopes.push(Scope::default());
-        let r = body(self)?;
-        self.effect("scf.yield", &[r.v], &[]);
-        self.leave();
-        Ok(self.b.close())
+        self.region(&mut |e| body(e).map(|r| vec![r.v]))
     }
 }
