@@ -234,3 +234,39 @@ pub(crate) fn verified_text<'c>(
     let tables = tables.iter().map(print).collect::<Result<_, _>>()?;
     Ok((text, tables))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused attribute poisons the builder: the failure names it, later operations are
+    /// skipped (no null value reaches MLIR), and the blocks still open and close in pairs.
+    #[test]
+    fn the_first_refusal_is_kept_and_later_operations_are_skipped() {
+        let context = crate::mlir::new_context();
+        let mut b = Builder::new(&context, Location::unknown(&context));
+        let args = b.open(&["i32"]);
+        let one = b.inferred("arith.constant", &[], &[("value", "1 : i32")]);
+        let sum = b.inferred("arith.addi", &[args[0], one], &[]);
+        assert_ne!(sum, V::NONE);
+        assert!(b.failure().is_none());
+        let bad = b.inferred("arith.constant", &[], &[("value", "1 : not_a_type")]);
+        assert_eq!(bad, V::NONE);
+        let after = b.inferred("arith.addi", &[sum, one], &[]);
+        assert_eq!(after, V::NONE, "an operation after the failure is skipped");
+        assert!(b.failure().is_some_and(|f| f.contains("not_a_type")), "{:?}", b.failure());
+        b.open(&[]);
+        let _inner = b.close();
+        let _outer = b.close();
+        assert!(b.failure().is_some_and(|f| f.contains("not_a_type")), "the first failure stays");
+    }
+
+    #[test]
+    fn an_unbalanced_close_is_a_failure_not_a_crash() {
+        let context = crate::mlir::new_context();
+        let mut b = Builder::new(&context, Location::unknown(&context));
+        let _ = b.close();
+        assert!(b.failure().is_some_and(|f| f.contains("closed")));
+        assert_eq!(b.inferred("arith.constant", &[], &[("value", "1 : i32")]), V::NONE);
+    }
+}
