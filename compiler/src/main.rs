@@ -13,7 +13,6 @@ mod compile;
 mod eval;
 mod import;
 mod plan_cmd;
-#[cfg(feature = "mlir")]
 mod run_cmd;
 
 /// Flint: a compiler for tensor graphs.
@@ -137,13 +136,11 @@ enum Command {
     ///
     /// Takes `flint eval`'s options and prints its output format, so the two can be
     /// compared; a .tg or .onnx file is compiled in memory first.
-    #[cfg(feature = "mlir")]
     Run(run_cmd::RunArgs),
     /// Time runs of a graph through the runtime; prints one line of key=value pairs.
     ///
     /// `median_ms= p90_ms= min_ms= iters= threads= kernels= arena_bytes=
     /// load_and_first_run_ms=`, the times per run over --iters runs after --warmup.
-    #[cfg(feature = "mlir")]
     Bench {
         #[command(flatten)]
         args: run_cmd::RunArgs,
@@ -216,9 +213,7 @@ fn main() -> ExitCode {
         Command::Eval { file, weights, inputs, dims, seed, out } => {
             eval::run(&file, weights.as_deref(), &inputs, &dims, seed, out.as_deref())
         }
-        #[cfg(feature = "mlir")]
         Command::Run(args) => run_cmd::run(&args),
-        #[cfg(feature = "mlir")]
         Command::Bench { args, iters, warmup, profile } => run_cmd::bench(&args, iters, warmup, profile),
         Command::Plan(args) => plan_cmd::run(&args),
     };

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use flint_compiler::artifact::{self, symbols, tensor_type};
 use flint_compiler::interp::{DimValues, Tensor};
 use flint_compiler::ir::{Shape, SymId, TensorType};
+#[cfg(feature = "mlir")]
 use flint_compiler::pipeline::{self, CompileOptions, Target};
 use flint_compiler::{npy, random};
 
@@ -259,7 +260,6 @@ fn prepare(args: &RunArgs) -> Result<Prepared, String> {
     Ok(Prepared { model, dims, inputs, load_time })
 }
 
-/// The artifact of a source or ONNX file, compiled for the host.
 /// Whether the artifact at `path` holds PTX (an unreadable one is the loader's to report).
 fn artifact_has_ptx(path: &Path) -> bool {
     let Ok(bytes) = std::fs::read(path) else { return false };
@@ -268,6 +268,8 @@ fn artifact_has_ptx(path: &Path) -> bool {
     })
 }
 
+/// The artifact of a source or ONNX file, compiled for the host (and the GPUs, with `gpu`).
+#[cfg(feature = "mlir")]
 pub fn compile_in_memory(file: &Path, cpu: &str, gpu: bool) -> Result<Vec<u8>, String> {
     let graph = crate::load(file)?;
     let cpu = flint_compiler::lower::llvm::Cpu::parse(cpu);
@@ -278,6 +280,16 @@ pub fn compile_in_memory(file: &Path, cpu: &str, gpu: bool) -> Result<Vec<u8>, S
     let opts = CompileOptions { target: Some(target), ..Default::default() };
     let compiled = pipeline::compile(&graph, &opts).map_err(|e| format!("error: {e}"))?;
     compiled.artifact.ok_or_else(|| "internal error: the pipeline made no artifact".into())
+}
+
+/// A `flint` built without code generation (the runner a GPU machine gets) runs artifacts only.
+#[cfg(not(feature = "mlir"))]
+pub fn compile_in_memory(file: &Path, _cpu: &str, _gpu: bool) -> Result<Vec<u8>, String> {
+    Err(format!(
+        "error: {}: this flint was built without code generation (the `mlir` feature); compile it \
+         with a full flint (`flint compile FILE -o OUT.tgx`) and give the .tgx",
+        file.display()
+    ))
 }
 
 fn random_tensor(m: &Manifest, value: u32, dims: &DimValues, seed: u64, name: &str) -> Result<Tensor, String> {
