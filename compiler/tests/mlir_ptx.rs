@@ -189,7 +189,8 @@ fn long_rows_run_a_block_per_row_from_shared_memory() {
 }
 
 /// An elementwise kernel with a static innermost axis moves 16 bytes a thread: one vector load
-/// per input read whole and one vector store per output (`.v4`), where the addresses allow.
+/// per input read whole and one vector store per output (`ld.global.v4`), where the addresses
+/// allow; every buffer is accessed as global memory, not through generic addresses.
 #[test]
 fn elementwise_kernels_load_and_store_16_bytes_a_thread() {
     use flint_compiler::lower::gpu::SMS;
@@ -201,9 +202,19 @@ fn elementwise_kernels_load_and_store_16_bytes_a_thread() {
     let c = compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers");
     for (sm, ptx) in &c.ptx {
         // 16 bytes as 4 × b32 or (sm_121) 2 × b64.
-        let loads = ptx.matches("ld.v4.b32").count() + ptx.matches("ld.v2.b64").count();
-        let stores = ptx.matches("st.v4.b32").count() + ptx.matches("st.v2.b64").count();
+        let loads = ptx.matches("ld.global.v4.b32").count() + ptx.matches("ld.global.v2.b64").count();
+        let stores = ptx.matches("st.global.v4.b32").count() + ptx.matches("st.global.v2.b64").count();
         assert_eq!((loads, stores), (2, 1), "{}: one vector load per input, one vector store", sm.name);
+        // A generic access names no state space: `ld.b32`, `st.v4.b32`.
+        let generic = ptx.lines().any(|l| {
+            let l = l.trim_start();
+            let rest = l.strip_prefix("ld.").or_else(|| l.strip_prefix("st."));
+            rest.is_some_and(|r| {
+                let r = r.strip_prefix("v4.").or_else(|| r.strip_prefix("v2.")).unwrap_or(r);
+                r.starts_with(|c: char| "bfsu".contains(c)) && r[1..].starts_with(|c: char| c.is_ascii_digit())
+            })
+        });
+        assert!(!generic, "{}: a generic load or store of a buffer", sm.name);
     }
 }
 

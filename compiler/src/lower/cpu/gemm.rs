@@ -485,7 +485,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         self.if_else(
             aligned,
             &mut |e| {
-                let global = e.op("llvm.addrspacecast", &[source], "!llvm.ptr<1>", &[]);
+                let global = source;
                 let (bm, bn, bk, pad) = g.engine.tile();
                 let dims = if operand == 0 { [bm, bk + pad] } else { [bk, bn + pad] };
                 let target = e.shared_address(shared, dims, [half, row, col], bytes)?;

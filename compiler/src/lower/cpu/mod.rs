@@ -53,6 +53,9 @@ use crate::mlir::DiagnosticLog;
 /// Lanes of a GPU warp: the threads that share a row of a row kernel.
 const WARP: u64 = 32;
 
+/// The pointer type of a GPU kernel's buffers: global memory.
+const BUFFER_GPU: &str = "!llvm.ptr<1>";
+
 /// Consecutive points a thread of a GPU elementwise kernel computes (one 16-byte load or store
 /// per f32 buffer).
 const VECTOR_LANES: u64 = 4;
@@ -457,12 +460,17 @@ impl<'g, 'c> Emitter<'g, 'c> {
 
     /// The address of element `offset` (an i64) of `base`, elements of type `elem`.
     fn gep(&mut self, base: V, offset: V, elem: &str) -> V {
+        self.gep_typed(base, offset, elem, "!llvm.ptr")
+    }
+
+    /// [`Emitter::gep`] for a base pointer of type `pointer` (an address space's).
+    fn gep_typed(&mut self, base: V, offset: V, elem: &str, pointer: &str) -> V {
         // i32::MIN marks the index as the dynamic operand.
         let indices = format!("array<i32: {}>", i32::MIN);
         self.op(
             "llvm.getelementptr",
             &[base, offset],
-            "!llvm.ptr",
+            pointer,
             &[("rawConstantIndices", &indices), ("elem_type", elem)],
         )
     }
@@ -482,6 +490,12 @@ impl<'g, 'c> Emitter<'g, 'c> {
         for slot in 0..self.slots.len() {
             let p = self.gep_at(self.params[0], slot, "!llvm.ptr");
             let b = self.load_ptr(p, "!llvm.ptr", None);
+            // On the GPU every buffer (device, managed or mapped host memory) is global memory:
+            // `ld.global`, not a generic load that resolves its address space each time.
+            let b = match self.device {
+                Device::Gpu => self.op("llvm.addrspacecast", &[b], BUFFER_GPU, &[]),
+                Device::Cpu => b,
+            };
             self.buffers.push(b);
         }
         for s in 0..self.graph.symbols.len() {
@@ -888,7 +902,8 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let offset = self.cast("index_cast", linear, "i64");
         let base = self.buffers.get(slot).copied().unwrap_or(V::NONE);
         let ty = mem_ty(self.dtype(n));
-        Ok(self.gep(base, offset, ty))
+        let pointer = if self.device == Device::Gpu { BUFFER_GPU } else { "!llvm.ptr" };
+        Ok(self.gep_typed(base, offset, ty, pointer))
     }
 
     /// A 64-byte-aligned f32 scratch buffer of `count` elements on the stack.
