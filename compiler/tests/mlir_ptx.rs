@@ -110,21 +110,13 @@ fn every_example_assembles_for_every_sm() {
 /// accepts it; so does an f16 convolution (an implicit GEMM); an f32 matmul does not use them.
 #[test]
 fn half_precision_contractions_run_on_tensor_cores() {
-    use flint_compiler::lower::gpu::SMS;
-    use flint_compiler::lower::llvm::Cpu;
-    use flint_compiler::pipeline::{compile, CompileOptions, Target};
     let ptxas = find_ptxas();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tensor_core_ptx");
     std::fs::create_dir_all(&out).expect("scratch dir");
-    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
-    let compiled = |source: &str| {
-        let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
-        compile(&graph, &CompileOptions { target: target.clone(), ..Default::default() }).expect("lowers")
-    };
     let half =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
             .expect("readable");
-    for (sm, ptx) in &compiled(&half).ptx {
+    for (sm, ptx) in &ptx_for_every_sm(&half) {
         for dtype in ["f16", "bf16"] {
             let mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{dtype}.{dtype}.f32");
             assert_eq!(ptx.matches(&mma).count(), 16, "{}: {mma}", sm.name);
@@ -143,13 +135,13 @@ fn half_precision_contractions_run_on_tensor_cores() {
     // A convolution of one group is an implicit GEMM on the same tiles.
     let conv = "graph g(x: f16[2, 8, 12, 12], w: f16[16, 8, 3, 3], b: f16[16]) -> (y: f16[2, 16, 12, 12]) {\n    \
                 y = relu(conv2d(x, w, b, padding=[1, 1, 1, 1]))\n}\n";
-    for (sm, ptx) in &compiled(conv).ptx {
+    for (sm, ptx) in &ptx_for_every_sm(conv) {
         assert_eq!(ptx.matches("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").count(), 16, "{}", sm.name);
     }
     // f32 runs on FFMA tiles from shared memory, not on tensor cores (TF32 would break the f32
     // numerics contract).
     let single = "graph g(x: f32[64, 64], w: f32[64, 64]) -> (y: f32[64, 64]) {\n    y = x @ w\n}\n";
-    for (sm, ptx) in &compiled(single).ptx {
+    for (sm, ptx) in &ptx_for_every_sm(single) {
         assert!(!ptx.contains("mma.sync"), "{}: an f32 matmul on tensor cores", sm.name);
         assert!(ptx.contains("ld.shared") && ptx.contains("bar.sync"), "{}: no shared-memory tiles", sm.name);
     }
@@ -163,19 +155,11 @@ fn half_precision_contractions_run_on_tensor_cores() {
 /// in shared memory between barriers; short rows keep a warp per row, without barriers.
 #[test]
 fn long_rows_run_a_block_per_row_from_shared_memory() {
-    use flint_compiler::lower::gpu::SMS;
-    use flint_compiler::lower::llvm::Cpu;
-    use flint_compiler::pipeline::{compile, CompileOptions, Target};
     let ptxas = find_ptxas();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("row_block_ptx");
     std::fs::create_dir_all(&out).expect("scratch dir");
-    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
-    let ptx_of = |source: &str| {
-        let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
-        compile(&graph, &CompileOptions { target: target.clone(), ..Default::default() }).expect("lowers").ptx
-    };
     let long = "graph g(x: f32[64, 2048]) -> (y: f32[64, 2048]) {\n    y = softmax(x)\n}\n";
-    for (sm, ptx) in &ptx_of(long) {
+    for (sm, ptx) in &ptx_for_every_sm(long) {
         assert!(ptx.contains("bar.sync") && ptx.contains("ld.shared") && ptx.contains("st.shared"), "{}", sm.name);
         if let Some(ptxas) = &ptxas {
             let name = format!("row_block_{}", sm.name);
@@ -183,7 +167,7 @@ fn long_rows_run_a_block_per_row_from_shared_memory() {
         }
     }
     let short = "graph g(x: f32[64, 256]) -> (y: f32[64, 256]) {\n    y = softmax(x)\n}\n";
-    for (sm, ptx) in &ptx_of(short) {
+    for (sm, ptx) in &ptx_for_every_sm(short) {
         assert!(ptx.contains("shfl.sync.bfly") && !ptx.contains("bar.sync"), "{}: a warp per row", sm.name);
     }
 }
@@ -193,14 +177,8 @@ fn long_rows_run_a_block_per_row_from_shared_memory() {
 /// allow; every buffer is accessed as global memory, not through generic addresses.
 #[test]
 fn elementwise_kernels_load_and_store_16_bytes_a_thread() {
-    use flint_compiler::lower::gpu::SMS;
-    use flint_compiler::lower::llvm::Cpu;
-    use flint_compiler::pipeline::{compile, CompileOptions, Target};
-    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
     let source = "graph g(x: f32[B<=8, 256], y: f32[B, 256]) -> (z: f32[B, 256]) {\n    z = tanh(x * y + 1.0)\n}\n";
-    let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
-    let c = compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers");
-    for (sm, ptx) in &c.ptx {
+    for (sm, ptx) in &ptx_for_every_sm(source) {
         // 16 bytes as 4 × b32 or (sm_121) 2 × b64.
         let loads = ptx.matches("ld.global.v4.b32").count() + ptx.matches("ld.global.v2.b64").count();
         let stores = ptx.matches("st.global.v4.b32").count() + ptx.matches("st.global.v2.b64").count();
@@ -216,6 +194,16 @@ fn elementwise_kernels_load_and_store_16_bytes_a_thread() {
         });
         assert!(!generic, "{}: a generic load or store of a buffer", sm.name);
     }
+}
+
+/// `source` compiled for every SM Flint targets: each SM's PTX.
+fn ptx_for_every_sm(source: &str) -> Vec<(flint_compiler::lower::gpu::Sm, String)> {
+    use flint_compiler::lower::gpu::SMS;
+    use flint_compiler::lower::llvm::Cpu;
+    use flint_compiler::pipeline::{compile, CompileOptions, Target};
+    let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
+    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
+    compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers").ptx
 }
 
 /// Assembles `ptx` with `ptxas -arch=ARCH`, failing the test with ptxas's words if it refuses.

@@ -615,7 +615,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
     }
 
     /// `[x / by, x % by]`.
-    fn split(&mut self, x: V, by: u64) -> Result<[V; 2], LowerError> {
+    pub(super) fn split(&mut self, x: V, by: u64) -> Result<[V; 2], LowerError> {
         let by = self.ix(&Ix::Const(by))?;
         Ok(self.split_by(x, by))
     }

@@ -134,7 +134,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
     fn across_warps(&mut self, values: &mut [Reg], combine: &[&str]) -> Result<(), LowerError> {
         let Some(block) = self.row_block.clone() else { return Ok(()) };
         let Some(lane) = self.lane else { return Ok(()) };
-        let [warp, in_warp] = [self.split_lane(lane, true)?, self.split_lane(lane, false)?];
+        let [warp, in_warp] = self.split(lane, WARP)?;
         let zero = self.ix(&Ix::Const(0))?;
         let first = self.cmpi("eq", in_warp, zero);
         let slots: Vec<V> = (0..values.len()).map(|i| self.ix(&Ix::Const(i as u64))).collect::<Result<_, _>>()?;
@@ -175,12 +175,6 @@ impl<'g, 'c> Emitter<'g, 'c> {
         // The partials are read before the next reduction writes them.
         self.effect("gpu.barrier", &[], &[]);
         Ok(())
-    }
-
-    /// A block's thread `lane` as its warp (`warp`) or its place in the warp.
-    fn split_lane(&mut self, lane: V, warp: bool) -> Result<V, LowerError> {
-        let w = self.ix(&Ix::Const(WARP))?;
-        Ok(if warp { self.arith("divui", lane, w) } else { self.arith("remui", lane, w) })
     }
 
     pub(super) fn row_level(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
