@@ -25,7 +25,21 @@ pub struct TargetInfo {
 /// The manifest of `program`: its signature, plan and kernels, with the function computing
 /// each kernel (`symbols`, by kernel index). Its sections are filled in by
 /// [`tgx::write`].
-pub fn manifest(program: &Program, kernels: &KernelGraph, symbols: &[String], target: TargetInfo) -> Manifest {
+/// A GPU module's functions for the manifest: its compute capability, and each kernel's
+/// function and dynamic shared memory, by kernel.
+pub struct GpuModule<'a> {
+    pub sm: u32,
+    pub symbols: &'a [String],
+    pub shared_bytes: &'a [u64],
+}
+
+pub fn manifest(
+    program: &Program,
+    kernels: &KernelGraph,
+    symbols: &[String],
+    gpu: &[GpuModule],
+    target: TargetInfo,
+) -> Manifest {
     let index: HashMap<_, u32> = program.values.keys().enumerate().map(|(i, &id)| (id, i as u32)).collect();
     let values = program
         .values
@@ -51,7 +65,8 @@ pub fn manifest(program: &Program, kernels: &KernelGraph, symbols: &[String], ta
         .iter()
         .zip(&kernels.kernels)
         .zip(symbols)
-        .map(|((k, kernel), symbol)| {
+        .enumerate()
+        .map(|(i, ((k, kernel), symbol))| {
             let extent = crate::lower::cpu::parallel_axis(kernel).map_or(Dim::known(1), |a| k.domain[a].clone());
             let touched: u64 =
                 k.inputs.iter().chain(&k.outputs).map(|v| value_bytes(&program.values[v], &bounds)).sum();
@@ -62,6 +77,14 @@ pub fn manifest(program: &Program, kernels: &KernelGraph, symbols: &[String], ta
                 work: touched / extent.eval(bounds).max(1),
                 extent: dim(&extent),
                 args: k.inputs.iter().chain(&k.outputs).map(|v| index[v]).collect(),
+                gpu: gpu
+                    .iter()
+                    .map(|m| tgx::GpuFunction {
+                        sm: m.sm,
+                        symbol: m.symbols[i].clone(),
+                        shared_bytes: m.shared_bytes[i],
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -156,8 +179,14 @@ pub fn describe(m: &Manifest) -> String {
     for k in &m.kernels {
         let args: Vec<String> = k.args.iter().map(|&a| format!("%{}", m.values[a as usize].id)).collect();
         let extent = k.extent.display(&m.symbols);
-        let _ =
-            writeln!(out, "{} {} {} over {extent} ({} B/index): {}", k.name, k.kind, k.symbol, k.work, args.join(" "));
+        let shared: String = k
+            .gpu
+            .iter()
+            .filter(|f| f.shared_bytes > 0)
+            .map(|f| format!(", sm_{} shared {} B", f.sm, f.shared_bytes))
+            .collect();
+        let (name, kind, symbol, work) = (&k.name, &k.kind, &k.symbol, k.work);
+        let _ = writeln!(out, "{name} {kind} {symbol} over {extent} ({work} B/index{shared}): {}", args.join(" "));
     }
     out
 }

@@ -164,7 +164,7 @@ fn emit_code(_: &pipeline::Compiled, _: &Outputs) -> Result<(), String> {
 #[cfg(feature = "mlir")]
 fn emit_code(compiled: &pipeline::Compiled, out: &Outputs) -> Result<(), String> {
     let text = compiled.cpu.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
-    let gpu = compiled.gpu.as_ref().map(|m| m.text.clone());
+    let gpu = (!compiled.gpu.is_empty()).then(|| pipeline::gpu_text(&compiled.gpu));
     let stage = match out.emit {
         Some(Emit::Mlir) => Some(gpu.unwrap_or_else(|| text.to_string())),
         Some(Emit::Ptx) if compiled.ptx.is_empty() => {

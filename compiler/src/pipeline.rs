@@ -37,7 +37,7 @@ pub enum Stage {
     /// The MLIR through LLVM to a native shared object ([`crate::lower::llvm`]).
     #[cfg(feature = "mlir")]
     NativeCode,
-    /// Every kernel as a `gpu.func` of one `gpu.module` ([`crate::lower::gpu`]).
+    /// Every kernel as a `gpu.func` of one `gpu.module` per target SM ([`crate::lower::gpu`]).
     #[cfg(feature = "mlir")]
     LowerGpu,
     /// The GPU module to PTX for each target SM.
@@ -152,20 +152,16 @@ impl Stage {
                 unit.library = Some(crate::lower::llvm::shared_object(&module.split(threads), &cpu)?);
             }
             #[cfg(feature = "mlir")]
-            Stage::LowerGpu => unit.gpu = Some(crate::lower::gpu_module(&unit.as_compiled_view()?)?),
+            Stage::LowerGpu => {
+                let view = unit.as_compiled_view()?;
+                let modules = per_sm(self.name(), &opts.sms(), |sm| crate::lower::gpu_module(&view, *sm))?;
+                unit.gpu = opts.sms().into_iter().zip(modules).collect();
+            }
             #[cfg(feature = "mlir")]
             Stage::Ptx => {
-                let module = unit.gpu.as_ref().ok_or(CompileError::OutOfOrder(self.name()))?;
-                let sms = opts.sms();
-                // One thread per SM: LLVM's NVPTX back end takes most of the time.
-                let ptx: Result<Vec<_>, CompileError> = std::thread::scope(|scope| {
-                    let workers: Vec<_> =
-                        sms.iter().map(|sm| scope.spawn(move || crate::lower::gpu::ptx(&module.text, sm))).collect();
-                    let results =
-                        workers.into_iter().map(|w| w.join().map_err(|_| CompileError::Panicked(self.name())));
-                    results.zip(&sms).map(|(r, sm)| Ok((*sm, r??))).collect()
-                });
-                unit.ptx = ptx?;
+                // LLVM's NVPTX back end takes most of the time.
+                let ptx = per_sm(self.name(), &unit.gpu, |(sm, module)| crate::lower::gpu::ptx(&module.text, sm))?;
+                unit.ptx = unit.gpu.iter().map(|(sm, _)| *sm).zip(ptx).collect();
             }
             #[cfg(feature = "mlir")]
             Stage::HostGlue => {
@@ -174,7 +170,16 @@ impl Stage {
                 };
                 let (cpu, features) = opts.cpu().target_info();
                 let target = crate::artifact::TargetInfo { cpu, features };
-                let manifest = crate::artifact::manifest(program, kg, &module.symbols, target);
+                let gpu: Vec<_> = unit
+                    .gpu
+                    .iter()
+                    .map(|(sm, m)| crate::artifact::GpuModule {
+                        sm: sm.capability(),
+                        symbols: &m.symbols,
+                        shared_bytes: &m.shared_bytes,
+                    })
+                    .collect();
+                let manifest = crate::artifact::manifest(program, kg, &module.symbols, &gpu, target);
                 unit.glue = Some(crate::glue::clif(&manifest));
                 unit.manifest = Some(manifest);
             }
@@ -208,8 +213,8 @@ impl Stage {
             }
             #[cfg(feature = "mlir")]
             (Stage::LowerGpu, _) => {
-                let text = unit.gpu.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
-                Ok(crate::lower::llvm::verify(text)?)
+                unit.gpu.iter().try_for_each(|(_, m)| crate::lower::llvm::verify(&m.text))?;
+                Ok(())
             }
             #[cfg(feature = "mlir")]
             (Stage::NativeCode | Stage::Ptx | Stage::Artifact, _) => Ok(()),
@@ -239,7 +244,11 @@ impl Stage {
             #[cfg(feature = "mlir")]
             Stage::NativeCode => format!("shared object {} B", unit.library.as_ref().map_or(0, Vec::len)),
             #[cfg(feature = "mlir")]
-            Stage::LowerGpu => format!("functions {}", unit.gpu.as_ref().map_or(0, |m| m.functions)),
+            Stage::LowerGpu => {
+                let functions: Vec<String> =
+                    unit.gpu.iter().map(|(sm, m)| format!("{} {}", sm.name, m.functions)).collect();
+                format!("functions {}", functions.join(", "))
+            }
             #[cfg(feature = "mlir")]
             Stage::Ptx => {
                 let sizes: Vec<String> = unit.ptx.iter().map(|(sm, p)| format!("{} {} B", sm.name, p.len())).collect();
@@ -276,7 +285,7 @@ impl Stage {
                 format!("shared object {size} B\n{}", lines.collect::<String>())
             }
             #[cfg(feature = "mlir")]
-            (Stage::LowerGpu, ..) => unit.gpu.as_ref().map(|m| m.text.clone()).unwrap_or_default(),
+            (Stage::LowerGpu, ..) => gpu_text(&unit.gpu),
             #[cfg(feature = "mlir")]
             (Stage::Ptx, ..) => unit.ptx.iter().map(|(sm, p)| format!("// ---- {} ----\n{p}", sm.name)).collect(),
             #[cfg(feature = "mlir")]
@@ -361,9 +370,9 @@ pub struct Compiled {
     pub cpu: Option<crate::lower::KernelModule>,
     /// The kernels' shared object (with a CPU target).
     pub library: Option<Vec<u8>>,
-    /// The kernels as one GPU module (with a GPU target).
+    /// The kernels as a GPU module for each target SM (with a GPU target).
     #[cfg(feature = "mlir")]
-    pub gpu: Option<crate::lower::KernelModule>,
+    pub gpu: Vec<(crate::lower::gpu::Sm, crate::lower::KernelModule)>,
     /// The PTX for each target SM (with a GPU target).
     #[cfg(feature = "mlir")]
     pub ptx: Vec<(crate::lower::gpu::Sm, String)>,
@@ -410,7 +419,7 @@ struct Unit {
     cpu: Option<crate::lower::KernelModule>,
     library: Option<Vec<u8>>,
     #[cfg(feature = "mlir")]
-    gpu: Option<crate::lower::KernelModule>,
+    gpu: Vec<(crate::lower::gpu::Sm, crate::lower::KernelModule)>,
     #[cfg(feature = "mlir")]
     ptx: Vec<(crate::lower::gpu::Sm, String)>,
     #[cfg(feature = "mlir")]
@@ -426,6 +435,33 @@ impl Unit {
         let kernels = self.kernels.as_ref().ok_or(CompileError::OutOfOrder("lower-cpu"))?;
         Ok(crate::lower::KernelSource { graph: &self.graph, kernels })
     }
+}
+
+/// `work` for each of `items` (an SM, or an SM's module), a thread each, in order.
+#[cfg(feature = "mlir")]
+fn per_sm<T: Sync, R: Send>(
+    stage: &'static str,
+    items: &[T],
+    work: impl Fn(&T) -> Result<R, crate::lower::LowerError> + Sync,
+) -> Result<Vec<R>, CompileError> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items.iter().map(|item| scope.spawn(|| work(item))).collect();
+        workers.into_iter().map(|w| Ok(w.join().map_err(|_| CompileError::Panicked(stage))??)).collect()
+    })
+}
+
+/// The GPU modules as text, each headed by the SMs it is for (SMs whose tiles are the same
+/// share one module).
+#[cfg(feature = "mlir")]
+pub fn gpu_text(modules: &[(crate::lower::gpu::Sm, crate::lower::KernelModule)]) -> String {
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for (sm, module) in modules {
+        match groups.iter_mut().find(|(_, text)| *text == module.text) {
+            Some((names, _)) => names.push(sm.name),
+            None => groups.push((vec![sm.name], &module.text)),
+        }
+    }
+    groups.iter().map(|(names, text)| format!("// ---- {} ----\n{text}", names.join(", "))).collect()
 }
 
 /// Compiles `graph` through every stage.
@@ -449,7 +485,7 @@ pub fn compile_observed(
         cpu: None,
         library: None,
         #[cfg(feature = "mlir")]
-        gpu: None,
+        gpu: Vec::new(),
         #[cfg(feature = "mlir")]
         ptx: Vec::new(),
         #[cfg(feature = "mlir")]

@@ -191,7 +191,7 @@ fn every_listed_stage_can_be_dumped() {
             "memory-plan" => "arena ",
             "lower-cpu" => "module {",
             "native-code" => "shared object ",
-            "lower-gpu" => "module attributes {gpu.container_module}",
+            "lower-gpu" => "// ---- sm_90 ----\nmodule attributes {gpu.container_module}",
             "ptx" => "// ---- sm_90 ----",
             "host-glue" => "; host glue of `mlp`",
             "artifact" => "artifact `mlp`",

@@ -89,7 +89,7 @@ fn every_example_assembles_for_every_sm() {
         for (sm, ptx) in &c.ptx {
             assert_eq!(
                 ptx.matches(".entry ").count(),
-                c.gpu.as_ref().map_or(0, |m| m.functions),
+                c.gpu.first().map_or(0, |(_, m)| m.functions),
                 "{label} {}",
                 sm.name
             );
@@ -106,8 +106,10 @@ fn every_example_assembles_for_every_sm() {
 /// The contraction kernels of f16 and bf16 graphs run on tensor cores for every SM: each
 /// `.entry` of `half_matmul`'s two matmuls holds `mma.sync.m16n8k16` with f32 accumulators of
 /// its dtype, fed by `ldmatrix` from shared memory filled by `cp.async` (`bar.sync` between the
-/// steps), and ptxas
-/// accepts it; so does an f16 convolution (an implicit GEMM); an f32 matmul does not use them.
+/// steps), and ptxas accepts it; so does an f16 convolution (an implicit GEMM); an f32 matmul
+/// does not use them. A 32-deep step of a warp's 64 × 32 (sm_80, sm_90: a 128 × 128 tile) is
+/// 4 × 4 products twice, of its 32 × 32 (sm_121: 128 × 64) 2 × 4 twice; an `ldmatrix.x4` per 16
+/// rows of the warp's `a`, an `x2.trans` per 8 columns of its `b`.
 #[test]
 fn half_precision_contractions_run_on_tensor_cores() {
     let ptxas = find_ptxas();
@@ -116,13 +118,18 @@ fn half_precision_contractions_run_on_tensor_cores() {
     let half =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
             .expect("readable");
+    // Products, `ldmatrix.x4` and `.x2.trans` of one step of one kernel.
+    let per_step = |sm: &flint_compiler::lower::gpu::Sm| if sm.name == "sm_121" { (16, 4, 8) } else { (32, 8, 8) };
     for (sm, ptx) in &ptx_for_every_sm(&half) {
-        for dtype in ["f16", "bf16"] {
-            let mma = format!("mma.sync.aligned.m16n8k16.row.col.f32.{dtype}.{dtype}.f32");
-            assert_eq!(ptx.matches(&mma).count(), 16, "{}: {mma}", sm.name);
-        }
-        assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x4.shared.b16").count(), 8, "{}", sm.name);
-        assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16").count(), 16, "{}", sm.name);
+        let (products, x4, x2) = per_step(sm);
+        let mma =
+            |dtype: &str| ptx.matches(&format!("mma.sync.aligned.m16n8k16.row.col.f32.{dtype}.{dtype}.f32")).count();
+        assert_eq!(mma("f16"), products, "{}", sm.name);
+        // The bf16 product has 40 rows, fewer than a tile's: LLVM drops the products of warps'
+        // rows it proves past them.
+        assert!((1..=products).contains(&mma("bf16")), "{}: {} bf16 products", sm.name, mma("bf16"));
+        assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x4.shared.b16").count(), 2 * x4, "{}", sm.name);
+        assert_eq!(ptx.matches("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16").count(), 2 * x2, "{}", sm.name);
         assert!(ptx.contains("bar.sync"), "{}", sm.name);
         // `x @ w` reads both operands straight from its inputs: 16-byte `cp.async` copies,
         // software-pipelined (the next step in flight while this one multiplies).
@@ -136,7 +143,8 @@ fn half_precision_contractions_run_on_tensor_cores() {
     let conv = "graph g(x: f16[2, 8, 12, 12], w: f16[16, 8, 3, 3], b: f16[16]) -> (y: f16[2, 16, 12, 12]) {\n    \
                 y = relu(conv2d(x, w, b, padding=[1, 1, 1, 1]))\n}\n";
     for (sm, ptx) in &ptx_for_every_sm(conv) {
-        assert_eq!(ptx.matches("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").count(), 16, "{}", sm.name);
+        let mma = ptx.matches("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").count();
+        assert_eq!(mma, per_step(sm).0, "{}", sm.name);
     }
     // f32 runs on FFMA tiles from shared memory, not on tensor cores (TF32 would break the f32
     // numerics contract).
@@ -147,6 +155,67 @@ fn half_precision_contractions_run_on_tensor_cores() {
     }
     if ptxas.is_none() {
         no_ptxas("the tensor-core kernels");
+    }
+}
+
+/// A GEMM's tiles are sized to its SM's shared memory, which the block asks for at launch
+/// (dynamic shared memory: the manifest records each SM's bytes, the PTX declares the
+/// `.extern` array and two blocks a multiprocessor), and ptxas keeps each GEMM kernel within
+/// the registers two blocks of 256 threads leave it (128).
+#[test]
+fn gemm_tiles_are_sized_to_each_sm() {
+    use flint_compiler::lower::gpu::SMS;
+    use flint_compiler::lower::llvm::Cpu;
+    use flint_compiler::pipeline::{compile, CompileOptions, Target};
+    let half =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
+            .expect("readable");
+    let graph = flint_compiler::syntax::compile_str(&half).expect("compiles");
+    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
+    let c = compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers");
+    let manifest = c.manifest.as_ref().expect("a manifest");
+    let shared = |k: &flint_runtime::artifact::Kernel| -> Vec<(u32, u64)> {
+        k.gpu.iter().filter(|f| f.shared_bytes > 0).map(|f| (f.sm, f.shared_bytes)).collect()
+    };
+    let gemms: Vec<_> = manifest.kernels.iter().filter(|k| !shared(k).is_empty()).collect();
+    assert_eq!(gemms.len(), 2, "both matmuls are tiled GEMMs");
+    for k in gemms {
+        // 4 stages of 128 × 128 where 228 or 164 KiB hold two blocks; 3 of 128 × 64 in GB10's 100.
+        assert_eq!(shared(k), [(80, 75776), (90, 75776), (121, 44544)], "{}", k.name);
+    }
+    // Every kernel names a function of each SM's PTX.
+    for ((sm, ptx), gpu) in c.ptx.iter().zip(0..) {
+        for k in &manifest.kernels {
+            let f = &k.gpu[gpu];
+            assert_eq!(f.sm, sm.capability(), "{}", k.name);
+            assert!(ptx.contains(&format!(".entry {}(", f.symbol)), "{}: {} in {}", k.name, f.symbol, sm.name);
+        }
+    }
+    let ptxas = find_ptxas();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gemm_tiles_ptx");
+    std::fs::create_dir_all(&out).expect("scratch dir");
+    for (sm, ptx) in &c.ptx {
+        assert!(ptx.contains(".extern .shared .align 16 .b8 flint_shared[];"), "{}", sm.name);
+        assert_eq!(ptx.matches(".minnctapersm 2").count(), 2, "{}", sm.name);
+        let Some(ptxas) = &ptxas else { continue };
+        let path = out.join(format!("{}.ptx", sm.name));
+        std::fs::write(&path, ptx).expect("scratch file");
+        let output = Command::new(ptxas)
+            .args([format!("-arch={}", sm.ptxas_arch), "-v".into()])
+            .arg(&path)
+            .arg("-o")
+            .arg(out.join(format!("{}.cubin", sm.name)))
+            .output()
+            .expect("ptxas runs");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{}: {said}", sm.name);
+        let registers: Vec<u32> =
+            said.lines().filter_map(|l| l.split("Used ").nth(1)?.split(" registers").next()?.parse().ok()).collect();
+        assert_eq!(registers.len(), ptx.matches(".entry ").count(), "{}: {said}", sm.name);
+        assert!(registers.iter().all(|&r| r <= 128), "{}: {registers:?} registers", sm.name);
+    }
+    if ptxas.is_none() {
+        no_ptxas("the GEMM tiles' registers");
     }
 }
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"FLINTTGX";
 /// The format this runtime writes and reads. Any change to the layout or the manifest's
 /// types bumps it.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Sections start at multiples of this, so weights used in place are aligned for any load.
 pub const SECTION_ALIGN: usize = 64;
 const HEADER: usize = 24;
@@ -203,6 +203,18 @@ pub struct Kernel {
     pub work: u64,
     /// Indices into [`Manifest::values`], inputs then outputs: the function's pointers.
     pub args: Vec<u32>,
+    /// Its function in each PTX section: a GPU module is compiled per SM, and its identical
+    /// kernels share functions as the CPU's do, but not necessarily the same ones.
+    pub gpu: Vec<GpuFunction>,
+}
+
+/// A kernel's function in the PTX for one compute capability, and the bytes of dynamic shared
+/// memory a block of it is launched with (a GEMM's tiles are sized to each SM; 0 without).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuFunction {
+    pub sm: u32,
+    pub symbol: String,
+    pub shared_bytes: u64,
 }
 
 /// What the artifact runs on.

@@ -72,6 +72,8 @@ pub struct CudaKernels {
     blocks: u32,
     /// Each kernel's bytes touched per index of its range (the manifest's `work`).
     work: Vec<u64>,
+    /// Each kernel's bytes of dynamic shared memory a block, for the PTX loaded.
+    shared: Vec<u32>,
 }
 
 /// Bytes of a kernel's traffic per thread that size its grid.
@@ -116,7 +118,8 @@ impl CudaKernels {
             .kernels
             .iter()
             .map(|k| {
-                let name = CString::new(k.symbol.as_str())
+                let f = function_in(k, ptx_sm)?;
+                let name = CString::new(f.symbol.as_str())
                     .map_err(|_| RuntimeError::Load("a kernel name has a NUL".into()))?;
                 // SAFETY: `module` was just loaded and is unloaded only when `self` drops.
                 unsafe { result::module::get_function(module, name) }.map_err(driver("cuModuleGetFunction"))
@@ -128,7 +131,14 @@ impl CudaKernels {
         let policy = policy.unwrap_or(if in_place { MemoryPolicy::Unified } else { MemoryPolicy::Discrete });
         let sms = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1);
         let work = manifest.kernels.iter().map(|k| k.work).collect();
-        Ok(CudaKernels { device, module, functions, ptx_sm, policy, blocks: sms * 8, work })
+        let most = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
+        let shared = manifest
+            .kernels
+            .iter()
+            .zip(&functions)
+            .map(|(k, &function)| allow_shared(k, function, ptx_sm, most))
+            .collect::<Result<_, _>>()?;
+        Ok(CudaKernels { device, module, functions, ptx_sm, policy, blocks: sms * 8, work, shared })
     }
 
     /// The device the kernels are loaded on.
@@ -166,7 +176,7 @@ impl CudaKernels {
             self.functions[index],
             (grid(extent, self.work.get(index).copied().unwrap_or(u64::MAX), self.blocks), 1, 1),
             (BLOCK, 1, 1),
-            0,
+            self.shared.get(index).copied().unwrap_or(0),
             std::ptr::null_mut(),
             &mut params,
         )
@@ -237,6 +247,37 @@ impl Drop for LaunchTimes {
 }
 
 /// Loads PTX text, with the JIT's error log in the error when the driver refuses it.
+/// The dynamic shared memory kernel `k` asks for with the PTX of `ptx_sm`, allowed for
+/// `function` (past 48 KiB a block must opt in); an error if the device has less than that
+/// (`most`) for a block: the artifact's tiles were sized for a larger SM.
+fn allow_shared(
+    k: &crate::artifact::Kernel,
+    function: sys::CUfunction,
+    ptx_sm: u32,
+    most: u32,
+) -> Result<u32, RuntimeError> {
+    let bytes = u32::try_from(function_in(k, ptx_sm)?.shared_bytes).unwrap_or(u32::MAX);
+    if bytes > most {
+        return Err(RuntimeError::Load(format!(
+            "kernel {} of the PTX for sm_{ptx_sm} needs {bytes} B of shared memory a block; this device allows {most} B (compile for its SM with --target)",
+            k.name
+        )));
+    }
+    if bytes > 0 {
+        let attribute = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+        // SAFETY: `function` was just taken from the loaded module.
+        unsafe { result::function::set_function_attribute(function, attribute, bytes as i32) }
+            .map_err(driver("cuFuncSetAttribute"))?;
+    }
+    Ok(bytes)
+}
+
+/// Kernel `k`'s function in the PTX for `ptx_sm`.
+fn function_in(k: &crate::artifact::Kernel, ptx_sm: u32) -> Result<&crate::artifact::GpuFunction, RuntimeError> {
+    let function = k.gpu.iter().find(|f| f.sm == ptx_sm);
+    function.ok_or_else(|| RuntimeError::Load(format!("kernel {} has no function in the PTX for sm_{ptx_sm}", k.name)))
+}
+
 fn load_ptx(text: &str) -> Result<sys::CUmodule, RuntimeError> {
     let image = CString::new(text).map_err(|_| RuntimeError::Load("the PTX has a NUL byte".into()))?;
     let mut log = vec![0u8; 16 * 1024];

@@ -69,9 +69,11 @@ fn every_single_byte_change_and_every_truncation_is_refused() {
 #[test]
 fn foreign_versions_targets_and_features_are_refused_by_name() {
     let mut bytes = small().to_vec();
-    bytes[8] = 2;
+    let foreign = artifact::FORMAT_VERSION + 1;
+    bytes[8..12].copy_from_slice(&foreign.to_le_bytes());
     let e = refused(&bytes).expect("refused").to_string();
-    assert!(e.contains("format version 2") && e.contains("reads version 1"), "{e}");
+    let reads = format!("reads version {}", artifact::FORMAT_VERSION);
+    assert!(e.contains(&format!("format version {foreign}")) && e.contains(&reads), "{e}");
     assert!(refused(b"PK\x03\x04 not an artifact").expect("refused").to_string().contains("not a Flint artifact"));
 
     let parsed = artifact::parse(small()).expect("parses");

@@ -10,21 +10,50 @@ use super::LowerError;
 use crate::mlir::gpu_module_to_ptx;
 
 /// A GPU Flint compiles for: the name users write, the LLVM chip and PTX ISA version it is
-/// compiled for, and the `ptxas -arch` that assembles it (the arch-specific variant, which
-/// accepts everything the plain one does).
+/// compiled for, the `ptxas -arch` that assembles it (the arch-specific variant, which
+/// accepts everything the plain one does), and the shared memory its kernels are sized to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sm {
     pub name: &'static str,
     pub chip: &'static str,
     pub features: &'static str,
     pub ptxas_arch: &'static str,
+    /// Bytes of shared memory on one multiprocessor, and the most one block may ask for
+    /// (dynamically, past the 48 KiB a static declaration may hold): CUDA's "Technical
+    /// Specifications per Compute Capability".
+    pub shared_per_sm: u64,
+    pub shared_per_block: u64,
 }
 
-/// The GPUs Flint targets: A100-class, H100/H200, and GB10 (DGX Spark).
+const KIB: u64 = 1024;
+
+/// The GPUs Flint targets: A100-class, H100/H200, and GB10 (DGX Spark), whose 100 KiB of
+/// shared memory a multiprocessor is less than half of sm_90's.
 pub const SMS: &[Sm] = &[
-    Sm { name: "sm_80", chip: "sm_80", features: "+ptx70", ptxas_arch: "sm_80" },
-    Sm { name: "sm_90", chip: "sm_90", features: "+ptx80", ptxas_arch: "sm_90a" },
-    Sm { name: "sm_121", chip: "sm_121", features: "+ptx88", ptxas_arch: "sm_121a" },
+    Sm {
+        name: "sm_80",
+        chip: "sm_80",
+        features: "+ptx70",
+        ptxas_arch: "sm_80",
+        shared_per_sm: 164 * KIB,
+        shared_per_block: 163 * KIB,
+    },
+    Sm {
+        name: "sm_90",
+        chip: "sm_90",
+        features: "+ptx80",
+        ptxas_arch: "sm_90a",
+        shared_per_sm: 228 * KIB,
+        shared_per_block: 227 * KIB,
+    },
+    Sm {
+        name: "sm_121",
+        chip: "sm_121",
+        features: "+ptx88",
+        ptxas_arch: "sm_121a",
+        shared_per_sm: 100 * KIB,
+        shared_per_block: 99 * KIB,
+    },
 ];
 
 impl Sm {

@@ -59,6 +59,8 @@ pub struct KernelModule {
     pub symbols: Vec<String>,
     /// How many distinct functions the module holds.
     pub functions: usize,
+    /// Each kernel's bytes of dynamic shared memory a block (GPU), by [`KernelId`].
+    pub shared_bytes: Vec<u64>,
     /// The constant tables, then each function with its heading comment, as in `text`.
     tables: String,
     bodies: Vec<String>,
@@ -87,10 +89,10 @@ pub fn cpu_module(compiled: &KernelSource) -> Result<KernelModule, LowerError> {
     kernel_module(compiled, Device::Cpu)
 }
 
-/// Emits every kernel of `compiled` as a `gpu.func` of one `gpu.module @flint`, in a module
-/// marked `gpu.container_module` (what `gpu-lower-to-nvvm-pipeline` takes).
-pub fn gpu_module(compiled: &KernelSource) -> Result<KernelModule, LowerError> {
-    kernel_module(compiled, Device::Gpu)
+/// Emits every kernel of `compiled` for `sm` as a `gpu.func` of one `gpu.module @flint`, in a
+/// module marked `gpu.container_module` (what `gpu-lower-to-nvvm-pipeline` takes).
+pub fn gpu_module(compiled: &KernelSource, sm: gpu::Sm) -> Result<KernelModule, LowerError> {
+    kernel_module(compiled, Device::Gpu(sm))
 }
 
 fn kernel_module(compiled: &KernelSource, device: Device) -> Result<KernelModule, LowerError> {
@@ -98,6 +100,7 @@ fn kernel_module(compiled: &KernelSource, device: Device) -> Result<KernelModule
     let mut functions: Vec<(String, Vec<String>)> = Vec::new();
     let mut tables: BTreeMap<String, String> = BTreeMap::new();
     let mut symbols = Vec::with_capacity(compiled.kernels.kernels.len());
+    let mut shared_bytes = Vec::with_capacity(compiled.kernels.kernels.len());
     // One context for every kernel of the compile; each kernel is verified in a module of its own.
     let context = crate::mlir::new_context();
     let log = crate::mlir::DiagnosticLog::attach(&context);
@@ -111,6 +114,7 @@ fn kernel_module(compiled: &KernelSource, device: Device) -> Result<KernelModule
         }
         functions[f].1.push(format!("{id} ({})", kernel.kind.name()));
         symbols.push(format!("flint_kernel_{f}"));
+        shared_bytes.push(code.shared_bytes);
     }
     let tables: String = tables.into_values().collect();
     let bodies: Vec<String> = functions
@@ -123,10 +127,10 @@ fn kernel_module(compiled: &KernelSource, device: Device) -> Result<KernelModule
         .collect();
     let text = match device {
         Device::Cpu => format!("module {{\n{tables}{}}}\n", bodies.concat()),
-        Device::Gpu => format!(
+        Device::Gpu(_) => format!(
             "module attributes {{gpu.container_module}} {{\ngpu.module @flint {{\n{tables}{}}}\n}}\n",
             bodies.concat()
         ),
     };
-    Ok(KernelModule { text, symbols, functions: functions.len(), tables, bodies })
+    Ok(KernelModule { text, symbols, functions: functions.len(), shared_bytes, tables, bodies })
 }

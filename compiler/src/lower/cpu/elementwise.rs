@@ -237,7 +237,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
 
     pub(super) fn binary(&mut self, b: BinaryOp, dtype: DType, x: Reg, y: Reg) -> Result<Reg, LowerError> {
         let ty = x.ty;
-        if is_float(dtype) && self.device == Device::Gpu && matches!(b, BinaryOp::Rem | BinaryOp::Pow) {
+        if is_float(dtype) && self.device.is_gpu() && matches!(b, BinaryOp::Rem | BinaryOp::Pow) {
             let r = if b == BinaryOp::Rem { self.rem_by_division(&x, &y) } else { self.pow_by_exp_log(&x, &y) };
             return Ok(self.round(r, dtype));
         }

@@ -29,6 +29,12 @@ use super::*;
 /// Threads of a tiled block (the runtime launches every kernel with this many).
 pub(super) const GEMM_THREADS: u64 = 256;
 
+/// The symbol of the dynamic shared memory a GEMM's blocks are launched with: an external
+/// `memref.global` declaration, which the NVPTX back end writes as `.extern .shared .b8 []`.
+/// (MLIR's `gpu.dynamic_shared_memory` becomes an internal global that LLVM 22 demotes to a
+/// one-byte static variable inside the kernel.)
+pub(super) const SHARED_MEMORY: &str = "flint_shared";
+
 /// How a tiled GEMM multiplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Engine {
@@ -39,11 +45,15 @@ pub(super) enum Engine {
 }
 
 impl Engine {
-    /// Rows and columns of the output per block, `k` per step, padding per shared row.
-    fn tile(self) -> (u64, u64, u64, u64) {
+    /// The block tiles the engine can run, largest first.
+    fn shapes(self) -> &'static [TileShape] {
         match self {
-            Engine::TensorCore(_) => (128, 64, 32, 8),
-            Engine::Ffma => (64, 64, 16, 0),
+            // 8 warps of 64 × 32 (2 along the rows, 4 along the columns), or of 32 × 32 (4, 2).
+            Engine::TensorCore(_) => &[
+                TileShape { rows: 128, cols: 128, depth: 32, pad: 8, warps: [2, 4] },
+                TileShape { rows: 128, cols: 64, depth: 32, pad: 8, warps: [4, 2] },
+            ],
+            Engine::Ffma => &[TileShape { rows: 64, cols: 64, depth: 16, pad: 0, warps: [1, 1] }],
         }
     }
 
@@ -62,12 +72,104 @@ impl Engine {
             Engine::Ffma => 4,
         }
     }
+}
+
+/// A block's tile: rows and columns of the output, `k` per step, elements of padding per
+/// shared row, and (tensor cores) the warps along its rows and columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TileShape {
+    pub(super) rows: u64,
+    pub(super) cols: u64,
+    pub(super) depth: u64,
+    pad: u64,
+    warps: [u64; 2],
+}
+
+/// How a GEMM's blocks run on one SM: the engine, the tile, and how many `k` steps are in
+/// shared memory at once (the pipeline's depth: one is multiplied while the others arrive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct GemmPlan {
+    pub(super) engine: Engine,
+    pub(super) shape: TileShape,
+    pub(super) stages: u64,
+}
+
+/// Blocks of a GEMM meant to share a multiprocessor: while one waits at a barrier or runs its
+/// epilogue, another multiplies. Each tile keeps at most 64 accumulators a thread, so that
+/// two blocks of 256 threads fit the 64 Ki registers at 128 registers a thread.
+pub(super) const BLOCKS_PER_SM: u64 = 2;
+/// The fewest stages worth a larger tile: with two, a step's copy has only one step's
+/// multiplication to hide behind; `mma.sync` has no TMA to fetch further ahead.
+const MIN_STAGES: u64 = 3;
+/// More stages than this hide nothing more at these tile sizes.
+const MAX_STAGES: u64 = 4;
+
+impl GemmPlan {
+    /// The plan for `engine` on `sm`: the largest tile of which [`MIN_STAGES`] stages fit
+    /// [`BLOCKS_PER_SM`] blocks into the SM's shared memory, with as many stages as fit (up to
+    /// [`MAX_STAGES`]); failing that, the smallest tile, double-buffered. On sm_80 and sm_90
+    /// this is a 128 × 128 tensor-core tile in 4 stages (74 KiB), on sm_121 a 128 × 64 tile
+    /// in 3 (43.5 KiB).
+    pub(super) fn for_sm(engine: Engine, sm: &Sm) -> GemmPlan {
+        // The driver keeps 1 KiB of every block's shared memory for itself.
+        let reserved = sm.shared_per_sm - sm.shared_per_block;
+        let room = (sm.shared_per_sm / BLOCKS_PER_SM - reserved).min(sm.shared_per_block);
+        let plan = |shape: TileShape, stages| GemmPlan { engine, shape, stages };
+        let fitting = engine.shapes().iter().find_map(|&shape| {
+            let stages = (room / plan(shape, 1).shared_bytes()).min(MAX_STAGES);
+            (stages >= MIN_STAGES).then(|| plan(shape, stages))
+        });
+        let smallest = engine.shapes()[engine.shapes().len() - 1];
+        fitting.unwrap_or(plan(smallest, 2))
+    }
+
+    /// The shared tiles' types: `a`'s steps, then `b`'s.
+    pub(super) fn tile_types(&self) -> [String; 2] {
+        let ([a_rows, a_cols], [b_rows, b_cols]) = (self.a_tile(), self.b_tile());
+        let (s, t) = (self.stages, self.engine.element());
+        [
+            format!("memref<{s}x{a_rows}x{a_cols}x{t}, {WORKGROUP}>"),
+            format!("memref<{s}x{b_rows}x{b_cols}x{t}, {WORKGROUP}>"),
+        ]
+    }
+
+    /// One stage of `a`: `[rows, k + pad]`; of `b`: `[k, cols + pad]`.
+    fn a_tile(&self) -> [u64; 2] {
+        [self.shape.rows, self.shape.depth + self.shape.pad]
+    }
+
+    fn b_tile(&self) -> [u64; 2] {
+        [self.shape.depth, self.shape.cols + self.shape.pad]
+    }
+
+    /// Bytes of `a`'s tiles: where `b`'s begin (a multiple of 16).
+    pub(super) fn a_bytes(&self) -> u64 {
+        let [rows, cols] = self.a_tile();
+        self.stages * rows * cols * self.engine.element_bytes()
+    }
+
+    /// Bytes of shared memory a block uses.
+    pub(super) fn shared_bytes(&self) -> u64 {
+        let [rows, cols] = self.b_tile();
+        self.a_bytes() + self.stages * rows * cols * self.engine.element_bytes()
+    }
+
+    /// Tensor cores: a warp's rows and columns, and its `m16n8k16` tiles along each.
+    fn warp_tile(&self) -> [u64; 2] {
+        [self.shape.rows / self.shape.warps[0], self.shape.cols / self.shape.warps[1]]
+    }
+
+    fn mma_tiles(&self) -> [u64; 2] {
+        let [rows, cols] = self.warp_tile();
+        [rows / 16, cols / 8]
+    }
 
     /// Results each thread holds.
-    fn results(self) -> usize {
-        match self {
-            Engine::TensorCore(_) => 32,
-            Engine::Ffma => 16,
+    fn results(&self) -> usize {
+        let [mt, nt] = self.mma_tiles();
+        match self.engine {
+            Engine::TensorCore(_) => (mt * nt * 4) as usize,
+            Engine::Ffma => ((self.shape.rows / 16) * (self.shape.cols / 16)) as usize,
         }
     }
 }
@@ -84,12 +186,13 @@ pub(super) struct Gemm {
     batch: Vec<usize>,
     rows: Vec<usize>,
     col: usize,
-    pub(super) engine: Engine,
+    pub(super) plan: GemmPlan,
 }
 
-/// The tiled GEMM of a contraction kernel, if it has one: a matmul, or a convolution of one
-/// group, that writes the kernel's domain, with both operands f16, both bf16, or both f32.
-pub(super) fn tiled_gemm(graph: &Graph, kernel: &Kernel) -> Option<Gemm> {
+/// The tiled GEMM of a contraction kernel on `sm`, if it has one: a matmul, or a convolution
+/// of one group, that writes the kernel's domain, with both operands f16, both bf16, or both
+/// f32.
+pub(super) fn tiled_gemm(graph: &Graph, kernel: &Kernel, sm: &Sm) -> Option<Gemm> {
     if kernel.kind != KernelKind::Contraction || kernel.domain.len() < 2 {
         return None;
     }
@@ -105,6 +208,7 @@ pub(super) fn tiled_gemm(graph: &Graph, kernel: &Kernel) -> Option<Gemm> {
         DType::F32 => Engine::Ffma,
         _ => return None,
     };
+    let plan = GemmPlan::for_sm(engine, sm);
     let r = kernel.domain.len();
     Some(match graph.op(node) {
         Op::Conv2d { stride, padding, dilation, .. } => Gemm {
@@ -113,19 +217,13 @@ pub(super) fn tiled_gemm(graph: &Graph, kernel: &Kernel) -> Option<Gemm> {
             batch: Vec::new(),
             rows: vec![0, 2, 3],
             col: 1,
-            engine,
+            plan,
         },
-        _ => Gemm { node, conv: None, batch: (0..r - 2).collect(), rows: vec![r - 2], col: r - 1, engine },
+        _ => Gemm { node, conv: None, batch: (0..r - 2).collect(), rows: vec![r - 2], col: r - 1, plan },
     })
 }
 
-/// The shared tiles' types: `a`'s steps, then `b`'s, two of each (one is read while the next
-/// arrives).
-pub(super) fn shared_tiles(engine: Engine) -> [String; 2] {
-    let ((bm, bn, bk, pad), t) = (engine.tile(), engine.element());
-    let shared = "#gpu.address_space<workgroup>";
-    [format!("memref<2x{bm}x{}x{t}, {shared}>", bk + pad), format!("memref<2x{bk}x{}x{t}, {shared}>", bn + pad)]
-}
+const WORKGROUP: &str = "#gpu.address_space<workgroup>";
 
 /// Bytes one `cp.async` moves: 8 f16 or bf16, 4 f32.
 const CHUNK_BYTES: u64 = 16;
@@ -152,8 +250,30 @@ struct Lanes {
 }
 
 impl<'g, 'c> Emitter<'g, 'c> {
+    /// The declaration of [`SHARED_MEMORY`], 16-byte aligned for `cp.async` and `ldmatrix`.
+    pub(super) fn shared_memory(&mut self) -> Option<Operation<'c>> {
+        let attributes = [
+            ("sym_name", format!("\"{SHARED_MEMORY}\"")),
+            ("type", format!("memref<0xi8, {WORKGROUP}>")),
+            ("alignment", "16 : i64".to_string()),
+        ];
+        let attributes: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.b.detached("memref.global", &attributes, vec![])
+    }
+
+    /// `a`'s and `b`'s tiles: views of the block's dynamic shared memory, `b`'s after `a`'s.
+    fn shared_tiles(&mut self, plan: &GemmPlan) -> Result<[V; 2], LowerError> {
+        let name = format!("@{SHARED_MEMORY}");
+        let global = self.op("memref.get_global", &[], &format!("memref<0xi8, {WORKGROUP}>"), &[("name", &name)]);
+        let bytes = self.op("memref.cast", &[global], &format!("memref<?xi8, {WORKGROUP}>"), &[]);
+        let [a_type, b_type] = plan.tile_types();
+        let (a_at, b_at) = (self.ix(&Ix::Const(0))?, self.ix(&Ix::Const(plan.a_bytes()))?);
+        Ok([self.op("memref.view", &[bytes, a_at], &a_type, &[]), self.op("memref.view", &[bytes, b_at], &b_type, &[])])
+    }
+
     /// The kernel: the output tiles of the call's range, grid-stride.
-    pub(super) fn gemm_tiles(&mut self, g: &Gemm, shared: [V; 2]) -> Result<(), LowerError> {
+    pub(super) fn gemm_tiles(&mut self, g: &Gemm) -> Result<(), LowerError> {
+        let shared = self.shared_tiles(&g.plan)?;
         let domain = self.kernel.domain.clone();
         let begin = self.cast("index_cast", self.params[1], "index");
         let end = self.cast("index_cast", self.params[2], "index");
@@ -179,7 +299,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         }
         let cols = ranges[g.col].1;
         let depth = self.gemm_depth(g)?;
-        let (bm, bn, _, _) = g.engine.tile();
+        let TileShape { rows: bm, cols: bn, .. } = g.plan.shape;
         let (tiles_m, tiles_n) = (self.ceil_div(rows, bm)?, self.ceil_div(cols, bn)?);
         let mut total = self.arith("muli", tiles_m, tiles_n);
         for &a in &g.batch {
@@ -294,42 +414,51 @@ impl<'g, 'c> Emitter<'g, 'c> {
 
     /// One output tile: the `k` steps, then the epilogue of every result this thread holds.
     fn gemm_tile(&mut self, g: &Gemm, shared: [V; 2], tile: &GemmTile) -> Result<(), LowerError> {
-        let engine = g.engine;
-        let (_, _, bk, _) = engine.tile();
+        let plan = g.plan;
+        let (bk, stages) = (plan.shape.depth, plan.stages);
         let steps = self.ceil_div(tile.depth, bk)?;
         let x = [("dimension", "#gpu<dim x>")];
         let tid = self.op("gpu.thread_id", &[], "index", &x);
         let [warp, lane] = self.split(tid, WARP)?;
-        let [warp_m, warp_n] = self.split(warp, 2)?;
-        let lanes = Lanes { tid, warp: [self.scaled(warp_m, 32, 0)?, self.scaled(warp_n, 32, 0)?], lane };
+        let [warp_m, warp_n] = self.split(warp, plan.shape.warps[1])?;
+        let [warp_rows, warp_cols] = plan.warp_tile();
+        let lanes = Lanes { tid, warp: [self.scaled(warp_m, warp_rows, 0)?, self.scaled(warp_n, warp_cols, 0)?], lane };
         let views = [self.direct_view(g, 0), self.direct_view(g, 1)];
         let zero = self.immediate(DType::F32, 0.0);
-        let init = vec![zero; engine.results()];
-        // Software-pipelined: step `s + 1` is copied into the other half of the tiles (by
-        // `cp.async` where it can be) while step `s` is multiplied.
-        let first = self.ix(&Ix::Const(0))?;
-        // With no step (a `k` of 0 at run time) nothing is staged: no copy is left in flight.
-        let any = self.cmpi("ult", first, steps);
-        self.when(any, &mut |e| e.stage_step(g, tile, &views, shared, tid, first, first))?;
-        self.effect("nvvm.cp.async.commit.group", &[], &[]);
-        let acc = self.fold(&Ix::Value(steps), &init, &mut |e, step, carried| {
-            let step = e.ix(&step)?;
-            let next = e.scaled(step, 1, 1)?;
-            let more = e.cmpi("ult", next, steps);
+        let init = vec![zero; plan.results()];
+        // Software-pipelined: step `s + stages - 1` is copied into its stage of the tiles (by
+        // `cp.async` where it can be) while step `s` is multiplied. Every step commits one
+        // group of copies, empty past the last step, so that the count of groups newer than
+        // step `s`'s is always `stages - 1`.
+        let stage_if_any = |e: &mut Self, step: V| -> Result<(), LowerError> {
+            let more = e.cmpi("ult", step, steps);
             e.when(more, &mut |e| {
-                let k0 = e.scaled(next, bk, 0)?;
-                let [_, half] = e.split(next, 2)?;
-                e.stage_step(g, tile, &views, shared, tid, k0, half)
+                let k0 = e.scaled(step, bk, 0)?;
+                let [_, slot] = e.split(step, stages)?;
+                e.stage_step(g, tile, &views, shared, tid, k0, slot)
             })?;
             e.effect("nvvm.cp.async.commit.group", &[], &[]);
-            // Every copy but the newest group's has landed: this step's.
-            e.effect("nvvm.cp.async.wait.group", &[], &[("n", "1 : i32")]);
+            Ok(())
+        };
+        // The first `stages - 1` steps, as a loop: one copy of the staging code.
+        self.fold(&Ix::Const(stages - 1), &[], &mut |e, step, _| {
+            let step = e.ix(&step)?;
+            stage_if_any(e, step)?;
+            Ok(Vec::new())
+        })?;
+        let newer = format!("{} : i32", stages - 1);
+        let acc = self.fold(&Ix::Value(steps), &init, &mut |e, step, carried| {
+            let step = e.ix(&step)?;
+            let ahead = e.scaled(step, 1, stages - 1)?;
+            stage_if_any(e, ahead)?;
+            e.effect("nvvm.cp.async.wait.group", &[], &[("n", newer.as_str())]);
             e.effect("gpu.barrier", &[], &[]);
-            let [_, half] = e.split(step, 2)?;
-            let acc = match engine {
-                Engine::TensorCore(dtype) => e.mma_step(&lanes, shared, half, carried, dtype)?,
-                Engine::Ffma => e.ffma_step(&lanes, shared, half, carried, bk)?,
+            let [_, slot] = e.split(step, stages)?;
+            let acc = match plan.engine {
+                Engine::TensorCore(dtype) => e.mma_step(&plan, &lanes, shared, slot, carried, dtype)?,
+                Engine::Ffma => e.ffma_step(&lanes, shared, slot, carried, bk)?,
             };
+            // The next step's copies overwrite the stage just read.
             e.effect("gpu.barrier", &[], &[]);
             Ok(acc)
         })?;
@@ -338,7 +467,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let dtype = self.dtype(g.node);
         let bias = self.graph.operands(g.node).get(2).copied().filter(|_| g.conv.is_some());
         for (slot, value) in acc.into_iter().enumerate() {
-            let [dr, dc] = self.result_place(engine, &lanes, slot)?;
+            let [dr, dc] = self.result_place(&plan, &lanes, slot)?;
             let row = self.arith("addi", tile.m0, dr);
             let col = self.arith("addi", tile.n0, dc);
             let inside = self.both_below(row, tile.rows, col, tile.cols);
@@ -366,11 +495,12 @@ impl<'g, 'c> Emitter<'g, 'c> {
         }
         let x = self.graph.operands(g.node)[operand];
         let view = strided(self.graph, &self.kernel.inputs, x)?;
-        let fits = mem_ty(self.dtype(view.buffer)) == g.engine.element() && view.unit_along(view.strides.len() - 1);
+        let fits =
+            mem_ty(self.dtype(view.buffer)) == g.plan.engine.element() && view.unit_along(view.strides.len() - 1);
         fits.then_some(view)
     }
 
-    /// Stages step `k0` of `a` and `b` into half `half` of the shared tiles.
+    /// Stages step `k0` of `a` and `b` into stage `slot` of the shared tiles.
     #[allow(clippy::too_many_arguments)]
     fn stage_step(
         &mut self,
@@ -380,17 +510,17 @@ impl<'g, 'c> Emitter<'g, 'c> {
         shared: [V; 2],
         tid: V,
         k0: V,
-        half: V,
+        slot: V,
     ) -> Result<(), LowerError> {
-        let (bm, bn, bk, _) = g.engine.tile();
+        let TileShape { rows: bm, cols: bn, depth: bk, .. } = g.plan.shape;
         for (operand, (rows, cols)) in [(bm, bk), (bk, bn)].into_iter().enumerate() {
-            let per_chunk = CHUNK_BYTES / g.engine.element_bytes();
+            let per_chunk = CHUNK_BYTES / g.plan.engine.element_bytes();
             let chunked = views[operand].is_some();
             let width = if chunked { cols / per_chunk } else { cols };
             for i in 0..rows * width / GEMM_THREADS {
                 let [row, col] = self.element_of(tid, i, width)?;
                 let col = if chunked { self.scaled(col, per_chunk, 0)? } else { col };
-                let place = [shared[operand], half, row, col];
+                let place = [shared[operand], slot, row, col];
                 match &views[operand] {
                     Some(view) => self.copy_chunk(g, tile, view, operand, k0, place)?,
                     None => self.stage_element(g, tile, operand, k0, place)?,
@@ -422,7 +552,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         }
     }
 
-    /// One element through the value mechanism into `[half, row, col]` of a shared tile.
+    /// One element through the value mechanism into `[slot, row, col]` of a shared tile.
     fn stage_element(
         &mut self,
         g: &Gemm,
@@ -433,11 +563,11 @@ impl<'g, 'c> Emitter<'g, 'c> {
     ) -> Result<(), LowerError> {
         let [_, _, row, col] = place;
         let v = self.gemm_element(g, tile, operand, k0, row, col)?;
-        self.stage(v, g.engine, place);
+        self.stage(v, g.plan.engine, place);
         Ok(())
     }
 
-    /// The 16 bytes from `[row, col]` of a direct operand's step into `[half, row, col]` of its
+    /// The 16 bytes from `[row, col]` of a direct operand's step into `[slot, row, col]` of its
     /// shared tile by `cp.async`, the part past the matrix's edge zero-filled (the copy's source
     /// size); element by element where the source is not 16-byte aligned (a caller's buffer, an
     /// odd stride).
@@ -450,8 +580,8 @@ impl<'g, 'c> Emitter<'g, 'c> {
         k0: V,
         place: [V; 4],
     ) -> Result<(), LowerError> {
-        let [shared, half, row, col] = place;
-        let bytes = g.engine.element_bytes();
+        let [shared, slot, row, col] = place;
+        let bytes = g.plan.engine.element_bytes();
         let per_chunk = CHUNK_BYTES / bytes;
         // The chunk's first element, its row's bound and how many of it are inside.
         let (r, c, r_end, c_end) = if operand == 0 {
@@ -486,9 +616,8 @@ impl<'g, 'c> Emitter<'g, 'c> {
             aligned,
             &mut |e| {
                 let global = source;
-                let (bm, bn, bk, pad) = g.engine.tile();
-                let dims = if operand == 0 { [bm, bk + pad] } else { [bk, bn + pad] };
-                let target = e.shared_address(shared, dims, [half, row, col], bytes)?;
+                let dims = if operand == 0 { g.plan.a_tile() } else { g.plan.b_tile() };
+                let target = e.shared_address(shared, dims, [slot, row, col], bytes)?;
                 let size = e.scaled(count, bytes, 0)?;
                 let size = e.cast("index_cast", size, "i32");
                 let cg = [("size", "16 : i32"), ("modifier", "#nvvm<load_cache_modifier cg>")];
@@ -498,21 +627,21 @@ impl<'g, 'c> Emitter<'g, 'c> {
             &mut |e| {
                 for l in 0..per_chunk {
                     let col_l = e.scaled(col, 1, l)?;
-                    e.stage_element(g, tile, operand, k0, [shared, half, row, col_l])?;
+                    e.stage_element(g, tile, operand, k0, [shared, slot, row, col_l])?;
                 }
                 Ok(())
             },
         )
     }
 
-    /// The shared-memory address (`!llvm.ptr<3>`) of `[half, row, col]` of a tile of two
-    /// halves of `[rows, cols]` elements of `bytes` each.
+    /// The shared-memory address (`!llvm.ptr<3>`) of `[slot, row, col]` of a tile of stages
+    /// of `[rows, cols]` elements of `bytes` each.
     fn shared_address(&mut self, tile: V, [rows, cols]: [u64; 2], at: [V; 3], bytes: u64) -> Result<V, LowerError> {
         let base = self.op("memref.extract_aligned_pointer_as_index", &[tile], "index", &[]);
         let base = self.cast("index_cast", base, "i64");
         let base = self.op("llvm.inttoptr", &[base], "!llvm.ptr<3>", &[]);
-        let [half, row, col] = at.map(Ix::Value);
-        let element = Ix::sum(Ix::prod(Ix::sum(Ix::prod(half, Ix::Const(rows)), row), Ix::Const(cols)), col);
+        let [slot, row, col] = at.map(Ix::Value);
+        let element = Ix::sum(Ix::prod(Ix::sum(Ix::prod(slot, Ix::Const(rows)), row), Ix::Const(cols)), col);
         let offset = self.ix(&Ix::prod(element, Ix::Const(bytes)))?;
         let offset = self.cast("index_cast", offset, "i64");
         let indices = format!("array<i32: {}>", i32::MIN);
@@ -525,11 +654,12 @@ impl<'g, 'c> Emitter<'g, 'c> {
     }
 
     /// Where result `slot` of this thread sits in the output tile: `[row, column]`.
-    fn result_place(&mut self, engine: Engine, lanes: &Lanes, slot: usize) -> Result<[V; 2], LowerError> {
+    fn result_place(&mut self, plan: &GemmPlan, lanes: &Lanes, slot: usize) -> Result<[V; 2], LowerError> {
         let slot = slot as u64;
-        match engine {
+        match plan.engine {
             Engine::TensorCore(_) => {
-                let (mi, ni, q) = (slot / 16, (slot / 4) % 4, slot % 4);
+                let nt = plan.mma_tiles()[1];
+                let (mi, ni, q) = (slot / (4 * nt), (slot / 4) % nt, slot % 4);
                 let [group, quad] = self.split(lanes.lane, 4)?;
                 let row = self.arith("addi", lanes.warp[0], group);
                 let col = self.scaled(quad, 2, 0)?;
@@ -537,42 +667,46 @@ impl<'g, 'c> Emitter<'g, 'c> {
                 Ok([self.scaled(row, 1, mi * 16 + 8 * (q / 2))?, self.scaled(col, 1, ni * 8 + q % 2)?])
             }
             Engine::Ffma => {
+                let per_row = plan.shape.cols / 16;
                 let [ty, tx] = self.split(lanes.tid, 16)?;
-                Ok([self.scaled(ty, 1, 16 * (slot / 4))?, self.scaled(tx, 1, 16 * (slot % 4))?])
+                Ok([self.scaled(ty, 1, 16 * (slot / per_row))?, self.scaled(tx, 1, 16 * (slot % per_row))?])
             }
         }
     }
 
-    /// One step of 32 along `k` on tensor cores: each warp's 2 × 4 products, twice.
+    /// One step along `k` on tensor cores: each warp's `m16n8k16` products, for every 16 of
+    /// the step.
     fn mma_step(
         &mut self,
+        plan: &GemmPlan,
         lanes: &Lanes,
         shared: [V; 2],
-        half: V,
+        slot: V,
         carried: &[Reg],
         dtype: DType,
     ) -> Result<Vec<Reg>, LowerError> {
+        let [mt, nt] = plan.mma_tiles();
         let fragment = [format!("vector<4x2x{}>", mem_ty(dtype)), format!("vector<2x2x{}>", mem_ty(dtype))];
         let mut acc = carried.to_vec();
         // Lanes 0-15 address the rows of the first 8 columns, lanes 16-31 the next 8.
         let [upper, lane16] = self.split(lanes.lane, 16)?;
         let upper = self.scaled(upper, 8, 0)?;
-        for ks in [0, 16] {
+        for ks in (0..plan.shape.depth).step_by(16) {
             let a_col = self.scaled(upper, 1, ks)?;
             let b_row = self.scaled(lane16, 1, ks)?;
             let mut a_frags = Vec::new();
-            for mi in 0..2 {
+            for mi in 0..mt {
                 let row = self.arith("addi", lanes.warp[0], lane16);
                 let row = self.scaled(row, 1, mi * 16)?;
-                a_frags.push(self.ldmatrix([shared[0], half, row, a_col], 4, &fragment[0]));
+                a_frags.push(self.ldmatrix([shared[0], slot, row, a_col], 4, &fragment[0]));
             }
-            for ni in 0..4 {
+            for ni in 0..nt {
                 let col = self.scaled(lanes.warp[1], 1, ni * 8)?;
-                let b_frag = self.ldmatrix([shared[1], half, b_row, col], 2, &fragment[1]);
+                let b_frag = self.ldmatrix([shared[1], slot, b_row, col], 2, &fragment[1]);
                 for (mi, &a_frag) in a_frags.iter().enumerate() {
-                    let slot = (mi * 4 + ni as usize) * 4;
-                    let next = self.mma(a_frag, b_frag, &acc[slot..slot + 4], dtype);
-                    acc.splice(slot..slot + 4, next);
+                    let at = (mi * nt as usize + ni as usize) * 4;
+                    let next = self.mma(a_frag, b_frag, &acc[at..at + 4], dtype);
+                    acc.splice(at..at + 4, next);
                 }
             }
         }
@@ -585,7 +719,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         &mut self,
         lanes: &Lanes,
         shared: [V; 2],
-        half: V,
+        slot: V,
         carried: &[Reg],
         depth: u64,
     ) -> Result<Vec<Reg>, LowerError> {
@@ -597,9 +731,9 @@ impl<'g, 'c> Emitter<'g, 'c> {
             let mut b = Vec::with_capacity(4);
             for i in 0..4 {
                 let row = self.scaled(ty, 1, 16 * i)?;
-                a.push(self.op("memref.load", &[shared[0], half, row, k], "f32", &[]));
+                a.push(self.op("memref.load", &[shared[0], slot, row, k], "f32", &[]));
                 let col = self.scaled(tx, 1, 16 * i)?;
-                b.push(self.op("memref.load", &[shared[1], half, k, col], "f32", &[]));
+                b.push(self.op("memref.load", &[shared[1], slot, k, col], "f32", &[]));
             }
             for (slot, r) in acc.iter_mut().enumerate() {
                 *r = self.fmuladd(a[slot / 4], b[slot % 4], r.v, "f32");
@@ -657,11 +791,11 @@ impl<'g, 'c> Emitter<'g, 'c> {
             Engine::TensorCore(dtype) => self.cast("truncf", v.v, mem_ty(dtype)),
             Engine::Ffma => v.v,
         };
-        let [tile, half, row, col] = place;
-        self.effect("memref.store", &[element, tile, half, row, col], &[]);
+        let [tile, slot, row, col] = place;
+        self.effect("memref.store", &[element, tile, slot, row, col], &[]);
     }
 
-    /// `tiles` 8 × 8 matrices from a shared tile at `[half, row, col]` (each lane's row address),
+    /// `tiles` 8 × 8 matrices from a shared tile at `[slot, row, col]` (each lane's row address),
     /// transposed for the B operand (`tiles` = 2).
     fn ldmatrix(&mut self, at: [V; 4], tiles: u32, ty: &str) -> V {
         let transpose = if tiles == 2 { "true" } else { "false" };
@@ -703,5 +837,50 @@ impl<'g, 'c> Emitter<'g, 'c> {
                 Reg::new(self.op("llvm.extractvalue", &[d], "f32", &[("position", &position)]), "f32")
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lower::gpu::SMS;
+
+    fn plan(engine: Engine, sm: &str) -> GemmPlan {
+        GemmPlan::for_sm(engine, &SMS.iter().copied().find(|s| s.name == sm).expect("a known SM"))
+    }
+
+    #[test]
+    fn tiles_follow_each_sm_s_shared_memory() {
+        let tensor = Engine::TensorCore(DType::F16);
+        for sm in ["sm_80", "sm_90"] {
+            let p = plan(tensor, sm);
+            assert_eq!((p.shape.rows, p.shape.cols, p.stages, p.shared_bytes()), (128, 128, 4, 75776), "{sm}");
+        }
+        // GB10: 100 KiB a multiprocessor holds two blocks of three 128 × 64 stages, not of three 128 × 128.
+        let p = plan(tensor, "sm_121");
+        assert_eq!((p.shape.rows, p.shape.cols, p.stages, p.shared_bytes()), (128, 64, 3, 44544));
+        let p = plan(Engine::Ffma, "sm_121");
+        assert_eq!((p.shape.rows, p.shape.cols, p.stages, p.shared_bytes()), (64, 64, 4, 32768));
+    }
+
+    #[test]
+    fn every_plan_fits_its_blocks_and_threads() {
+        for sm in SMS {
+            for engine in [Engine::TensorCore(DType::BF16), Engine::Ffma] {
+                let p = GemmPlan::for_sm(engine, sm);
+                let reserved = sm.shared_per_sm - sm.shared_per_block;
+                assert!(BLOCKS_PER_SM * (p.shared_bytes() + reserved) <= sm.shared_per_sm, "{} {engine:?}", sm.name);
+                assert!(p.results() <= 64 && p.a_bytes().is_multiple_of(16), "{} {engine:?}", sm.name);
+                let [a, b] = [p.a_tile(), p.b_tile()];
+                // Every thread stages whole 16-byte chunks and whole elements of both tiles.
+                for [rows, cols] in [[a[0], a[1] - p.shape.pad], [b[0], b[1] - p.shape.pad]] {
+                    let per_chunk = CHUNK_BYTES / engine.element_bytes();
+                    assert!((rows * cols / per_chunk).is_multiple_of(GEMM_THREADS), "{} {engine:?}", sm.name);
+                }
+                if let Engine::TensorCore(_) = engine {
+                    assert_eq!(p.shape.warps[0] * p.shape.warps[1] * WARP, GEMM_THREADS);
+                }
+            }
+        }
     }
 }

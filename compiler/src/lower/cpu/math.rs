@@ -294,7 +294,7 @@ impl Emitter<'_, '_> {
     /// for it, as inline PTX: MLIR's NVVM conversion sends these ops (and their LLVM
     /// intrinsics) to libdevice, which only a CUDA installation has.
     pub(super) fn math(&mut self, op: &str, x: V, ty: &str) -> V {
-        if self.device != super::Device::Gpu {
+        if !self.device.is_gpu() {
             return self.unop(&format!("math.{op}"), x);
         }
         let t = if ty == "f64" { "f64" } else { "f32" };

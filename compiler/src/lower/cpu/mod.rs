@@ -31,7 +31,7 @@ mod opaque;
 mod row;
 mod strided;
 
-use gemm::{shared_tiles, tiled_gemm, GEMM_THREADS};
+use gemm::{tiled_gemm, Gemm, BLOCKS_PER_SM, GEMM_THREADS, SHARED_MEMORY};
 use row::{row_block_plan, RowBlock};
 use strided::{strided, Strided};
 
@@ -41,6 +41,7 @@ use melior::ir::{Location, Operation, Region};
 use melior::Context;
 
 use super::build::{verified_text, Builder, V};
+use super::gpu::Sm;
 use super::index::{self, Ix};
 use super::LowerError;
 use crate::interp::round_float;
@@ -144,8 +145,8 @@ struct Emitter<'g, 'c> {
     /// Row-kernel values kept in a scratch row between a reduction's loop and the output
     /// loop ([`Emitter::plan_row_cache`]).
     row_cache: std::collections::BTreeMap<NodeId, V>,
-    /// A GPU tiled contraction's tiles of `a` and `b` in shared memory ([`tiled_gemm`]).
-    shared: Option<[V; 2]>,
+    /// A GPU contraction as a tiled GEMM ([`tiled_gemm`]).
+    gemm: Option<Gemm>,
     /// A GPU row kernel that runs a block per row: its shared memory ([`row_block_plan`]).
     row_block: Option<RowBlock>,
     /// How many threads share a GPU row kernel's row: a warp, or a block.
@@ -161,12 +162,14 @@ struct Emitter<'g, 'c> {
     scopes: Vec<Scope>,
 }
 
-/// A kernel's MLIR: its `func.func` named `@{FUNCTION}` (the caller names it), and the
+/// A kernel's MLIR: its `func.func` named `@{FUNCTION}` (the caller names it), the
 /// constant tables it reads, by name (a name is a hash of the contents, so equal tables of
-/// different kernels are one global).
+/// different kernels are one global), and the bytes of dynamic shared memory a GPU block of
+/// it needs at launch.
 pub struct KernelCode {
     pub function: String,
     pub tables: Vec<(String, String)>,
+    pub shared_bytes: u64,
 }
 
 /// Where [`KernelCode::function`] holds the function's name.
@@ -177,10 +180,16 @@ pub const FUNCTION: &str = "FUNCTION";
 pub enum Device {
     /// A `func.func` whose loops cover `[begin, end)` of the parallel axis, for one CPU thread.
     Cpu,
-    /// A `gpu.func` kernel: every point of the parallel axes (the ABI axis within `[begin,
-    /// end)`) is a GPU thread, found by a grid-stride loop so that any launch size is correct;
-    /// a row kernel's rows are loops inside its thread.
-    Gpu,
+    /// A `gpu.func` kernel for one SM: every point of the parallel axes (the ABI axis within
+    /// `[begin, end)`) is a GPU thread, found by a grid-stride loop so that any launch size is
+    /// correct; a row kernel's rows are loops inside its thread. The SM sizes its GEMM tiles.
+    Gpu(Sm),
+}
+
+impl Device {
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Device::Gpu(_))
+    }
 }
 
 /// The MLIR of `kernel`, built in `context` (whose diagnostics `log` collects) and verified.
@@ -195,15 +204,16 @@ pub(crate) fn emit(
     let slots = kernel.inputs.iter().chain(&kernel.outputs).enumerate().map(|(i, &n)| (n, i)).collect();
     let location = Location::name(context, &format!("{id} ({})", kernel.kind.name()), Location::unknown(context));
     let mut b = Builder::new(context, location);
-    let gpu = device == Device::Gpu;
-    let tiled = tiled_gemm(graph, kernel).filter(|_| gpu);
-    let row_plan = row_block_plan(graph, kernel).filter(|_| gpu && tiled.is_none());
-    // A GPU kernel's shared memory: workgroup attributions after the four parameters.
-    let workgroup: Vec<String> = match (&tiled, &row_plan) {
-        (Some(g), _) => shared_tiles(g.engine).to_vec(),
-        (None, Some(plan)) => plan.shared_types(graph),
-        (None, None) => Vec::new(),
+    let gpu = device.is_gpu();
+    let tiled = match device {
+        Device::Gpu(sm) => tiled_gemm(graph, kernel, &sm),
+        Device::Cpu => None,
     };
+    let row_plan = row_block_plan(graph, kernel).filter(|_| gpu && tiled.is_none());
+    // A row kernel's shared memory: workgroup attributions after the four parameters. A
+    // GEMM's is dynamic, sized per SM.
+    let workgroup: Vec<String> = row_plan.as_ref().map(|plan| plan.shared_types(graph)).unwrap_or_default();
+    let shared_bytes = tiled.as_ref().map_or(0, |g| g.plan.shared_bytes());
     let mut types = vec!["!llvm.ptr".to_string(), "i64".into(), "i64".into(), "!llvm.ptr".into()];
     types.extend(workgroup.iter().cloned());
     let params = b.open(&types.iter().map(String::as_str).collect::<Vec<_>>());
@@ -215,7 +225,7 @@ pub(crate) fn emit(
         kernel,
         slots,
         params: [params[0], params[1], params[2], params[3]],
-        shared: tiled.as_ref().map(|_| [params[4], params[5]]),
+        gemm: tiled,
         row_block: row_plan.as_ref().map(|plan| RowBlock {
             partials: params[4],
             staged: plan.staged.iter().copied().zip(params[5..].iter().copied()).collect(),
@@ -237,7 +247,7 @@ pub(crate) fn emit(
     e.domain_loops()?;
     let (func, ret) = match device {
         Device::Cpu => ("func.func", "func.return"),
-        Device::Gpu => ("gpu.func", "gpu.return"),
+        Device::Gpu(_) => ("gpu.func", "gpu.return"),
     };
     e.effect(ret, &[], &[]);
     let body = e.b.close();
@@ -250,16 +260,31 @@ pub(crate) fn emit(
         attributes.extend([("gpu.kernel", "unit".to_string()), ("workgroup_attributions", format!("{shared} : i64"))]);
     }
     if !workgroup.is_empty() {
-        // ldmatrix and cp.async need 16-byte rows (MLIR gives an attribution its element's
-        // alignment). Kernels with shared memory assume the runtime's 256 threads a block.
+        // cp.async needs 16-byte rows (MLIR gives an attribution its element's alignment).
         let aligned = vec!["{llvm.align = 16 : i64}"; workgroup.len()];
         attributes.push(("workgroup_attrib_attrs", format!("[{}]", aligned.join(", "))));
+    }
+    if !workgroup.is_empty() || shared_bytes > 0 {
+        // Kernels with shared memory assume the runtime's 256 threads a block.
         attributes.push(("known_block_size", format!("array<i32: {GEMM_THREADS}, 1, 1>")));
+    }
+    if shared_bytes > 0 {
+        // ptxas keeps the registers to what lets the plan's blocks share a multiprocessor.
+        attributes.push(("nvvm.minctasm", format!("{BLOCKS_PER_SM} : i32")));
     }
     let attributes: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let function = e.b.detached(func, &attributes, vec![body]);
     let tables = std::mem::take(&mut e.tables);
-    let globals: Option<Vec<Operation>> = tables.iter().map(|(name, ty, bytes)| e.global(name, ty, bytes)).collect();
+    let mut globals: Option<Vec<Operation>> =
+        tables.iter().map(|(name, ty, bytes)| e.global(name, ty, bytes)).collect();
+    let mut names: Vec<String> = tables.into_iter().map(|(name, _, _)| name).collect();
+    if shared_bytes > 0 {
+        globals = globals.zip(e.shared_memory()).map(|(mut g, s)| {
+            g.push(s);
+            g
+        });
+        names.push(SHARED_MEMORY.to_string());
+    }
     let kernels = format!("{id} ({})", kernel.kind.name());
     let failed = |diagnostics: String| LowerError::Mlir { stage: "build", kernels: kernels.clone(), diagnostics };
     if let Some(what) = e.b.failure() {
@@ -268,9 +293,9 @@ pub(crate) fn emit(
     let (Some(function), Some(globals)) = (function, globals) else {
         return Err(failed("a function or table was not built".into()));
     };
-    let (text, printed) = verified_text(&mut e.b, log, function, globals, device == Device::Gpu).map_err(failed)?;
-    let tables = tables.into_iter().map(|(name, _, _)| name).zip(printed.iter().map(|t| indented(t))).collect();
-    Ok(KernelCode { function: indented(&text), tables })
+    let (text, printed) = verified_text(&mut e.b, log, function, globals, gpu).map_err(failed)?;
+    let tables = names.into_iter().zip(printed.iter().map(|t| indented(t))).collect();
+    Ok(KernelCode { function: indented(&text), tables, shared_bytes })
 }
 
 /// `text` indented by two spaces, a line break after every line: as it sits in the module.
@@ -493,7 +518,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
             // On the GPU every buffer (device, managed or mapped host memory) is global memory:
             // `ld.global`, not a generic load that resolves its address space each time.
             let b = match self.device {
-                Device::Gpu => self.op("llvm.addrspacecast", &[b], BUFFER_GPU, &[]),
+                Device::Gpu(_) => self.op("llvm.addrspacecast", &[b], BUFFER_GPU, &[]),
                 Device::Cpu => b,
             };
             self.buffers.push(b);
@@ -603,9 +628,9 @@ impl<'g, 'c> Emitter<'g, 'c> {
             _ => Vec::new(),
         };
         let mut parallel: Vec<usize> = (0..domain.len()).filter(|a| !rows.contains(a)).collect();
-        if self.device == Device::Gpu {
-            if let (Some(gemm), Some(shared)) = (tiled_gemm(self.graph, self.kernel), self.shared) {
-                return self.gemm_tiles(&gemm, shared);
+        if self.device.is_gpu() {
+            if let Some(gemm) = self.gemm.clone() {
+                return self.gemm_tiles(&gemm);
             }
             parallel.retain(|&a| !domain[a].is_one());
             return self.gpu_threads(&parallel, &rows);
@@ -902,7 +927,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let offset = self.cast("index_cast", linear, "i64");
         let base = self.buffers.get(slot).copied().unwrap_or(V::NONE);
         let ty = mem_ty(self.dtype(n));
-        let pointer = if self.device == Device::Gpu { BUFFER_GPU } else { "!llvm.ptr" };
+        let pointer = if self.device.is_gpu() { BUFFER_GPU } else { "!llvm.ptr" };
         Ok(self.gep_typed(base, offset, ty, pointer))
     }
 

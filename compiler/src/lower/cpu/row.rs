@@ -252,7 +252,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
     pub(super) fn prefetch_next_row(&mut self, rows: &[usize], point: &[Ix]) -> Result<(), LowerError> {
         let domain = self.kernel.domain.clone();
         let trailing = rows.iter().enumerate().all(|(i, &a)| a == domain.len() - rows.len() + i);
-        if self.device == Device::Gpu || !trailing {
+        if self.device.is_gpu() || !trailing {
             return Ok(());
         }
         let wholes: Vec<NodeId> = self
