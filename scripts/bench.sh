@@ -184,11 +184,13 @@ cat "$out"
     echo
     echo "Every example's kernels for each target SM, as \`flint compile --target SM --emit ptx\` writes"
     echo "them, assembled by ptxas for sm_80, sm_90a and sm_121a (\`scripts/ptx_resources.sh\`)."
-    echo "Kernels with shared memory are the tiled GEMMs (matmuls and one-group convolutions: 29696 B"
-    echo "on tensor cores, 16384 B by FFMA, double-buffered). They declare their 256 threads (\`.maxntid\`), and ptxas"
-    echo "then keeps some under a register count of its choosing with a few spilled bytes (the largest"
-    echo "epilogues: GELU or erf on each of a thread's 16 or 32 results); without the declaration the"
-    echo "same kernels were spill-free at up to 213 registers."
+    echo "The tiled GEMMs (matmuls and one-group convolutions) take their tiles in dynamic shared memory,"
+    echo "sized to each SM and to the GEMM (the last column, from the manifest; ir-spec/passes.md,"
+    echo "\"Tiles per SM\"): the examples' GEMMs are small, so they run 64 × 64 f32 tiles in 4 stages"
+    echo "(32 KiB) and 128 × 64 f16/bf16 tiles in 4 stages (58 KiB; 3, 43.5 KiB, on sm_121). They"
+    echo "declare two blocks a multiprocessor (\`.minnctapersm 2\`), which holds ptxas to 128 registers;"
+    echo "the GEMM with both operands head-split views (attention's q·kᵀ) spills a few hundred bytes."
+    echo "Row kernels that run a block per row use static shared memory (the static column)."
     echo
     FLINT=target/debug/flint ./scripts/ptx_resources.sh
 } >bench/RESULTS-gpu.md

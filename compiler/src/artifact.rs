@@ -179,11 +179,14 @@ pub fn describe(m: &Manifest) -> String {
     for k in &m.kernels {
         let args: Vec<String> = k.args.iter().map(|&a| format!("%{}", m.values[a as usize].id)).collect();
         let extent = k.extent.display(&m.symbols);
+        // Each SM's function, and the dynamic shared memory it is launched with.
         let shared: String = k
             .gpu
             .iter()
-            .filter(|f| f.shared_bytes > 0)
-            .map(|f| format!(", sm_{} shared {} B", f.sm, f.shared_bytes))
+            .map(|f| match f.shared_bytes {
+                0 => format!(", sm_{} {}", f.sm, f.symbol),
+                bytes => format!(", sm_{} {} shared {bytes} B", f.sm, f.symbol),
+            })
             .collect();
         let (name, kind, symbol, work) = (&k.name, &k.kind, &k.symbol, k.work);
         let _ = writeln!(out, "{name} {kind} {symbol} over {extent} ({work} B/index{shared}): {}", args.join(" "));

@@ -107,9 +107,9 @@ fn every_example_assembles_for_every_sm() {
 /// `.entry` of `half_matmul`'s two matmuls holds `mma.sync.m16n8k16` with f32 accumulators of
 /// its dtype, fed by `ldmatrix` from shared memory filled by `cp.async` (`bar.sync` between the
 /// steps), and ptxas accepts it; so does an f16 convolution (an implicit GEMM); an f32 matmul
-/// does not use them. A 32-deep step of a warp's 64 × 32 (sm_80, sm_90: a 128 × 128 tile) is
-/// 4 × 4 products twice, of its 32 × 32 (sm_121: 128 × 64) 2 × 4 twice; an `ldmatrix.x4` per 16
-/// rows of the warp's `a`, an `x2.trans` per 8 columns of its `b`.
+/// does not use them. Their 80 or 48 columns take 128 × 64 tiles on every SM: a 32-deep step
+/// of a warp's 32 × 32 is 2 × 4 products twice, an `ldmatrix.x4` per 16 rows of the warp's `a`
+/// and an `x2.trans` per 8 columns of its `b`.
 #[test]
 fn half_precision_contractions_run_on_tensor_cores() {
     let ptxas = find_ptxas();
@@ -119,9 +119,8 @@ fn half_precision_contractions_run_on_tensor_cores() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
             .expect("readable");
     // Products, `ldmatrix.x4` and `.x2.trans` of one step of one kernel.
-    let per_step = |sm: &flint_compiler::lower::gpu::Sm| if sm.name == "sm_121" { (16, 4, 8) } else { (32, 8, 8) };
+    let (products, x4, x2) = (16, 4, 8);
     for (sm, ptx) in &ptx_for_every_sm(&half) {
-        let (products, x4, x2) = per_step(sm);
         let mma =
             |dtype: &str| ptx.matches(&format!("mma.sync.aligned.m16n8k16.row.col.f32.{dtype}.{dtype}.f32")).count();
         assert_eq!(mma("f16"), products, "{}", sm.name);
@@ -144,7 +143,7 @@ fn half_precision_contractions_run_on_tensor_cores() {
                 y = relu(conv2d(x, w, b, padding=[1, 1, 1, 1]))\n}\n";
     for (sm, ptx) in &ptx_for_every_sm(conv) {
         let mma = ptx.matches("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32").count();
-        assert_eq!(mma, per_step(sm).0, "{}", sm.name);
+        assert_eq!(mma, products, "{}", sm.name);
     }
     // f32 runs on FFMA tiles from shared memory, not on tensor cores (TF32 would break the f32
     // numerics contract).
@@ -158,65 +157,85 @@ fn half_precision_contractions_run_on_tensor_cores() {
     }
 }
 
-/// A GEMM's tiles are sized to its SM's shared memory, which the block asks for at launch
-/// (dynamic shared memory: the manifest records each SM's bytes, the PTX declares the
-/// `.extern` array and two blocks a multiprocessor), and ptxas keeps each GEMM kernel within
-/// the registers two blocks of 256 threads leave it (128).
+/// A GEMM's tiles are sized to its SM's shared memory and to the GEMM, and the block asks for
+/// them at launch (dynamic shared memory: the manifest records each SM's bytes and functions,
+/// the PTX declares the `.extern` array and two blocks a multiprocessor); ptxas keeps every
+/// GEMM kernel within the registers two blocks of 256 threads leave it (128).
 #[test]
 fn gemm_tiles_are_sized_to_each_sm() {
-    use flint_compiler::lower::gpu::SMS;
-    use flint_compiler::lower::llvm::Cpu;
-    use flint_compiler::pipeline::{compile, CompileOptions, Target};
-    let half =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/half_matmul.tg"))
-            .expect("readable");
-    let graph = flint_compiler::syntax::compile_str(&half).expect("compiles");
-    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
-    let c = compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers");
-    let manifest = c.manifest.as_ref().expect("a manifest");
-    let shared = |k: &flint_runtime::artifact::Kernel| -> Vec<(u32, u64)> {
-        k.gpu.iter().filter(|f| f.shared_bytes > 0).map(|f| (f.sm, f.shared_bytes)).collect()
-    };
-    let gemms: Vec<_> = manifest.kernels.iter().filter(|k| !shared(k).is_empty()).collect();
-    assert_eq!(gemms.len(), 2, "both matmuls are tiled GEMMs");
-    for k in gemms {
-        // 4 stages of 128 × 128 where 228 or 164 KiB hold two blocks; 3 of 128 × 64 in GB10's 100.
-        assert_eq!(shared(k), [(80, 75776), (90, 75776), (121, 44544)], "{}", k.name);
-    }
-    // Every kernel names a function of each SM's PTX.
-    for ((sm, ptx), gpu) in c.ptx.iter().zip(0..) {
-        for k in &manifest.kernels {
-            let f = &k.gpu[gpu];
-            assert_eq!(f.sm, sm.capability(), "{}", k.name);
-            assert!(ptx.contains(&format!(".entry {}(", f.symbol)), "{}: {} in {}", k.name, f.symbol, sm.name);
-        }
-    }
+    let half = "graph g(x: f16[512, 256], w: f16[256, 512]) -> (y: f16[512, 512]) {\n    y = x @ w\n}\n";
+    let single = "graph g(x: f32[512, 256], w: f32[256, 512]) -> (y: f32[512, 512]) {\n    y = x @ w\n}\n";
+    let narrow = "graph g(x: f16[512, 256], w: f16[256, 48]) -> (y: f16[512, 48]) {\n    y = x @ w\n}\n";
+    // 4 stages of 128 × 128 where 164 or 228 KiB hold two blocks; 3 of 128 × 64 in GB10's 100;
+    // a GEMM of 48 columns takes the narrower tile on every SM.
+    let cases = [
+        (half, [(80, 75776), (90, 75776), (121, 44544)], [32, 32, 16]),
+        (single, [(80, 65536), (90, 65536), (121, 49152)], [0, 0, 0]),
+        (narrow, [(80, 59392), (90, 59392), (121, 44544)], [16, 16, 16]),
+    ];
     let ptxas = find_ptxas();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gemm_tiles_ptx");
     std::fs::create_dir_all(&out).expect("scratch dir");
-    for (sm, ptx) in &c.ptx {
-        assert!(ptx.contains(".extern .shared .align 16 .b8 flint_shared[];"), "{}", sm.name);
-        assert_eq!(ptx.matches(".minnctapersm 2").count(), 2, "{}", sm.name);
-        let Some(ptxas) = &ptxas else { continue };
-        let path = out.join(format!("{}.ptx", sm.name));
-        std::fs::write(&path, ptx).expect("scratch file");
-        let output = Command::new(ptxas)
-            .args([format!("-arch={}", sm.ptxas_arch), "-v".into()])
-            .arg(&path)
-            .arg("-o")
-            .arg(out.join(format!("{}.cubin", sm.name)))
-            .output()
-            .expect("ptxas runs");
-        let said = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{}: {said}", sm.name);
-        let registers: Vec<u32> =
-            said.lines().filter_map(|l| l.split("Used ").nth(1)?.split(" registers").next()?.parse().ok()).collect();
-        assert_eq!(registers.len(), ptx.matches(".entry ").count(), "{}: {said}", sm.name);
-        assert!(registers.iter().all(|&r| r <= 128), "{}: {registers:?} registers", sm.name);
+    for (case, (source, shared, products)) in cases.into_iter().enumerate() {
+        let c = compile_for_every_sm(source);
+        let manifest = c.manifest.as_ref().expect("a manifest");
+        let [k] = &manifest.kernels[..] else { panic!("case {case}: one kernel") };
+        let bytes: Vec<(u32, u64)> = k.gpu.iter().map(|f| (f.sm, f.shared_bytes)).collect();
+        assert_eq!(bytes, shared, "case {case}");
+        for (((sm, ptx), f), products) in c.ptx.iter().zip(&k.gpu).zip(products) {
+            assert!(ptx.contains(&format!(".entry {}(", f.symbol)), "case {case} {}: {}", sm.name, f.symbol);
+            assert!(ptx.contains(".extern .shared .align 16 .b8 flint_shared[];"), "case {case} {}", sm.name);
+            assert!(ptx.contains(".minnctapersm 2"), "case {case} {}", sm.name);
+            assert_eq!(ptx.matches("mma.sync.aligned.m16n8k16").count(), products, "case {case} {}", sm.name);
+            let Some(ptxas) = &ptxas else { continue };
+            let registers = registers(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{case}_{}", sm.name)));
+            assert!(registers.iter().all(|&r| r <= 128), "case {case} {}: {registers:?} registers", sm.name);
+        }
+    }
+    // The examples' GEMMs too, and every kernel names a function of each SM's PTX.
+    for example in ["half_matmul", "gpt2_block"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../ir-spec/examples/{example}.tg"));
+        let c = compile_for_every_sm(&std::fs::read_to_string(path).expect("readable"));
+        let manifest = c.manifest.as_ref().expect("a manifest");
+        for (gpu, (sm, ptx)) in c.ptx.iter().enumerate() {
+            for k in &manifest.kernels {
+                let f = &k.gpu[gpu];
+                assert_eq!(f.sm, sm.capability(), "{example} {}", k.name);
+                assert!(ptx.contains(&format!(".entry {}(", f.symbol)), "{example} {}: {}", k.name, f.symbol);
+            }
+            let Some(ptxas) = &ptxas else { continue };
+            let registers = registers(ptxas, ptx, sm.ptxas_arch, &out.join(format!("{example}_{}", sm.name)));
+            assert_eq!(registers.len(), ptx.matches(".entry ").count(), "{example} {}", sm.name);
+        }
     }
     if ptxas.is_none() {
         no_ptxas("the GEMM tiles' registers");
     }
+}
+
+/// `source` compiled for every SM Flint targets, to an artifact.
+fn compile_for_every_sm(source: &str) -> flint_compiler::pipeline::Compiled {
+    use flint_compiler::lower::gpu::SMS;
+    use flint_compiler::lower::llvm::Cpu;
+    use flint_compiler::pipeline::{compile, CompileOptions, Target};
+    let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
+    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
+    compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers")
+}
+
+/// Each kernel's registers, as `ptxas -v` reports them for `ptx` assembled at `stem`.ptx.
+fn registers(ptxas: &Path, ptx: &str, arch: &str, stem: &Path) -> Vec<u32> {
+    std::fs::write(stem.with_extension("ptx"), ptx).expect("scratch file");
+    let output = Command::new(ptxas)
+        .args([format!("-arch={arch}"), "-v".into()])
+        .arg(stem.with_extension("ptx"))
+        .arg("-o")
+        .arg(stem.with_extension("cubin"))
+        .output()
+        .expect("ptxas runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {said}", stem.display());
+    said.lines().filter_map(|l| l.split("Used ").nth(1)?.split(" registers").next()?.parse().ok()).collect()
 }
 
 /// Long rows run a block per row: the row is read from global memory once into shared memory
@@ -267,12 +286,7 @@ fn elementwise_kernels_load_and_store_16_bytes_a_thread() {
 
 /// `source` compiled for every SM Flint targets: each SM's PTX.
 fn ptx_for_every_sm(source: &str) -> Vec<(flint_compiler::lower::gpu::Sm, String)> {
-    use flint_compiler::lower::gpu::SMS;
-    use flint_compiler::lower::llvm::Cpu;
-    use flint_compiler::pipeline::{compile, CompileOptions, Target};
-    let graph = flint_compiler::syntax::compile_str(source).expect("compiles");
-    let target = Some(Target::Gpu { sms: SMS.to_vec(), cpu: Cpu::Native });
-    compile(&graph, &CompileOptions { target, ..Default::default() }).expect("lowers").ptx
+    compile_for_every_sm(source).ptx
 }
 
 /// Assembles `ptx` with `ptxas -arch=ARCH`, failing the test with ptxas's words if it refuses.

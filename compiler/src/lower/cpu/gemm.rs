@@ -11,16 +11,19 @@
 //! results at places the engine knows, and runs the kernel's epilogue on each before its one
 //! store, as the CPU's register tiles do.
 //!
-//! - Tensor cores ([`Engine::TensorCore`]): a 128 × 64 tile, 8 warps of 32 × 32 (4 along the
-//!   rows, 2 along the columns), each 2 × 4 `m16n8k16` products per 16 of `k`, in steps of 32;
-//!   the warps read their fragments with `ldmatrix` (`b` transposed on the way), from rows padded
+//! How large a tile, and how many steps are in flight, depends on the SM ([`GemmPlan`]).
+//!
+//! - Tensor cores ([`Engine::TensorCore`]): a 128 × 128 tile, 8 warps of 64 × 32 (2 along the
+//!   rows, 4 along the columns) each 4 × 4 `m16n8k16` products per 16 of `k`, or a 128 × 64
+//!   tile, warps of 32 × 32 (4, 2) each 2 × 4 products; in steps of 32. The warps read their fragments with `ldmatrix` (`b` transposed on the way), from rows padded
 //!   by 16 bytes so that an `ldmatrix`'s 8 rows start in different banks. The layouts (PTX ISA,
 //!   "Matrix Fragments for mma.m16n8k16"): lane `l` holds accumulators `(l/4, 2·(l%4) + j)` and
 //!   `(l/4 + 8, 2·(l%4) + j)`, `j` < 2; `ldmatrix.x4` at rows `l%16`, columns `8·(l/16)` gives
 //!   the A fragment's four registers in order, `ldmatrix.x2.trans` at rows `l%16` of `b` the B
 //!   fragment's two.
-//! - FFMA ([`Engine::Ffma`]): a 64 × 64 tile in steps of 16; thread `(ty, tx)` of a 16 × 16
-//!   grid computes rows `ty + 16·i` and columns `tx + 16·j` (`i, j` < 4): its shared reads of `b`
+//! - FFMA ([`Engine::Ffma`]): a 128 × 128 or 64 × 64 tile in steps of 16; thread `(ty, tx)` of
+//!   a 16 × 16 grid computes rows `ty + 16·i` and columns `tx + 16·j` (`i, j` < 8 or 4), 4 or 2
+//!   multiply-adds per word read from shared memory: its shared reads of `b`
 //!   are 16 consecutive words across a half-warp, those of `a` one word per half-warp (a
 //!   broadcast), and its stores consecutive across `tx`.
 
@@ -53,7 +56,11 @@ impl Engine {
                 TileShape { rows: 128, cols: 128, depth: 32, pad: 8, warps: [2, 4] },
                 TileShape { rows: 128, cols: 64, depth: 32, pad: 8, warps: [4, 2] },
             ],
-            Engine::Ffma => &[TileShape { rows: 64, cols: 64, depth: 16, pad: 0, warps: [1, 1] }],
+            // A 16 × 16 grid of threads, each 8 × 8 or 4 × 4 results.
+            Engine::Ffma => &[
+                TileShape { rows: 128, cols: 128, depth: 16, pad: 0, warps: [1, 1] },
+                TileShape { rows: 64, cols: 64, depth: 16, pad: 0, warps: [1, 1] },
+            ],
         }
     }
 
@@ -105,21 +112,24 @@ const MIN_STAGES: u64 = 3;
 const MAX_STAGES: u64 = 4;
 
 impl GemmPlan {
-    /// The plan for `engine` on `sm`: the largest tile of which [`MIN_STAGES`] stages fit
-    /// [`BLOCKS_PER_SM`] blocks into the SM's shared memory, with as many stages as fit (up to
-    /// [`MAX_STAGES`]); failing that, the smallest tile, double-buffered. On sm_80 and sm_90
+    /// The plan for `engine` on `sm` for a GEMM of `extent` rows and columns (at most): the
+    /// largest tile no larger than the GEMM (unless it is the smallest) of which [`MIN_STAGES`]
+    /// stages fit [`BLOCKS_PER_SM`] blocks into the SM's shared memory, with as many stages as
+    /// fit (up to [`MAX_STAGES`]); failing that, the smallest tile, double-buffered. On sm_80 and sm_90
     /// this is a 128 × 128 tensor-core tile in 4 stages (74 KiB), on sm_121 a 128 × 64 tile
-    /// in 3 (43.5 KiB).
-    pub(super) fn for_sm(engine: Engine, sm: &Sm) -> GemmPlan {
+    /// in 3 (43.5 KiB); for f32, 128 × 128 in 4 stages (64 KiB) and in 3 (48 KiB).
+    pub(super) fn for_sm(engine: Engine, sm: &Sm, extent: [u64; 2]) -> GemmPlan {
         // The driver keeps 1 KiB of every block's shared memory for itself.
         let reserved = sm.shared_per_sm - sm.shared_per_block;
         let room = (sm.shared_per_sm / BLOCKS_PER_SM - reserved).min(sm.shared_per_block);
         let plan = |shape: TileShape, stages| GemmPlan { engine, shape, stages };
-        let fitting = engine.shapes().iter().find_map(|&shape| {
+        let smallest = engine.shapes()[engine.shapes().len() - 1];
+        // A tile past the GEMM's edges computes zeros.
+        let within = |s: &&TileShape| s.rows <= extent[0].max(smallest.rows) && s.cols <= extent[1].max(smallest.cols);
+        let fitting = engine.shapes().iter().filter(within).find_map(|&shape| {
             let stages = (room / plan(shape, 1).shared_bytes()).min(MAX_STAGES);
             (stages >= MIN_STAGES).then(|| plan(shape, stages))
         });
-        let smallest = engine.shapes()[engine.shapes().len() - 1];
         fitting.unwrap_or(plan(smallest, 2))
     }
 
@@ -208,25 +218,39 @@ pub(super) fn tiled_gemm(graph: &Graph, kernel: &Kernel, sm: &Sm) -> Option<Gemm
         DType::F32 => Engine::Ffma,
         _ => return None,
     };
-    let plan = GemmPlan::for_sm(engine, sm);
     let r = kernel.domain.len();
-    Some(match graph.op(node) {
-        Op::Conv2d { stride, padding, dilation, .. } => Gemm {
-            node,
-            conv: Some(Window { stride: *stride, padding: *padding, dilation: *dilation }),
-            batch: Vec::new(),
-            rows: vec![0, 2, 3],
-            col: 1,
-            plan,
-        },
-        _ => Gemm { node, conv: None, batch: (0..r - 2).collect(), rows: vec![r - 2], col: r - 1, plan },
-    })
+    let (conv, batch, rows, col) = match graph.op(node) {
+        Op::Conv2d { stride, padding, dilation, .. } => {
+            let window = Window { stride: *stride, padding: *padding, dilation: *dilation };
+            (Some(window), Vec::new(), vec![0, 2, 3], 1)
+        }
+        _ => (None, (0..r - 2).collect(), vec![r - 2], r - 1),
+    };
+    // The GEMM's rows and columns at their bounds.
+    let bound = |axes: &[usize]| -> u64 {
+        axes.iter().map(|&a| kernel.domain[a].eval(|s| graph.symbols[s.0 as usize].bound)).product()
+    };
+    let plan = GemmPlan::for_sm(engine, sm, [bound(&rows), bound(&[col])]);
+    Some(Gemm { node, conv, batch, rows, col, plan })
 }
 
 const WORKGROUP: &str = "#gpu.address_space<workgroup>";
 
 /// Bytes one `cp.async` moves: 8 f16 or bf16, 4 f32.
 const CHUNK_BYTES: u64 = 16;
+
+/// How an operand reaches shared memory.
+#[derive(Clone, Debug)]
+enum Staging {
+    /// Read straight from a kernel input of the tiles' element type with unit stride along the
+    /// tile rows (`a` along `k`, `b` along the columns): 16-byte `cp.async` copies.
+    Chunks(Strided),
+    /// A strided view of such an input otherwise (a transposed or head-split operand): element
+    /// by element, each at `offset + Σ index · stride`.
+    Elements(Strided),
+    /// Any other value, element by element through the value mechanism.
+    Values,
+}
 
 /// Where one block works: the call's range of every domain axis (`[first, first + count)`),
 /// the batch's indices, the output tile's first row and column (of the GEMM), and the GEMM's
@@ -423,7 +447,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let [warp_m, warp_n] = self.split(warp, plan.shape.warps[1])?;
         let [warp_rows, warp_cols] = plan.warp_tile();
         let lanes = Lanes { tid, warp: [self.scaled(warp_m, warp_rows, 0)?, self.scaled(warp_n, warp_cols, 0)?], lane };
-        let views = [self.direct_view(g, 0), self.direct_view(g, 1)];
+        let views = [self.staging(g, 0), self.staging(g, 1)];
         let zero = self.immediate(DType::F32, 0.0);
         let init = vec![zero; plan.results()];
         // Software-pipelined: step `s + stages - 1` is copied into its stage of the tiles (by
@@ -456,7 +480,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
             let [_, slot] = e.split(step, stages)?;
             let acc = match plan.engine {
                 Engine::TensorCore(dtype) => e.mma_step(&plan, &lanes, shared, slot, carried, dtype)?,
-                Engine::Ffma => e.ffma_step(&lanes, shared, slot, carried, bk)?,
+                Engine::Ffma => e.ffma_step(&plan, &lanes, shared, slot, carried)?,
             };
             // The next step's copies overwrite the stage just read.
             e.effect("gpu.barrier", &[], &[]);
@@ -486,18 +510,19 @@ impl<'g, 'c> Emitter<'g, 'c> {
         Ok(())
     }
 
-    /// A matmul operand read straight from a kernel input of the tiles' element type, with unit
-    /// stride along its tile rows (`a` along `k`, `b` along the columns): its chunks can be
-    /// copied to shared memory as they are.
-    fn direct_view(&self, g: &Gemm, operand: usize) -> Option<Strided> {
-        if g.conv.is_some() {
-            return None;
-        }
+    /// How matmul operand `operand` is staged ([`Staging`]); a convolution's go by value.
+    fn staging(&self, g: &Gemm, operand: usize) -> Staging {
         let x = self.graph.operands(g.node)[operand];
-        let view = strided(self.graph, &self.kernel.inputs, x)?;
-        let fits =
-            mem_ty(self.dtype(view.buffer)) == g.plan.engine.element() && view.unit_along(view.strides.len() - 1);
-        fits.then_some(view)
+        let view = strided(self.graph, &self.kernel.inputs, x).filter(|_| g.conv.is_none());
+        match view {
+            Some(view) if mem_ty(self.dtype(view.buffer)) == g.plan.engine.element() => {
+                match view.unit_along(view.strides.len() - 1) {
+                    true => Staging::Chunks(view),
+                    false => Staging::Elements(view),
+                }
+            }
+            _ => Staging::Values,
+        }
     }
 
     /// Stages step `k0` of `a` and `b` into stage `slot` of the shared tiles.
@@ -506,7 +531,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
         &mut self,
         g: &Gemm,
         tile: &GemmTile,
-        views: &[Option<Strided>; 2],
+        views: &[Staging; 2],
         shared: [V; 2],
         tid: V,
         k0: V,
@@ -515,18 +540,79 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let TileShape { rows: bm, cols: bn, depth: bk, .. } = g.plan.shape;
         for (operand, (rows, cols)) in [(bm, bk), (bk, bn)].into_iter().enumerate() {
             let per_chunk = CHUNK_BYTES / g.plan.engine.element_bytes();
-            let chunked = views[operand].is_some();
+            let chunked = matches!(views[operand], Staging::Chunks(_));
             let width = if chunked { cols / per_chunk } else { cols };
             for i in 0..rows * width / GEMM_THREADS {
                 let [row, col] = self.element_of(tid, i, width)?;
                 let col = if chunked { self.scaled(col, per_chunk, 0)? } else { col };
                 let place = [shared[operand], slot, row, col];
                 match &views[operand] {
-                    Some(view) => self.copy_chunk(g, tile, view, operand, k0, place)?,
-                    None => self.stage_element(g, tile, operand, k0, place)?,
+                    Staging::Chunks(view) => self.copy_chunk(g, tile, view, operand, k0, place)?,
+                    Staging::Elements(view) => self.stage_strided(g, tile, view, operand, k0, place)?,
+                    Staging::Values => self.stage_element(g, tile, operand, k0, place)?,
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The GEMM coordinates of `[row, col]` of operand `operand`'s step `k0`, and their bounds:
+    /// `a`'s row and `k`, `b`'s `k` and column.
+    fn operand_place(&mut self, tile: &GemmTile, operand: usize, k0: V, row: V, col: V) -> [V; 4] {
+        if operand == 0 {
+            [self.arith("addi", tile.m0, row), self.arith("addi", k0, col), tile.rows, tile.depth]
+        } else {
+            [self.arith("addi", k0, row), self.arith("addi", tile.n0, col), tile.depth, tile.cols]
+        }
+    }
+
+    /// The address of GEMM element `[r, c]` of operand `operand` through its strides where
+    /// `inside`, else of the batch's first element (safe to read, or to copy nothing from).
+    /// The GEMM's rows and columns count from the call's range of theirs.
+    #[allow(clippy::too_many_arguments)]
+    fn operand_address(
+        &mut self,
+        g: &Gemm,
+        tile: &GemmTile,
+        view: &Strided,
+        operand: usize,
+        [r, c]: [V; 2],
+        inside: V,
+    ) -> Result<V, LowerError> {
+        let zero = self.ix(&Ix::Const(0))?;
+        let (r, c) = (self.select(inside, r, zero), self.select(inside, c, zero));
+        let (r, c) = match operand {
+            0 => (self.arith("addi", tile.ranges[g.rows[0]].0, r), c),
+            _ => (r, self.arith("addi", tile.ranges[g.col].0, c)),
+        };
+        let batch: Vec<Ix> = tile.batch.iter().map(|&v| Ix::Value(v)).collect();
+        let x = self.graph.operands(g.node)[operand];
+        let mut at = index::broadcast(&batch, &self.shape(x)[..self.shape(x).len() - 2]);
+        at.extend([Ix::Value(r), Ix::Value(c)]);
+        self.view_address(view, &at)
+    }
+
+    /// Element `[row, col]` of a strided operand's step into `[slot, row, col]` of its shared
+    /// tile: one load at its address, no index arithmetic beyond the strides; zero past the
+    /// edges (the load then reads a safe address, and is selected away).
+    fn stage_strided(
+        &mut self,
+        g: &Gemm,
+        tile: &GemmTile,
+        view: &Strided,
+        operand: usize,
+        k0: V,
+        place: [V; 4],
+    ) -> Result<(), LowerError> {
+        let [shared, slot, row, col] = place;
+        let [r, c, r_end, c_end] = self.operand_place(tile, operand, k0, row, col);
+        let inside = self.both_below(r, r_end, c, c_end);
+        let source = self.operand_address(g, tile, view, operand, [r, c], inside)?;
+        let ty = g.plan.engine.element();
+        let loaded = self.load_ptr(source, ty, None);
+        let zero = self.constant(&format!("0.0 : {ty}"));
+        let element = self.select(inside, loaded, zero);
+        self.effect("memref.store", &[element, shared, slot, row, col], &[]);
         Ok(())
     }
 
@@ -584,29 +670,14 @@ impl<'g, 'c> Emitter<'g, 'c> {
         let bytes = g.plan.engine.element_bytes();
         let per_chunk = CHUNK_BYTES / bytes;
         // The chunk's first element, its row's bound and how many of it are inside.
-        let (r, c, r_end, c_end) = if operand == 0 {
-            (self.arith("addi", tile.m0, row), self.arith("addi", k0, col), tile.rows, tile.depth)
-        } else {
-            (self.arith("addi", k0, row), self.arith("addi", tile.n0, col), tile.depth, tile.cols)
-        };
+        let [r, c, r_end, c_end] = self.operand_place(tile, operand, k0, row, col);
         let inside = self.both_below(r, r_end, c, c_end);
         let left = self.arith("subi", c_end, c);
         let chunk = self.ix(&Ix::Const(per_chunk))?;
         let count = self.arith("minui", left, chunk);
         let zero = self.ix(&Ix::Const(0))?;
         let count = self.select(inside, count, zero);
-        // A safe address for an empty copy: the matrix's first element of this batch. The
-        // GEMM's rows and columns count from the call's range of theirs.
-        let (r_safe, c_safe) = (self.select(inside, r, zero), self.select(inside, c, zero));
-        let (r_safe, c_safe) = match operand {
-            0 => (self.arith("addi", tile.ranges[g.rows[0]].0, r_safe), c_safe),
-            _ => (r_safe, self.arith("addi", tile.ranges[g.col].0, c_safe)),
-        };
-        let batch: Vec<Ix> = tile.batch.iter().map(|&v| Ix::Value(v)).collect();
-        let x = self.graph.operands(g.node)[operand];
-        let mut at = index::broadcast(&batch, &self.shape(x)[..self.shape(x).len() - 2]);
-        at.extend([Ix::Value(r_safe), Ix::Value(c_safe)]);
-        let source = self.view_address(view, &at)?;
+        let source = self.operand_address(g, tile, view, operand, [r, c], inside)?;
         let address = self.op("llvm.ptrtoint", &[source], "i64", &[]);
         let address = self.cast("index_cast", address, "index");
         let align = self.ix(&Ix::Const(CHUNK_BYTES))?;
@@ -627,7 +698,7 @@ impl<'g, 'c> Emitter<'g, 'c> {
             &mut |e| {
                 for l in 0..per_chunk {
                     let col_l = e.scaled(col, 1, l)?;
-                    e.stage_element(g, tile, operand, k0, [shared, slot, row, col_l])?;
+                    e.stage_strided(g, tile, view, operand, k0, [shared, slot, row, col_l])?;
                 }
                 Ok(())
             },
@@ -713,30 +784,34 @@ impl<'g, 'c> Emitter<'g, 'c> {
         Ok(acc)
     }
 
-    /// One step of `depth` along `k` by FFMA: this thread's 4 × 4 results, a rank-1 update
-    /// per `k`.
+    /// One step of `depth` along `k` by FFMA: this thread's results, a rank-1 update per `k`
+    /// of its rows `ty + 16·i` by its columns `tx + 16·j`.
     fn ffma_step(
         &mut self,
+        plan: &GemmPlan,
         lanes: &Lanes,
         shared: [V; 2],
         slot: V,
         carried: &[Reg],
-        depth: u64,
     ) -> Result<Vec<Reg>, LowerError> {
+        let (per_col, per_row) = (plan.shape.rows / 16, plan.shape.cols / 16);
         let [ty, tx] = self.split(lanes.tid, 16)?;
         let mut acc = carried.to_vec();
-        for kk in 0..depth {
+        for kk in 0..plan.shape.depth {
             let k = self.ix(&Ix::Const(kk))?;
-            let mut a = Vec::with_capacity(4);
-            let mut b = Vec::with_capacity(4);
-            for i in 0..4 {
+            let mut a = Vec::with_capacity(per_col as usize);
+            for i in 0..per_col {
                 let row = self.scaled(ty, 1, 16 * i)?;
                 a.push(self.op("memref.load", &[shared[0], slot, row, k], "f32", &[]));
-                let col = self.scaled(tx, 1, 16 * i)?;
+            }
+            let mut b = Vec::with_capacity(per_row as usize);
+            for j in 0..per_row {
+                let col = self.scaled(tx, 1, 16 * j)?;
                 b.push(self.op("memref.load", &[shared[1], slot, k, col], "f32", &[]));
             }
-            for (slot, r) in acc.iter_mut().enumerate() {
-                *r = self.fmuladd(a[slot / 4], b[slot % 4], r.v, "f32");
+            for (at, r) in acc.iter_mut().enumerate() {
+                let (i, j) = (at / per_row as usize, at % per_row as usize);
+                *r = self.fmuladd(a[i], b[j], r.v, "f32");
             }
         }
         Ok(acc)
@@ -846,7 +921,7 @@ mod tests {
     use crate::lower::gpu::SMS;
 
     fn plan(engine: Engine, sm: &str) -> GemmPlan {
-        GemmPlan::for_sm(engine, &SMS.iter().copied().find(|s| s.name == sm).expect("a known SM"))
+        GemmPlan::for_sm(engine, &SMS.iter().copied().find(|s| s.name == sm).expect("a known SM"), [4096, 4096])
     }
 
     #[test]
@@ -859,15 +934,30 @@ mod tests {
         // GB10: 100 KiB a multiprocessor holds two blocks of three 128 × 64 stages, not of three 128 × 128.
         let p = plan(tensor, "sm_121");
         assert_eq!((p.shape.rows, p.shape.cols, p.stages, p.shared_bytes()), (128, 64, 3, 44544));
+        // f32: 16 KiB a stage of 128 × 128, 4 of them on sm_90, 3 on sm_121.
+        let p = plan(Engine::Ffma, "sm_90");
+        assert_eq!((p.shape.rows, p.shape.cols, p.stages, p.shared_bytes()), (128, 128, 4, 65536));
         let p = plan(Engine::Ffma, "sm_121");
-        assert_eq!((p.shape.rows, p.shape.cols, p.stages, p.shared_bytes()), (64, 64, 4, 32768));
+        assert_eq!((p.shape.rows, p.shape.cols, p.stages, p.shared_bytes()), (128, 128, 3, 49152));
+    }
+
+    #[test]
+    fn tiles_are_no_larger_than_the_gemm() {
+        let sm = SMS.iter().copied().find(|s| s.name == "sm_90").expect("sm_90");
+        let f32_small = GemmPlan::for_sm(Engine::Ffma, &sm, [32, 4096]);
+        assert_eq!((f32_small.shape.rows, f32_small.shape.cols, f32_small.stages), (64, 64, 4));
+        let f16_narrow = GemmPlan::for_sm(Engine::TensorCore(DType::F16), &sm, [4096, 64]);
+        assert_eq!((f16_narrow.shape.rows, f16_narrow.shape.cols, f16_narrow.stages), (128, 64, 4));
+        // The smallest tile serves any GEMM, however small.
+        let tiny = GemmPlan::for_sm(Engine::TensorCore(DType::F16), &sm, [8, 8]);
+        assert_eq!((tiny.shape.rows, tiny.shape.cols), (128, 64));
     }
 
     #[test]
     fn every_plan_fits_its_blocks_and_threads() {
         for sm in SMS {
             for engine in [Engine::TensorCore(DType::BF16), Engine::Ffma] {
-                let p = GemmPlan::for_sm(engine, sm);
+                let p = GemmPlan::for_sm(engine, sm, [4096, 4096]);
                 let reserved = sm.shared_per_sm - sm.shared_per_block;
                 assert!(BLOCKS_PER_SM * (p.shared_bytes() + reserved) <= sm.shared_per_sm, "{} {engine:?}", sm.name);
                 assert!(p.results() <= 64 && p.a_bytes().is_multiple_of(16), "{} {engine:?}", sm.name);
