@@ -25,6 +25,8 @@ run: deps build
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	# The runtime-only flint a GPU check carries (scripts/gpu-prepare.sh) builds without MLIR.
+	$(CARGO) check --locked -p flint-compiler --no-default-features --bin flint
 	INSTA_UPDATE=no CI=true $(CARGO) test --workspace --locked
 	$(MAKE) --no-print-directory check-snapshots
 	$(MAKE) --no-print-directory embed

@@ -21,10 +21,6 @@ pub struct TargetInfo {
     pub features: Vec<String>,
 }
 
-#[cfg(feature = "mlir")]
-/// The manifest of `program`: its signature, plan and kernels, with the function computing
-/// each kernel (`symbols`, by kernel index). Its sections are filled in by
-/// [`tgx::write`].
 /// A GPU module's functions for the manifest: its compute capability, and each kernel's
 /// function and dynamic shared memory, by kernel.
 pub struct GpuModule<'a> {
@@ -33,6 +29,10 @@ pub struct GpuModule<'a> {
     pub shared_bytes: &'a [u64],
 }
 
+#[cfg(feature = "mlir")]
+/// The manifest of `program`: its signature, plan and kernels, with the function computing
+/// each kernel (`symbols`, by kernel index, and each GPU module's `gpu`). Its sections are
+/// filled in by [`tgx::write`].
 pub fn manifest(
     program: &Program,
     kernels: &KernelGraph,

@@ -627,14 +627,11 @@ impl<'g, 'c> Emitter<'g, 'c> {
         row: V,
         col: V,
     ) -> Result<Reg, LowerError> {
-        if operand == 0 {
-            let (m, k) = (self.arith("addi", tile.m0, row), self.arith("addi", k0, col));
-            let in_range = self.both_below(m, tile.rows, k, tile.depth);
-            self.gemm_a(g, tile, m, k, in_range)
-        } else {
-            let (k, n) = (self.arith("addi", k0, row), self.arith("addi", tile.n0, col));
-            let in_range = self.both_below(k, tile.depth, n, tile.cols);
-            self.gemm_b(g, tile, k, n, in_range)
+        let [r, c, r_end, c_end] = self.operand_place(tile, operand, k0, row, col);
+        let in_range = self.both_below(r, r_end, c, c_end);
+        match operand {
+            0 => self.gemm_a(g, tile, r, c, in_range),
+            _ => self.gemm_b(g, tile, r, c, in_range),
         }
     }
 
