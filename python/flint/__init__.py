@@ -104,10 +104,17 @@ class Model:
         return f"flint.Model(({fmt(self.inputs)}) -> ({fmt(self.outputs)}))"
 
 
-def load(path: str, weights: Optional[str] = None, device: str = "cpu", threads: int = 0) -> Model:
+def load(
+    path: str,
+    weights: Optional[str] = None,
+    device: str = "cpu",
+    threads: int = 0,
+    memory: Optional[str] = None,
+) -> Model:
     """Loads a `.tgx` artifact; `weights` (a safetensors file) binds its params; `device` is
-    `cpu`, `cuda` or `cuda:N`; `threads` 0 means every core."""
-    return Model(_native.load(str(path), weights, device, threads))
+    `cpu`, `cuda` or `cuda:N`; `threads` 0 means every core; `memory` is how a CUDA device
+    reaches host memory: `unified`, `discrete` or `host` (default: from the device)."""
+    return Model(_native.load(str(path), weights, device, threads, memory))
 
 
 def compile(
@@ -118,12 +125,13 @@ def compile(
     weights: Optional[str] = None,
     device: str = "cpu",
     threads: int = 0,
+    memory: Optional[str] = None,
 ) -> Model:
     """Compiles Flint source text, a `.tg` file or an `.onnx` model (whose weights are
     embedded) for `target` (`cpu`, or GPU SMs like `"sm_90,sm_121"` beside the CPU code),
-    writes the artifact to `output` when given, and returns it loaded. `dim_bounds` bounds an
-    ONNX model's symbolic dims (`{"batch": 64}`)."""
+    writes the artifact to `output` when given, and returns it loaded as `load` would.
+    `dim_bounds` bounds an ONNX model's symbolic dims (`{"batch": 64}`)."""
     native = _native.compile(
-        str(source), target, list((dim_bounds or {}).items()), output, weights, device, threads
+        str(source), target, list((dim_bounds or {}).items()), output, weights, device, threads, memory
     )
     return Model(native)

@@ -19,7 +19,7 @@ use flint_compiler::lower::llvm::Cpu;
 use flint_compiler::onnx::{self, ImportOptions};
 use flint_compiler::pipeline::{self, CompileOptions, Target};
 use flint_runtime::artifact::DType;
-use flint_runtime::{DeviceChoice, LoadOptions, TensorRef};
+use flint_runtime::{DeviceChoice, LoadOptions, MemoryPolicy, TensorRef};
 
 create_exception!(_native, FlintError, PyException, "An error from the Flint compiler or runtime.");
 
@@ -52,6 +52,14 @@ fn parse_dtype(name: &str) -> PyResult<DType> {
 
 fn device(name: &str) -> PyResult<DeviceChoice> {
     DeviceChoice::parse(name).ok_or_else(|| error(format!("device `{name}`: give cpu, cuda or cuda:N")))
+}
+
+/// The load options `device`, `threads` and `memory` (a CUDA memory policy) name.
+fn load_options(device: &str, threads: usize, memory: Option<&str>) -> PyResult<LoadOptions> {
+    let memory = memory
+        .map(|m| MemoryPolicy::parse(m).ok_or_else(|| error(format!("memory `{m}`: give unified, discrete or host"))))
+        .transpose()?;
+    Ok(LoadOptions { threads, device: self::device(device)?, memory })
 }
 
 #[pymethods]
@@ -135,9 +143,9 @@ impl Session {
 
 /// Loads a `.tgx` artifact; `weights` binds a safetensors file.
 #[pyfunction]
-#[pyo3(signature = (path, weights=None, device="cpu", threads=0))]
-fn load(path: &str, weights: Option<&str>, device: &str, threads: usize) -> PyResult<Model> {
-    let options = LoadOptions { threads, device: self::device(device)?, memory: None };
+#[pyo3(signature = (path, weights=None, device="cpu", threads=0, memory=None))]
+fn load(path: &str, weights: Option<&str>, device: &str, threads: usize, memory: Option<&str>) -> PyResult<Model> {
+    let options = load_options(device, threads, memory)?;
     let mut model = flint_runtime::Model::load_with(path, &options).map_err(|e| error(format!("{path}: {e}")))?;
     if let Some(w) = weights {
         model.bind_weights(w).map_err(error)?;
@@ -149,7 +157,8 @@ fn load(path: &str, weights: Option<&str>, device: &str, threads: usize) -> PyRe
 /// `target` (`cpu`, or GPU SMs such as `sm_90,sm_121` beside the CPU code); writes the
 /// artifact to `output` when given, and returns it loaded.
 #[pyfunction]
-#[pyo3(signature = (source, target="cpu", dim_bounds=None, output=None, weights=None, device="cpu", threads=0))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (source, target="cpu", dim_bounds=None, output=None, weights=None, device="cpu", threads=0, memory=None))]
 fn compile(
     source: &str,
     target: &str,
@@ -158,6 +167,7 @@ fn compile(
     weights: Option<&str>,
     device: &str,
     threads: usize,
+    memory: Option<&str>,
 ) -> PyResult<Model> {
     let path = Path::new(source);
     let (graph, embedded) = if onnx::is_onnx_path(path) {
@@ -189,7 +199,7 @@ fn compile(
     if let Some(out) = output {
         std::fs::write(out, &bytes).map_err(|e| error(format!("{out}: {e}")))?;
     }
-    let options = LoadOptions { threads, device: self::device(device)?, memory: None };
+    let options = load_options(device, threads, memory)?;
     let mut model = flint_runtime::Model::from_bytes(&bytes, &options).map_err(error)?;
     if let Some(w) = weights {
         model.bind_weights(w).map_err(error)?;

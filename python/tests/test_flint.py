@@ -91,6 +91,14 @@ def test_errors_are_exceptions_with_the_runtime_message(mlp, tmp_path):
         flint.compile(SMALL, device="cuda")
     except flint.FlintError as e:
         assert "CUDA" in str(e), str(e)
+    with pytest.raises(flint.FlintError, match="give unified, discrete or host"):
+        flint.compile(SMALL, memory="shared")
+    with pytest.raises(flint.FlintError, match="give cpu, cuda or cuda:N"):
+        flint.compile(SMALL, device="gpu")
+    try:
+        flint.compile(SMALL, target="sm_121", device="cuda", memory="host")
+    except flint.FlintError as e:
+        assert "CUDA" in str(e) or "PTX" in str(e), str(e)
 
 
 def test_sessions_run_on_threads(mlp):

@@ -66,6 +66,17 @@ typedef struct FlintModel FlintModel;
 // A model's working memory (opaque).
 typedef struct FlintSession FlintSession;
 
+// Where and how a model runs ([`flint_model_load_with`]); zeroed, the defaults.
+typedef struct {
+  // Threads a CPU kernel's range is split across; 0: every core.
+  size_t threads;
+  // `"cpu"`, `"cuda"` (device 0) or `"cuda:N"`; NULL: the CPU.
+  const char *device;
+  // On a CUDA device, how it reaches host memory: `"unified"`, `"discrete"` or `"host"`;
+  // NULL: from the device's attributes (unified where it reads host memory in place).
+  const char *memory;
+} FlintLoadOptions;
+
 // One axis of a tensor in the signature.
 typedef struct {
   // The axis's size when it is static, else 0.
@@ -119,6 +130,13 @@ const char *flint_last_error(void);
 
 // Loads the artifact (`.tgx`) at `path` into `*out` (one thread per core for the CPU).
 FlintStatus flint_model_load(const char *path, FlintModel **out);
+
+// Loads the artifact (`.tgx`) at `path` into `*out` to run as `options` say (NULL: on the
+// CPU, one thread per core). A CUDA device without a driver, or an artifact without PTX for
+// it, is `FLINT_ERROR_LOAD` with the reason in flint_last_error().
+FlintStatus flint_model_load_with(const char *path,
+                                  const FlintLoadOptions *options,
+                                  FlintModel **out);
 
 // Loads an artifact from `len` bytes at `bytes` (copied) into `*out`.
 FlintStatus flint_model_load_memory(const void *bytes, size_t len, FlintModel **out);

@@ -16,7 +16,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use crate::artifact::{DType, RegionKind};
-use crate::model::{LoadOptions, Model, Session, TensorRef};
+use crate::model::{DeviceChoice, LoadOptions, Model, Session, TensorRef};
+use crate::MemoryPolicy;
 use crate::RuntimeError;
 
 /// What a call did.
@@ -322,6 +323,58 @@ pub unsafe extern "C" fn flint_model_load(path: *const c_char, out: *mut *mut Fl
             return Err(invalid("out is NULL"));
         }
         hand_out(Model::load(path)?, out)
+    })
+}
+
+/// Where and how a model runs ([`flint_model_load_with`]); zeroed, the defaults.
+#[repr(C)]
+pub struct FlintLoadOptions {
+    /// Threads a CPU kernel's range is split across; 0: every core.
+    pub threads: usize,
+    /// `"cpu"`, `"cuda"` (device 0) or `"cuda:N"`; NULL: the CPU.
+    pub device: *const c_char,
+    /// On a CUDA device, how it reaches host memory: `"unified"`, `"discrete"` or `"host"`;
+    /// NULL: from the device's attributes (unified where it reads host memory in place).
+    pub memory: *const c_char,
+}
+
+/// `options` as the runtime's, NULL fields and a NULL `options` meaning the defaults.
+unsafe fn load_options(options: *const FlintLoadOptions) -> Result<LoadOptions, Failure> {
+    let Some(o) = options.as_ref() else { return Ok(LoadOptions::default()) };
+    let device = match o.device.is_null() {
+        true => DeviceChoice::Cpu,
+        false => {
+            let name = text(o.device, "device")?;
+            DeviceChoice::parse(name).ok_or_else(|| invalid(format!("device `{name}`: give cpu, cuda or cuda:N")))?
+        }
+    };
+    let memory = match o.memory.is_null() {
+        true => None,
+        false => {
+            let name = text(o.memory, "memory")?;
+            let policy = MemoryPolicy::parse(name);
+            Some(policy.ok_or_else(|| invalid(format!("memory `{name}`: give unified, discrete or host")))?)
+        }
+    };
+    Ok(LoadOptions { threads: o.threads, device, memory })
+}
+
+/// Loads the artifact (`.tgx`) at `path` into `*out` to run as `options` say (NULL: on the
+/// CPU, one thread per core). A CUDA device without a driver, or an artifact without PTX for
+/// it, is `FLINT_ERROR_LOAD` with the reason in flint_last_error().
+#[no_mangle]
+pub unsafe extern "C" fn flint_model_load_with(
+    path: *const c_char,
+    options: *const FlintLoadOptions,
+    out: *mut *mut FlintModel,
+) -> FlintStatus {
+    guarded(|| {
+        let path = text(path, "path")?;
+        if out.is_null() {
+            return Err(invalid("out is NULL"));
+        }
+        let options = load_options(options)?;
+        hand_out(Model::load_with(path, &options)?, out)
     })
 }
 

@@ -302,6 +302,30 @@ fn the_c_api_survives_hostile_calls() {
         assert_eq!(flint_model_free(bogus), FLINT_ERROR_INVALID_HANDLE);
         assert_eq!(flint_model_free(std::ptr::null_mut()), FLINT_ERROR_INVALID_HANDLE);
 
+        // Load options: a bad device or memory policy is named; a CPU-only artifact asked onto
+        // a CUDA device fails to load with the reason (no driver here, or no PTX); zeroed and
+        // NULL options are the defaults.
+        let text = |s: &str| CString::new(s).expect("text");
+        let (gpu, bogus, cuda, one) = (text("gpu"), text("bogus"), text("cuda"), text("cpu"));
+        let options = |device: &CString, memory: Option<&CString>| FlintLoadOptions {
+            threads: 1,
+            device: device.as_ptr(),
+            memory: memory.map_or(std::ptr::null(), |m| m.as_ptr()),
+        };
+        let with = |o: *const FlintLoadOptions, out: *mut *mut FlintModel| flint_model_load_with(path.as_ptr(), o, out);
+        assert_eq!(with(&options(&gpu, None), &mut model), FLINT_ERROR_INVALID_ARGUMENT);
+        assert!(last().contains("give cpu, cuda or cuda:N"), "{}", last());
+        assert_eq!(with(&options(&one, Some(&bogus)), &mut model), FLINT_ERROR_INVALID_ARGUMENT);
+        assert!(last().contains("give unified, discrete or host"), "{}", last());
+        assert_eq!(with(&options(&cuda, None), &mut model), FLINT_ERROR_LOAD);
+        assert!(last().contains("CUDA") || last().contains("PTX"), "{}", last());
+        assert_eq!(with(&options(&one, None), std::ptr::null_mut()), FLINT_ERROR_INVALID_ARGUMENT);
+        let zeroed = std::mem::zeroed::<FlintLoadOptions>();
+        for o in [std::ptr::null(), &zeroed as *const _, &options(&one, None)] {
+            assert_eq!(with(o, &mut model), FLINT_OK, "{}", last());
+            assert_eq!(flint_model_free(model), FLINT_OK);
+        }
+
         assert_eq!(flint_model_load(path.as_ptr(), &mut model), FLINT_OK);
         assert_eq!(last(), "");
         assert_eq!(flint_model_count(model, 7, &mut count), FLINT_ERROR_INVALID_ARGUMENT);
