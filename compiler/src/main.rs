@@ -73,12 +73,14 @@ enum Command {
         plan_svg: Option<PathBuf>,
         /// Generate code: `cpu` lowers every kernel through MLIR and LLVM for the host and
         /// links them into one shared object; `sm_80`, `sm_90` or `sm_121` (several joined
-        /// by commas) also lowers every kernel to PTX for those NVIDIA GPUs, and the artifact
-        /// holds both. Without it, the pipeline stops at the plan.
+        /// by commas) also lowers every kernel to PTX for those NVIDIA GPUs (matmul and
+        /// convolution tiles sized to each one's shared memory), and the artifact holds both.
+        /// Without it, the pipeline stops at the plan.
         #[arg(long, value_parser = compile::TargetArg::parse, value_name = "cpu|sm_80|sm_90|sm_121")]
         target: Option<compile::TargetArg>,
         /// With --target: print every kernel at this stage, headed by its kernel ids and
-        /// kinds: `mlir` (verified, before LLVM; the GPU module with a GPU target), `llvm`
+        /// kinds: `mlir` (verified, before LLVM; with a GPU target the GPU modules, each headed
+        /// by the SMs it serves), `llvm`
         /// (optimised LLVM IR) or `asm` for the CPU, `ptx` for each GPU target; or the host
         /// glue (`clif`).
         #[arg(long, value_enum, requires = "target")]
