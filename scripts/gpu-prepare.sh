@@ -11,12 +11,16 @@ cd "$(dirname "$0")/.."
 profile=${1:-dist}
 cargo build --locked -p flint-compiler --bin flint
 compiler=target/debug/flint
-cargo build --locked --profile "$profile" -p flint-compiler --no-default-features --bin flint
+# The runner in a target folder of its own under the dev profile, whose target/debug/flint is
+# the full one.
+runner_target=target; [ "$profile" = dev ] && runner_target=target/runner
+cargo build --locked --profile "$profile" --target-dir "$runner_target" -p flint-compiler --no-default-features --bin flint
 dir=gpu-check
 rm -rf "$dir" && mkdir -p "$dir"
 out=$profile; [ "$profile" = dev ] && out=debug
-cp "target/$out/flint" "$dir/flint"
-for f in ir-spec/examples/*.tg examples/mlp.tg examples/transformer.tg; do
+cp "$runner_target/$out/flint" "$dir/flint"
+# The examples, and GEMMs large enough for each SM's largest tiles (tests/gpu/).
+for f in ir-spec/examples/*.tg examples/mlp.tg examples/transformer.tg tests/gpu/*.tg; do
     name=$(basename "$f" .tg)
     "$compiler" compile "$f" --target sm_80,sm_90,sm_121 -o "$dir/$name.tgx" 2>/dev/null
 done

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Compares the .npy files of two folders element by element (standard library only, so it
-runs on a bare machine): `|a - b| <= 1e-5 + 1e-4 * |a|`, NaN matching NaN. Exits 1 on the first
-file that differs, printing where."""
+runs on a bare machine): `|a - b| <= atol + rtol * |a|`, NaN matching NaN, with f32's 1e-5 +
+1e-4 and 4 units in the last place for f16 and bf16 (a GPU sums in another order, and a sum
+that lands near a rounding boundary rounds to the neighbouring half-precision value). Flint
+writes bf16 as `<f4`: an f4 file whose values are all bf16 values is compared as bf16. Exits 1
+on the first file that differs, printing where."""
 import ast
 import math
 import os
@@ -9,6 +12,21 @@ import struct
 import sys
 
 FORMATS = {"<f4": "f", "<f8": "d", "<i4": "i", "<i8": "q", "|b1": "?", "<f2": "e", "|u1": "B"}
+
+
+# (atol, rtol) by .npy descr (bf16 as raw 16-bit words, `<u2`, or as `<f4` values).
+TOLERANCE = {"<f2": (4e-3, 4 * 2.0**-10), "<u2": (3e-2, 4 * 2.0**-7)}
+
+
+def bf16_values(values):
+    """Whether every value is a bf16 value (the low 16 bits of its f32 are zero)."""
+    return all(struct.unpack("<I", struct.pack("<f", v))[0] & 0xFFFF == 0 for v in values)
+
+
+def descr(path):
+    with open(path, "rb") as f:
+        head = f.read(256).decode("latin1")
+    return head.split("'descr': '")[1].split("'")[0]
 
 
 def read(path):
@@ -33,6 +51,10 @@ def main(a_dir, b_dir):
         if not name.endswith(".npy"):
             continue
         a, b = read(os.path.join(a_dir, name)), read(os.path.join(b_dir, name))
+        kind = descr(os.path.join(a_dir, name))
+        if kind == "<f4" and bf16_values(a) and bf16_values(b):
+            kind = "<u2"
+        atol, rtol = TOLERANCE.get(kind, (1e-5, 1e-4))
         if len(a) != len(b):
             print(f"{name}: {len(a)} vs {len(b)} elements")
             return 1
@@ -40,7 +62,7 @@ def main(a_dir, b_dir):
             x, y = float(x), float(y)
             if math.isnan(x) and math.isnan(y):
                 continue
-            if x != y and not abs(x - y) <= 1e-5 + 1e-4 * abs(x):
+            if x != y and not abs(x - y) <= atol + rtol * abs(x):
                 print(f"{name}: element {i}: {x} vs {y}")
                 return 1
     return 0
