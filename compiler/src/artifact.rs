@@ -21,23 +21,15 @@ pub struct TargetInfo {
     pub features: Vec<String>,
 }
 
-/// A GPU module's functions for the manifest: its compute capability, and each kernel's
-/// function and dynamic shared memory, by kernel.
-pub struct GpuModule<'a> {
-    pub sm: u32,
-    pub symbols: &'a [String],
-    pub shared_bytes: &'a [u64],
-}
-
 #[cfg(feature = "mlir")]
 /// The manifest of `program`: its signature, plan and kernels, with the function computing
-/// each kernel (`symbols`, by kernel index, and each GPU module's `gpu`). Its sections are
+/// each kernel (`symbols`, by kernel index, and in each SM's GPU module). Its sections are
 /// filled in by [`tgx::write`].
 pub fn manifest(
     program: &Program,
     kernels: &KernelGraph,
     symbols: &[String],
-    gpu: &[GpuModule],
+    gpu: &[(crate::lower::gpu::Sm, crate::lower::KernelModule)],
     target: TargetInfo,
 ) -> Manifest {
     let index: HashMap<_, u32> = program.values.keys().enumerate().map(|(i, &id)| (id, i as u32)).collect();
@@ -79,8 +71,8 @@ pub fn manifest(
                 args: k.inputs.iter().chain(&k.outputs).map(|v| index[v]).collect(),
                 gpu: gpu
                     .iter()
-                    .map(|m| tgx::GpuFunction {
-                        sm: m.sm,
+                    .map(|(sm, m)| tgx::GpuFunction {
+                        sm: sm.capability(),
                         symbol: m.symbols[i].clone(),
                         shared_bytes: m.shared_bytes[i],
                     })

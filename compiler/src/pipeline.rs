@@ -153,9 +153,9 @@ impl Stage {
             }
             #[cfg(feature = "mlir")]
             Stage::LowerGpu => {
-                let view = unit.as_compiled_view()?;
-                let modules = per_sm(self.name(), &opts.sms(), |sm| crate::lower::gpu_module(&view, *sm))?;
-                unit.gpu = opts.sms().into_iter().zip(modules).collect();
+                let (view, sms) = (unit.as_compiled_view()?, opts.sms());
+                let modules = per_sm(self.name(), &sms, |sm| crate::lower::gpu_module(&view, *sm))?;
+                unit.gpu = sms.into_iter().zip(modules).collect();
             }
             #[cfg(feature = "mlir")]
             Stage::Ptx => {
@@ -170,16 +170,7 @@ impl Stage {
                 };
                 let (cpu, features) = opts.cpu().target_info();
                 let target = crate::artifact::TargetInfo { cpu, features };
-                let gpu: Vec<_> = unit
-                    .gpu
-                    .iter()
-                    .map(|(sm, m)| crate::artifact::GpuModule {
-                        sm: sm.capability(),
-                        symbols: &m.symbols,
-                        shared_bytes: &m.shared_bytes,
-                    })
-                    .collect();
-                let manifest = crate::artifact::manifest(program, kg, &module.symbols, &gpu, target);
+                let manifest = crate::artifact::manifest(program, kg, &module.symbols, &unit.gpu, target);
                 unit.glue = Some(crate::glue::clif(&manifest));
                 unit.manifest = Some(manifest);
             }

@@ -114,30 +114,28 @@ impl CudaKernels {
             return Err(RuntimeError::Load(format!("the artifact has no PTX this sm_{sm} device runs; it has {have}")));
         };
         let module = load_ptx(text)?;
-        let functions = manifest
+        let attribute = |a| device.attribute(a);
+        let most = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
+        let (functions, shared) = manifest
             .kernels
             .iter()
             .map(|k| {
-                let f = function_in(k, ptx_sm)?;
+                let f = k.gpu.iter().find(|f| f.sm == ptx_sm).ok_or_else(|| {
+                    RuntimeError::Load(format!("kernel {} has no function in the PTX for sm_{ptx_sm}", k.name))
+                })?;
                 let name = CString::new(f.symbol.as_str())
                     .map_err(|_| RuntimeError::Load("a kernel name has a NUL".into()))?;
                 // SAFETY: `module` was just loaded and is unloaded only when `self` drops.
-                unsafe { result::module::get_function(module, name) }.map_err(driver("cuModuleGetFunction"))
+                let function =
+                    unsafe { result::module::get_function(module, name) }.map_err(driver("cuModuleGetFunction"))?;
+                Ok((function, allow_shared(k, f, function, most)?))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let attribute = |a| device.attribute(a);
+            .collect::<Result<(Vec<_>, Vec<_>), RuntimeError>>()?;
         let in_place =
             device.is_integrated()? || attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS)? != 0;
         let policy = policy.unwrap_or(if in_place { MemoryPolicy::Unified } else { MemoryPolicy::Discrete });
         let sms = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1);
         let work = manifest.kernels.iter().map(|k| k.work).collect();
-        let most = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
-        let shared = manifest
-            .kernels
-            .iter()
-            .zip(&functions)
-            .map(|(k, &function)| allow_shared(k, function, ptx_sm, most))
-            .collect::<Result<_, _>>()?;
         Ok(CudaKernels { device, module, functions, ptx_sm, policy, blocks: sms * 8, work, shared })
     }
 
@@ -247,20 +245,20 @@ impl Drop for LaunchTimes {
 }
 
 /// Loads PTX text, with the JIT's error log in the error when the driver refuses it.
-/// The dynamic shared memory kernel `k` asks for with the PTX of `ptx_sm`, allowed for
-/// `function` (past 48 KiB a block must opt in); an error if the device has less than that
-/// (`most`) for a block: the artifact's tiles were sized for a larger SM.
+/// The dynamic shared memory kernel `k`'s function `f` asks for, allowed for `function` (past
+/// 48 KiB a block must opt in); an error if the device has less than that (`most`) for a
+/// block: the artifact's tiles were sized for a larger SM.
 fn allow_shared(
     k: &crate::artifact::Kernel,
+    f: &crate::artifact::GpuFunction,
     function: sys::CUfunction,
-    ptx_sm: u32,
     most: u32,
 ) -> Result<u32, RuntimeError> {
-    let bytes = u32::try_from(function_in(k, ptx_sm)?.shared_bytes).unwrap_or(u32::MAX);
+    let bytes = u32::try_from(f.shared_bytes).unwrap_or(u32::MAX);
     if bytes > most {
         return Err(RuntimeError::Load(format!(
-            "kernel {} of the PTX for sm_{ptx_sm} needs {bytes} B of shared memory a block; this device allows {most} B (compile for its SM with --target)",
-            k.name
+            "kernel {} of the PTX for sm_{} needs {bytes} B of shared memory a block; this device allows {most} B (compile for its SM with --target)",
+            k.name, f.sm
         )));
     }
     if bytes > 0 {
@@ -270,12 +268,6 @@ fn allow_shared(
             .map_err(driver("cuFuncSetAttribute"))?;
     }
     Ok(bytes)
-}
-
-/// Kernel `k`'s function in the PTX for `ptx_sm`.
-fn function_in(k: &crate::artifact::Kernel, ptx_sm: u32) -> Result<&crate::artifact::GpuFunction, RuntimeError> {
-    let function = k.gpu.iter().find(|f| f.sm == ptx_sm);
-    function.ok_or_else(|| RuntimeError::Load(format!("kernel {} has no function in the PTX for sm_{ptx_sm}", k.name)))
 }
 
 fn load_ptx(text: &str) -> Result<sys::CUmodule, RuntimeError> {

@@ -15,8 +15,8 @@
 //!
 //! - Tensor cores ([`Engine::TensorCore`]): a 128 × 128 tile, 8 warps of 64 × 32 (2 along the
 //!   rows, 4 along the columns) each 4 × 4 `m16n8k16` products per 16 of `k`, or a 128 × 64
-//!   tile, warps of 32 × 32 (4, 2) each 2 × 4 products; in steps of 32. The warps read their fragments with `ldmatrix` (`b` transposed on the way), from rows padded
-//!   by 16 bytes so that an `ldmatrix`'s 8 rows start in different banks. The layouts (PTX ISA,
+//!   tile, warps of 32 × 32 (4, 2) each 2 × 4 products; in steps of 32. The warps read their
+//!   fragments with `ldmatrix` (`b` transposed on the way), from rows padded by 16 bytes so that an `ldmatrix`'s 8 rows start in different banks. The layouts (PTX ISA,
 //!   "Matrix Fragments for mma.m16n8k16"): lane `l` holds accumulators `(l/4, 2·(l%4) + j)` and
 //!   `(l/4 + 8, 2·(l%4) + j)`, `j` < 2; `ldmatrix.x4` at rows `l%16`, columns `8·(l/16)` gives
 //!   the A fragment's four registers in order, `ldmatrix.x2.trans` at rows `l%16` of `b` the B
@@ -115,9 +115,10 @@ impl GemmPlan {
     /// The plan for `engine` on `sm` for a GEMM of `extent` rows and columns (at most): the
     /// largest tile no larger than the GEMM (unless it is the smallest) of which [`MIN_STAGES`]
     /// stages fit [`BLOCKS_PER_SM`] blocks into the SM's shared memory, with as many stages as
-    /// fit (up to [`MAX_STAGES`]); failing that, the smallest tile, double-buffered. On sm_80 and sm_90
-    /// this is a 128 × 128 tensor-core tile in 4 stages (74 KiB), on sm_121 a 128 × 64 tile
-    /// in 3 (43.5 KiB); for f32, 128 × 128 in 4 stages (64 KiB) and in 3 (48 KiB).
+    /// fit (up to [`MAX_STAGES`]); failing that, the smallest tile, double-buffered. For large
+    /// GEMMs on sm_80 and sm_90 this is a 128 × 128 tensor-core tile in 4 stages (74 KiB), on
+    /// sm_121 a 128 × 64 tile in 3 (43.5 KiB); for f32, 128 × 128 in 4 stages (64 KiB) and in
+    /// 3 (48 KiB).
     pub(super) fn for_sm(engine: Engine, sm: &Sm, extent: [u64; 2]) -> GemmPlan {
         // The driver keeps 1 KiB of every block's shared memory for itself.
         let reserved = sm.shared_per_sm - sm.shared_per_block;
@@ -176,11 +177,11 @@ impl GemmPlan {
 
     /// Results each thread holds.
     fn results(&self) -> usize {
-        let [mt, nt] = self.mma_tiles();
-        match self.engine {
-            Engine::TensorCore(_) => (mt * nt * 4) as usize,
-            Engine::Ffma => ((self.shape.rows / 16) * (self.shape.cols / 16)) as usize,
-        }
+        let per_thread = match self.engine {
+            Engine::TensorCore(_) => self.mma_tiles().iter().product::<u64>() * 4,
+            Engine::Ffma => (self.shape.rows / 16) * (self.shape.cols / 16),
+        };
+        per_thread as usize
     }
 }
 
